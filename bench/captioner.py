@@ -1,0 +1,149 @@
+"""The one interface every method implements.
+
+A method sees text only while it fits: a :class:`Corpus` of training captions and their
+cached CLIP text embeddings. At test time it receives CLIP *image* embeddings and returns one
+caption per row. It never touches pixels or raw CLIP weights itself; anything it needs from
+the encoder (embedding a tag vocabulary, say) goes through ``ctx.encoder``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence
+
+from bench.progress import progress as default_progress
+
+if TYPE_CHECKING:  # heavy imports only for type checkers
+    import numpy as np
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Training text for ``fit``.
+
+    ``captions[i]`` is embedded as ``embeddings[i]``: a float32 array of shape ``(N, D)``,
+    L2-normalised along D unless ``normalized`` is False. ``dataset`` and ``split`` name where
+    the text came from (for caches and records).
+    """
+
+    captions: Sequence[str]
+    embeddings: "np.ndarray"
+    dataset: str = ""
+    split: str = "train"
+    normalized: bool = True
+
+    def __post_init__(self) -> None:
+        shape = getattr(self.embeddings, "shape", None)
+        if shape is None or len(shape) != 2:
+            raise ValueError(f"corpus embeddings must be a 2-D array (N, D), got shape {shape}")
+        if shape[0] != len(self.captions):
+            raise ValueError(f"corpus has {len(self.captions)} captions but {shape[0]} embeddings")
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    @property
+    def dim(self) -> int:
+        return int(self.embeddings.shape[1])
+
+
+@dataclass
+class FitContext:
+    """What ``fit`` may use besides the corpus.
+
+    ``encoder`` embeds extra text (or, for methods that generate images, images) with the
+    same frozen CLIP; ``cache`` is the embedding cache; ``device`` is a torch device string;
+    ``seed`` seeds every random choice of the fit; ``progress`` wraps iterables with a bar;
+    ``work_dir`` is a folder the method may use for intermediate files that should survive
+    an interruption.
+    """
+
+    encoder: Any = None
+    cache: Any = None
+    device: str = "cpu"
+    seed: int = 0
+    progress: Callable[..., Iterable] = default_progress
+    work_dir: Path | None = None
+    log: Callable[[str], None] = field(default=lambda message: None)
+
+
+class Captioner(ABC):
+    """A text-only captioner.
+
+    Subclasses set ``Config`` to a frozen dataclass with every hyper-parameter; the run record
+    stores ``dataclasses.asdict(config)`` whole. Contract:
+
+    * ``fit(corpus, ctx)`` trains on ``corpus`` only (no evaluation image, no image-caption
+      pair). It must be deterministic for ``ctx.seed`` on a given device.
+    * ``caption(image_embeddings)`` takes a float32 array or tensor of shape ``(B, D)``,
+      L2-normalised rows in the encoder's joint space, and returns ``B`` strings, in order.
+    * ``state_dict()`` returns everything needed to caption again (tensors, vocabularies,
+      support memories); ``load_state_dict(state)`` on a fresh instance with the same config
+      restores it so that ``caption`` gives the same strings.
+    """
+
+    Config: ClassVar[type] = type(None)
+    #: True when fit looks at images it generates itself (SynTIC); never evaluation images.
+    generates_images: ClassVar[bool] = False
+
+    def __init__(self, config: Any = None) -> None:
+        if config is None:
+            config = self.Config()
+        if dataclasses.is_dataclass(self.Config) and not isinstance(config, self.Config):
+            raise TypeError(f"{type(self).__name__} takes a {self.Config.__name__}, got {type(config).__name__}")
+        self.config = config
+
+    @abstractmethod
+    def fit(self, corpus: Corpus, ctx: FitContext) -> None:
+        """Train on text only."""
+
+    @abstractmethod
+    def caption(self, image_embeddings: Any) -> list[str]:
+        """Caption a batch of image embeddings ``(B, D)``; returns ``B`` strings."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything ``caption`` needs, as tensors and plain Python values."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+
+    # -- persistence (shared by every method) -----------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json`` and ``state.pt`` to ``directory`` (atomically)."""
+        import torch
+
+        from bench.io import atomic_path, write_json_atomic
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / "state.pt") as tmp:
+            torch.save(self.state_dict(), tmp)
+        write_json_atomic(directory / "config.json", {"class": type(self).__qualname__, "config": config_dict(self.config)})
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, map_location: str = "cpu") -> "Captioner":
+        """Rebuild a fitted captioner from ``save``'s folder."""
+        import torch
+
+        from bench.config import build_dataclass
+
+        directory = Path(directory)
+        meta = json.loads((directory / "config.json").read_text())
+        config = build_dataclass(cls.Config, meta.get("config", {})) if dataclasses.is_dataclass(cls.Config) else None
+        obj = cls(config)
+        obj.load_state_dict(torch.load(directory / "state.pt", map_location=map_location, weights_only=False))
+        return obj
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a (possibly nested) config dataclass; paths become strings."""
+    if config is None:
+        return {}
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))

@@ -1,0 +1,210 @@
+"""Frozen config dataclasses, and the one place where they are merged and validated.
+
+Precedence is CLI over config file over defaults. ``build_dataclass`` turns a plain dict (from
+TOML, JSON or parsed flags) into a nested frozen dataclass, coercing strings to the declared
+types and rejecting unknown keys with the nearest known one. Range checks live in each
+dataclass's ``__post_init__`` so that no invalid config object can exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from bench.errors import ConfigError
+
+DATA_ROOT_ENV = "TEXTCAP_BENCH_DATA"
+CACHE_DIR_ENV = "TEXTCAP_BENCH_CACHE"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "textcap-bench")
+
+
+def default_data_root() -> Path | None:
+    value = os.environ.get(DATA_ROOT_ENV)
+    return Path(value) if value else None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What ``bench run`` executes: the grid of cells and where results go.
+
+    Empty ``methods`` / ``splits`` / ``noise`` mean "the embedded default".
+    """
+
+    methods: tuple[str, ...] = ()
+    splits: tuple[str, ...] = ()
+    noise: tuple[float, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    out: Path = Path("runs/latest")
+    device: str = "cpu"
+    data_root: Path | None = None
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    method_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from bench.splits import parse_split
+
+        for value in self.noise:
+            if not value >= 0 or value != value or value == float("inf"):
+                raise ConfigError(f"noise variance must be a finite number >= 0, got {value}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds must be distinct, got {list(self.seeds)}")
+        if any(s < 0 for s in self.seeds):
+            raise ConfigError(f"seeds must be >= 0, got {list(self.seeds)}")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
+        for spec in self.splits:
+            parse_split(spec, resolve=False)
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"methods must be distinct, got {','.join(self.methods)}")
+
+
+# -- building and merging ----------------------------------------------------------------
+
+
+def merge(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Deep-merge dicts; later layers win, ``None`` values in a layer mean "not given"."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if value is None:
+                continue
+            if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+                out[key] = merge(out[key], value)
+            else:
+                out[key] = value
+    return out
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a ``.toml`` or ``.json`` config file into a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            return tomllib.loads(text)
+        if path.suffix == ".json":
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ConfigError(f"config file {path} must hold a JSON object")
+            return data
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"config file {path} is not valid {path.suffix[1:].upper()}: {exc}") from None
+    raise ConfigError(f"config file {path} must end in .toml or .json")
+
+
+def resolve_config(cls: type, cli: Mapping[str, Any] | None = None, file: str | Path | None = None) -> Any:
+    """Defaults, overlaid by the config file, overlaid by CLI values; validated."""
+    return build_dataclass(cls, merge(load_config_file(file) if file else {}, cli))
+
+
+def build_dataclass(cls: type, data: Mapping[str, Any], where: str = "") -> Any:
+    """Build frozen dataclass ``cls`` from a dict, coercing values to the declared types."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or cls.__name__} must be a table of settings, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(names)}"
+            raise ConfigError(f"unknown setting {_join(where, key)!r}{hint}")
+        kwargs[key] = coerce(value, hints[key], _join(where, key))
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}" if where else str(exc)) from None
+
+
+def coerce(value: Any, hint: Any, where: str) -> Any:
+    """Convert ``value`` (possibly a CLI string) to type ``hint``, or raise ConfigError."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{where} must be one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if origin is tuple:
+        items = _split_list(value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(coerce(v, args[0], where) for v in items)
+        if len(items) != len(args):
+            raise ConfigError(f"{where} must have {len(args)} items, got {len(items)}")
+        return tuple(coerce(v, a, where) for v, a in zip(items, args))
+    if origin in (dict,) or hint is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a table, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        return build_dataclass(hint, value, where)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if hint in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        try:
+            number = hint(value) if hint is float or not isinstance(value, float) else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or (hint is int and isinstance(value, str) and not value.strip().lstrip("-").isdigit()):
+            kind = "an integer" if hint is int else "a number"
+            raise ConfigError(f"{where} must be {kind}, got {value!r}")
+        return number
+    if hint is Path:
+        if not isinstance(value, (str, os.PathLike)) or str(value) == "":
+            raise ConfigError(f"{where} must be a path, got {value!r}")
+        return Path(value).expanduser()
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    if isinstance(hint, type) and isinstance(value, hint):
+        return value
+    raise ConfigError(f"{where}: cannot use {value!r} as {getattr(hint, '__name__', hint)}")
+
+
+def _split_list(value: Any) -> list[Any]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key

@@ -1,0 +1,142 @@
+"""The plugin registries and their discovery.
+
+``METHODS`` and ``DATASETS`` are the two typed registries. Plugins come from three places:
+
+* the modules in the project's ``methods/`` and ``datasets/`` folders, found by path and
+  imported as ``bench.plugins.methods.<name>`` / ``bench.plugins.datasets.<name>`` (a
+  top-level ``datasets`` package would collide with Hugging Face ``datasets``);
+* folders named in ``$TEXTCAP_BENCH_PLUGINS`` (``os.pathsep``-separated), each holding
+  ``methods/`` and/or ``datasets/`` subfolders of the same kind;
+* the entry-point groups ``bench.methods`` and ``bench.datasets`` of installed packages.
+  ``name = "pkg.module:Class"`` registers lazily: nothing is imported until the name is used.
+
+Plugin modules must keep heavy imports (torch, transformers, diffusers) inside functions so
+that ``bench ls`` stays instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+import sys
+import types
+import warnings
+from pathlib import Path
+
+from bench.captioner import Captioner
+from bench.data import CaptionDataset
+from bench.registry import Registry
+
+METHODS: Registry[type[Captioner]] = Registry("method", Captioner)
+DATASETS: Registry[type[CaptionDataset]] = Registry("dataset", CaptionDataset)
+
+GROUPS: dict[str, Registry] = {"methods": METHODS, "datasets": DATASETS}
+ENTRY_POINT_GROUPS = {"bench.methods": METHODS, "bench.datasets": DATASETS}
+PLUGIN_PATH_ENV = "TEXTCAP_BENCH_PLUGINS"
+
+#: Plugins that failed to load: (where, error message). ``bench ls`` shows them.
+PLUGIN_ERRORS: list[tuple[str, str]] = []
+_loaded = False
+
+
+def plugin_roots(group: str) -> list[Path]:
+    """Folders searched for ``group`` plugins, built-in first."""
+    here = Path(__file__).resolve().parent
+    candidates = [here.parent.parent / group, here / group]  # source checkout, installed wheel
+    builtin = next((c for c in candidates if c.is_dir()), None)
+    roots = [builtin] if builtin else []
+    for extra in filter(None, os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep)):
+        folder = Path(extra).expanduser() / group
+        if folder.is_dir() and folder not in roots:
+            roots.append(folder)
+    return roots
+
+
+def _package(group: str, roots: list[Path]) -> types.ModuleType:
+    name = f"{__name__}.{group}"
+    module = sys.modules.get(name)
+    if module is None:
+        module = types.ModuleType(name, f"{group} plugins, discovered by path")
+        module.__path__ = []  # type: ignore[attr-defined]
+        sys.modules[name] = module
+        setattr(sys.modules[__name__], group, module)
+    for root in roots:
+        if str(root) not in module.__path__:  # type: ignore[attr-defined]
+            module.__path__.append(str(root))  # type: ignore[attr-defined]
+    return module
+
+
+def _import_file(module_name: str, path: Path) -> None:
+    if module_name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+
+
+def load_plugins(force: bool = False) -> None:
+    """Import every plugin module once (cheap: plugins import nothing heavy at top level)."""
+    global _loaded
+    if _loaded and not force:
+        return
+    _loaded = True
+    for group in GROUPS:
+        roots = plugin_roots(group)
+        package = _package(group, roots)
+        for i, root in enumerate(roots):
+            for path in sorted(root.glob("*.py")):
+                if path.stem.startswith("_"):
+                    continue
+                try:
+                    _import_file(f"{package.__name__}.{path.stem}", path)
+                except Exception as exc:  # a broken plugin must not hide the others
+                    if i == 0:
+                        raise  # built-in plugins are part of the project: fail loudly
+                    PLUGIN_ERRORS.append((str(path), f"{type(exc).__name__}: {exc}"))
+                    warnings.warn(f"plugin {path} failed to load: {exc}", stacklevel=2)
+    for group_name, registry in ENTRY_POINT_GROUPS.items():
+        for ep in importlib.metadata.entry_points(group=group_name):
+            try:
+                if ":" in ep.value:
+                    if ep.name not in registry:
+                        registry.register(ep.name, ep.value)
+                else:
+                    importlib.import_module(ep.value)  # a module that registers itself
+            except Exception as exc:
+                PLUGIN_ERRORS.append((f"{group_name}:{ep.name}", f"{type(exc).__name__}: {exc}"))
+                warnings.warn(f"entry point {group_name}:{ep.name} failed to load: {exc}", stacklevel=2)
+
+
+def register_method(name: str, **kwargs):
+    """Decorator: register a :class:`Captioner` subclass under ``name``."""
+    return METHODS.register(name, **kwargs)
+
+
+def register_dataset(name: str | None = None, **kwargs):
+    """Decorator: register a :class:`CaptionDataset` subclass under ``name`` (default: its ``name``).
+
+    The class's ``style`` is kept as a registry tag, so split kinds are known without
+    instantiating the dataset.
+    """
+    def decorator(cls):
+        DATASETS.register(name or cls.name, cls, style=cls.style, **kwargs)
+        return cls
+    return decorator
+
+
+def create_method(name: str, config=None) -> Captioner:
+    load_plugins()
+    return METHODS.get(name)(config)
+
+
+def create_dataset(name: str, root=None, **options) -> CaptionDataset:
+    load_plugins()
+    return DATASETS.get(name)(root, **options)

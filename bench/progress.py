@@ -1,0 +1,22 @@
+"""Progress bars: one helper so every long loop looks and behaves the same."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Iterable, TypeVar
+
+T = TypeVar("T")
+
+
+def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", unit: str = "it", **kwargs) -> Iterable[T]:
+    """Wrap ``iterable`` in a tqdm bar on stderr (with a time-left estimate).
+
+    Set ``BENCH_PROGRESS=0`` to silence bars (logs, CI); bars never go to stdout, so that
+    ``--json`` output stays parseable.
+    """
+    if os.environ.get("BENCH_PROGRESS", "1") == "0":
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False, **kwargs)

@@ -1,0 +1,212 @@
+"""The scorer: every caption metric in one pass, on the 0-100 scale papers use.
+
+Predictions and references are tokenised once, together, by the PTB tokenizer (one Java
+process), and each pycocoevalcap scorer runs once. The result keeps per-image scores, so
+that reports can bootstrap confidence intervals without scoring again.
+
+CIDEr here is pycocoevalcap's ``Cider``, which is CIDEr-D (length penalty, clipped counts),
+the number every captioning paper reports as "CIDEr".
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from bench.errors import ScorerError
+
+#: Metrics every score has, in report order.
+METRICS: tuple[str, ...] = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")
+#: Metrics reported when they can run.
+OPTIONAL_METRICS: tuple[str, ...] = ("spice",)
+ALL_METRICS = METRICS + OPTIONAL_METRICS
+
+JAVA_HINT = "install a Java runtime (Debian/Ubuntu: apt-get install default-jre-headless; conda: conda install openjdk) and make sure `java` is on PATH"
+SPICE_JARS = ("stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar")
+
+
+@dataclass
+class ScoreResult:
+    """Corpus metrics (0-100), per-image scores aligned with ``image_ids``, and what could not run."""
+
+    metrics: dict[str, float]
+    per_image: dict[str, list[float]]
+    image_ids: list[str]
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_images(self) -> int:
+        return len(self.image_ids)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: round(v, 4) for k, v in self.metrics.items()}
+        out["n_images"] = self.n_images
+        if self.unavailable:
+            out["unavailable"] = dict(self.unavailable)
+        return out
+
+
+def pycocoevalcap_dir() -> Path:
+    spec = importlib.util.find_spec("pycocoevalcap")
+    if spec is None or not spec.submodule_search_locations:
+        raise ScorerError("pycocoevalcap is not installed: pip install pycocoevalcap")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def spice_status() -> str | None:
+    """None when SPICE can run, else the reason it cannot (no import of the scorer needed)."""
+    if shutil.which("java") is None:
+        return "Java is not installed"
+    try:
+        lib = pycocoevalcap_dir() / "spice" / "lib"
+    except ScorerError as exc:
+        return str(exc)
+    missing = [jar for jar in SPICE_JARS if not (lib / jar).is_file()]
+    if missing:
+        return (f"SPICE needs the Stanford CoreNLP 3.6.0 jars ({', '.join(missing)}) in {lib}; "
+                "they are not there and cannot be downloaded offline")
+    return None
+
+
+def require_java() -> None:
+    if shutil.which("java") is None:
+        raise ScorerError(f"scoring needs Java for the PTB tokenizer and METEOR: {JAVA_HINT}")
+
+
+def _clean(text: str) -> str:
+    # One line per caption is the tokenizer's protocol: any newline (or other line
+    # separator) inside a caption would shift every caption after it.
+    return " ".join(str(text).split())
+
+
+def tokenize(captions: Mapping[Any, Sequence[str]]) -> dict[Any, list[str]]:
+    """PTB-tokenise (lower-case, punctuation removed) every caption in one Java call."""
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    require_java()
+    flat = {k: [{"caption": _clean(c)} for c in caps if _clean(c)] for k, caps in captions.items()}
+    flat = {k: v for k, v in flat.items() if v}
+    try:
+        tokens = PTBTokenizer().tokenize(flat) if flat else {}
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ScorerError(f"the PTB tokenizer failed to run ({exc}); {JAVA_HINT}") from None
+    out: dict[Any, list[str]] = {}
+    for key, caps in captions.items():
+        toks = iter(tokens.get(key, []))
+        # Empty captions never reach Java; they come back as empty token strings.
+        out[key] = [next(toks) if _clean(c) else "" for c in caps]
+    return out
+
+
+def score(
+    predictions: Mapping[str, str],
+    references: Mapping[str, Sequence[str]],
+    *,
+    spice: bool | None = None,
+    progress: Callable[..., Any] | None = None,
+) -> ScoreResult:
+    """Score ``predictions[image_id]`` against ``references[image_id]`` (lists of strings).
+
+    Every prediction needs at least one reference; images with references but no prediction
+    are ignored. ``spice``: True runs it (failing loudly), False skips it, None (default) runs
+    it when its jars are present and otherwise records why not in ``unavailable``.
+    """
+    image_ids = [str(k) for k in predictions]
+    if not image_ids:
+        raise ScorerError("there is nothing to score: no predictions")
+    refs = {str(k): list(v) for k, v in references.items()}
+    missing = [i for i in image_ids if not refs.get(i)]
+    if missing:
+        raise ScorerError(f"{len(missing)} predictions are for images with no references (first: {missing[0]})")
+
+    stages = ["tokenize", "bleu", "meteor", "rouge_l", "cider"]
+    unavailable: dict[str, str] = {}
+    reason = spice_status() if spice is not False else "not requested"
+    if spice and reason:
+        raise ScorerError(f"SPICE cannot run: {reason}")
+    if reason is None:
+        stages.append("spice")
+    elif spice is None:
+        unavailable["spice"] = reason
+
+    bar = progress(stages, total=len(stages), desc="scoring", unit="stage") if progress else stages
+    metrics: dict[str, float] = {}
+    per_image: dict[str, list[float]] = {}
+    gts = res = None
+    for stage in bar:
+        if hasattr(bar, "set_postfix_str"):
+            bar.set_postfix_str(stage)
+        if stage == "tokenize":
+            both = {("r", i): refs[i] for i in image_ids}
+            both.update({("p", i): [str(predictions_get(predictions, i))] for i in image_ids})
+            tok = tokenize(both)
+            gts = {i: tok[("r", i)] for i in image_ids}
+            res = {i: tok[("p", i)] for i in image_ids}
+        elif stage == "bleu":
+            from pycocoevalcap.bleu.bleu import Bleu
+
+            corpus, per = Bleu(4).compute_score(gts, res, verbose=0)
+            for n in range(4):
+                metrics[f"bleu{n + 1}"] = 100.0 * corpus[n]
+                per_image[f"bleu{n + 1}"] = [100.0 * s for s in per[n]]
+        elif stage == "meteor":
+            corpus, per = _meteor(gts, res)
+            metrics["meteor"], per_image["meteor"] = 100.0 * corpus, [100.0 * s for s in per]
+        elif stage == "rouge_l":
+            from pycocoevalcap.rouge.rouge import Rouge
+
+            corpus, per = Rouge().compute_score(gts, res)
+            metrics["rouge_l"], per_image["rouge_l"] = 100.0 * float(corpus), [100.0 * float(s) for s in per]
+        elif stage == "cider":
+            from pycocoevalcap.cider.cider import Cider
+
+            corpus, per = Cider().compute_score(gts, res)
+            metrics["cider"], per_image["cider"] = 100.0 * float(corpus), [100.0 * float(s) for s in per]
+        elif stage == "spice":
+            try:
+                corpus, per = _spice(gts, res)
+            except ScorerError as exc:
+                if spice:
+                    raise
+                unavailable["spice"] = str(exc)
+            else:
+                metrics["spice"], per_image["spice"] = corpus, per
+    return ScoreResult(metrics=metrics, per_image=per_image, image_ids=image_ids, unavailable=unavailable)
+
+
+def predictions_get(predictions: Mapping[Any, str], image_id: str) -> str:
+    return predictions[image_id] if image_id in predictions else predictions[int(image_id)]  # type: ignore[index]
+
+
+def _meteor(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float, list[float]]:
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    require_java()
+    meteor = Meteor()
+    try:
+        return meteor.compute_score(gts, res)
+    except (ValueError, BrokenPipeError) as exc:
+        err = meteor.meteor_p.stderr.read(2000).decode(errors="replace") if meteor.meteor_p.poll() is not None else ""
+        raise ScorerError(f"METEOR failed ({exc}) {err.strip().splitlines()[-1] if err.strip() else ''}".strip()) from None
+    finally:
+        # pycocoevalcap only stops the Java process in __del__; stop it now, deterministically.
+        meteor.meteor_p.stdin.close()
+        meteor.meteor_p.kill()
+        meteor.meteor_p.wait()
+
+
+def _spice(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float, list[float]]:
+    from pycocoevalcap.spice.spice import Spice
+
+    scorer = Spice.__new__(Spice)  # __init__ would try to download CoreNLP
+    try:
+        corpus, per = scorer.compute_score(gts, res)
+    except (subprocess.CalledProcessError, OSError, ValueError) as exc:
+        raise ScorerError(f"SPICE failed to run: {exc}") from None
+    values = [100.0 * float(p["All"]["f"]) for p in per]
+    return 100.0 * float(corpus), [v if not math.isnan(v) else 0.0 for v in values]

@@ -1,0 +1,1 @@
+"""Dataset plugins: one module per dataset family, imported as ``bench.plugins.datasets.*``."""

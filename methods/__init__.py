@@ -1,0 +1,1 @@
+"""Method plugins: one module per method, imported as ``bench.plugins.methods.*``."""

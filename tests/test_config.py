@@ -1,0 +1,93 @@
+import json
+from dataclasses import FrozenInstanceError, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from bench.config import RunConfig, build_dataclass, load_config_file, merge, resolve_config
+from bench.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Inner:
+    layers: int = 4
+    kind: Literal["mlp", "transformer"] = "mlp"
+
+
+@dataclass(frozen=True)
+class Outer:
+    lr: float = 2e-5
+    inner: Inner = field(default_factory=Inner)
+    tags: tuple[str, ...] = ()
+    on: bool = True
+    path: Path | None = None
+
+
+def test_defaults_file_cli_precedence(tmp_path):
+    file = tmp_path / "run.toml"
+    file.write_text('seeds = [1, 2]\ndevice = "cpu"\nnoise = [0.0, 0.01]\nout = "from_file"\n')
+    cfg = resolve_config(RunConfig, {"out": "from_cli", "seeds": None}, file)
+    assert cfg.out == Path("from_cli")  # CLI beats file
+    assert cfg.seeds == (1, 2)  # file beats default; None on the CLI means "not given"
+    assert cfg.noise == (0.0, 0.01)
+    assert resolve_config(RunConfig).seeds == (0,)  # defaults
+
+
+def test_cli_strings_are_coerced():
+    cfg = resolve_config(RunConfig, {"noise": "0, 0.004,0.016", "seeds": "0,1,2", "methods": "capdec,decap"})
+    assert cfg.noise == (0.0, 0.004, 0.016)
+    assert cfg.seeds == (0, 1, 2)
+    assert cfg.methods == ("capdec", "decap")
+
+
+def test_nested_and_typed_build():
+    cfg = build_dataclass(Outer, {"lr": "1e-4", "inner": {"layers": "6", "kind": "transformer"}, "on": "no", "path": "~/x"})
+    assert cfg.lr == 1e-4 and cfg.inner == Inner(6, "transformer") and cfg.on is False
+    assert cfg.path == Path("~/x").expanduser()
+    with pytest.raises(FrozenInstanceError):
+        cfg.lr = 1.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"lrr": 1}, "did you mean 'lr'"),
+    ({"inner": {"layer": 2}}, "inner.layer"),
+    ({"inner": {"kind": "rnn"}}, "must be one of mlp, transformer"),
+    ({"inner": {"layers": "four"}}, "must be an integer"),
+    ({"inner": {"layers": 2.5}}, "must be an integer"),
+    ({"lr": "fast"}, "must be a number"),
+    ({"on": "maybe"}, "true or false"),
+    ({"inner": 3}, "table"),
+])
+def test_bad_values_name_the_setting(data, message):
+    with pytest.raises(ConfigError, match=message):
+        build_dataclass(Outer, data)
+
+
+@pytest.mark.parametrize("cli, message", [
+    ({"noise": "0,-0.1"}, ">= 0"),
+    ({"noise": "0,abc"}, "must be a number"),
+    ({"noise": "nan"}, ">= 0"),
+    ({"device": "tpu"}, "cpu, cuda"),
+    ({"seeds": "1,1"}, "distinct"),
+    ({"splits": "coco->"}, "no eval dataset"),
+])
+def test_run_config_validation(cli, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_config(RunConfig, cli)
+
+
+def test_merge_is_deep():
+    assert merge({"a": {"x": 1, "y": 2}}, {"a": {"y": 3}}, None, {"b": None}) == {"a": {"x": 1, "y": 3}}
+
+
+def test_config_files(tmp_path):
+    good = tmp_path / "c.json"
+    good.write_text(json.dumps({"seeds": [3]}))
+    assert load_config_file(good) == {"seeds": [3]}
+    for name, text in [("bad.toml", "seeds = ["), ("bad.json", "{"), ("list.json", "[1]"), ("c.yaml", "a: 1")]:
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ConfigError):
+            load_config_file(tmp_path / name)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config_file(tmp_path / "missing.toml")
