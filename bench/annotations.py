@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from bench.errors import DataError
 
@@ -67,7 +68,7 @@ def detect_format(data: Any) -> str:
     if isinstance(data, list) and data and isinstance(data[0], dict):
         if "image_name" in data[0] or "captions" in data[0]:
             return "flattened"
-        if "image_id" in data[0] and "caption" in data[0]:
+        if "image_id" in data[0]:
             return "coco-results"
     return "unknown"
 

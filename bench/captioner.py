@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from bench.progress import progress as default_progress
 
@@ -31,7 +32,7 @@ class Corpus:
     """
 
     captions: Sequence[str]
-    embeddings: "np.ndarray"
+    embeddings: np.ndarray
     dataset: str = ""
     split: str = "train"
     normalized: bool = True
@@ -128,7 +129,7 @@ class Captioner(ABC):
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, map_location: str = "cpu") -> "Captioner":
+    def load(cls, directory: str | Path, map_location: str = "cpu") -> Captioner:
         """Rebuild a fitted captioner from ``save``'s folder."""
         import torch
 

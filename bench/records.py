@@ -19,10 +19,11 @@ import datetime as _dt
 import hashlib
 import json
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from bench.errors import DataError
 from bench.io import atomic_path, write_json_atomic
@@ -68,7 +69,7 @@ class Record:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Record":
+    def from_dict(cls, data: dict[str, Any]) -> Record:
         names = {f.name for f in dataclasses.fields(cls)}
         missing = {"method", "split", "train", "eval", "kind", "seed", "config", "metrics"} - set(data)
         if missing:

@@ -10,13 +10,15 @@ the number every captioning paper reports as "CIDEr".
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import math
 import shutil
 import subprocess
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from bench.errors import ScorerError
 
@@ -183,21 +185,39 @@ def predictions_get(predictions: Mapping[Any, str], image_id: str) -> str:
     return predictions[image_id] if image_id in predictions else predictions[int(image_id)]  # type: ignore[index]
 
 
-def _meteor(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float, list[float]]:
+_METEOR: Any = None
+
+
+def _meteor_scorer() -> Any:
+    """One METEOR Java process per Python process: it takes seconds to start (paraphrase
+    tables), and a run scores many cells. Restarted if it died; stopped at exit."""
+    global _METEOR
     from pycocoevalcap.meteor.meteor import Meteor
 
     require_java()
-    meteor = Meteor()
-    try:
-        return meteor.compute_score(gts, res)
-    except (ValueError, BrokenPipeError) as exc:
-        err = meteor.meteor_p.stderr.read(2000).decode(errors="replace") if meteor.meteor_p.poll() is not None else ""
-        raise ScorerError(f"METEOR failed ({exc}) {err.strip().splitlines()[-1] if err.strip() else ''}".strip()) from None
-    finally:
-        # pycocoevalcap only stops the Java process in __del__; stop it now, deterministically.
+    if _METEOR is None or _METEOR.meteor_p.poll() is not None:
+        _METEOR = Meteor()
+        atexit.register(_stop_meteor, _METEOR)
+    return _METEOR
+
+
+def _stop_meteor(meteor: Any) -> None:
+    global _METEOR
+    if meteor.meteor_p.poll() is None:
         meteor.meteor_p.stdin.close()
         meteor.meteor_p.kill()
         meteor.meteor_p.wait()
+    if _METEOR is meteor:
+        _METEOR = None
+
+
+def _meteor(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float, list[float]]:
+    meteor = _meteor_scorer()
+    try:
+        return meteor.compute_score(gts, res)
+    except (ValueError, BrokenPipeError, OSError) as exc:
+        _stop_meteor(meteor)
+        raise ScorerError(f"METEOR failed ({exc}); is Java working? {JAVA_HINT}") from None
 
 
 def _spice(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float, list[float]]:

@@ -46,7 +46,7 @@ def write_images(root: Path, images: list[dict], name: str = "coco") -> None:
     for img in images:
         target = root / name / "images" / img.get("filepath", "") / img["filename"]
         target.parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (8, 8), (i := int(img.get("cocoid", 0)) % 255, 0, 0)).save(target)
+        Image.new("RGB", (8, 8), (int(img.get("cocoid", 0)) % 255, 0, 0)).save(target)
 
 
 def write_flattened(path: Path, images: list[dict], predictions: dict[str, str] | None = None) -> Path:

@@ -1,0 +1,98 @@
+import math
+
+import pytest
+
+from bench import scoring
+from bench.errors import ScorerError
+from bench.scoring import METRICS, score
+
+
+def test_identical_candidate_and_references_give_bleu4_100():
+    refs = {"1": ["a man is riding a red bicycle"] * 5, "2": ["two dogs are playing in the snow"] * 5}
+    preds = {"1": "a man is riding a red bicycle", "2": "two dogs are playing in the snow"}
+    result = score(preds, refs, spice=False)
+    assert result.metrics["bleu4"] == pytest.approx(100.0, abs=1e-3)
+    assert result.metrics["bleu1"] == pytest.approx(100.0, abs=1e-3)
+    assert result.metrics["rouge_l"] == pytest.approx(100.0, abs=1e-6)
+    assert result.metrics["meteor"] > 90
+
+
+def test_matches_pycocoevalcap_called_directly():
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.rouge.rouge import Rouge
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    refs = {
+        "a": ["A dog runs on the grass.", "A brown dog running across a lawn!", "The dog is running outside"],
+        "b": ["A man rides a bicycle down the street.", "A cyclist on a city road", "man riding a bike"],
+        "c": ["Two cats sleep on a red sofa.", "cats sleeping on a couch", "two kittens napping together"],
+    }
+    preds = {"a": "a dog running on grass", "b": "a man riding a bike on a road", "c": "a cat on a sofa"}
+    tok = PTBTokenizer()
+    gts = tok.tokenize({k: [{"caption": c} for c in v] for k, v in refs.items()})
+    res = tok.tokenize({k: [{"caption": v}] for k, v in preds.items()})
+    bleu, bleu_per = Bleu(4).compute_score(gts, res, verbose=0)
+    meteor = Meteor()
+    expected = {
+        **{f"bleu{n + 1}": 100 * bleu[n] for n in range(4)},
+        "meteor": 100 * meteor.compute_score(gts, res)[0],
+        "rouge_l": 100 * Rouge().compute_score(gts, res)[0],
+        "cider": 100 * Cider().compute_score(gts, res)[0],
+    }
+    del meteor
+    result = score(preds, refs, spice=False)
+    for name in METRICS:
+        assert result.metrics[name] == pytest.approx(expected[name], rel=1e-6, abs=1e-6), name
+    assert result.per_image["bleu4"] == pytest.approx([100 * s for s in bleu_per[3]])
+    assert result.image_ids == ["a", "b", "c"]
+    assert all(len(v) == 3 for v in result.per_image.values())
+
+
+def test_cider_is_the_mean_of_per_image_scores():
+    refs = {str(i): [f"a {c} square on the left", f"the {c} box", f"a small {c} shape"] for i, c in enumerate(["red", "blue", "green", "pink"])}
+    preds = {"0": "a red square", "1": "a blue circle", "2": "a green shape on the left", "3": "nothing"}
+    result = score(preds, refs, spice=False)
+    assert result.metrics["cider"] == pytest.approx(sum(result.per_image["cider"]) / 4)
+
+
+def test_empty_and_multiline_predictions_keep_alignment():
+    refs = {"1": ["a red square"], "2": ["a blue circle on the right"], "3": ["a green triangle"]}
+    preds = {"1": "", "2": "a blue\ncircle on\r\nthe right", "3": "a green triangle"}
+    result = score(preds, refs, spice=False)
+    assert result.per_image["bleu1"][0] == pytest.approx(0.0, abs=1e-6)
+    assert result.per_image["rouge_l"][1] == pytest.approx(100.0)
+    assert result.per_image["rouge_l"][2] == pytest.approx(100.0)
+
+
+def test_spice_unavailable_is_reported_not_raised(monkeypatch):
+    monkeypatch.setattr(scoring, "spice_status", lambda: "jars missing")
+    result = score({"1": "a red square"}, {"1": ["a red square"]})
+    assert "spice" not in result.metrics
+    assert result.unavailable == {"spice": "jars missing"}
+    assert result.to_json()["unavailable"] == {"spice": "jars missing"}
+    with pytest.raises(ScorerError, match="SPICE cannot run: jars missing"):
+        score({"1": "a red square"}, {"1": ["a red square"]}, spice=True)
+    assert "unavailable" not in score({"1": "a red square"}, {"1": ["a red square"]}, spice=False).to_json()
+
+
+def test_missing_java_names_the_fix(monkeypatch):
+    monkeypatch.setattr(scoring.shutil, "which", lambda name: None)
+    with pytest.raises(ScorerError, match="needs Java.*apt-get install default-jre-headless"):
+        score({"1": "a red square"}, {"1": ["a red square"]}, spice=False)
+
+
+def test_predictions_without_references_fail():
+    with pytest.raises(ScorerError, match="1 predictions are for images with no references"):
+        score({"1": "x", "2": "y"}, {"1": ["x"]}, spice=False)
+    with pytest.raises(ScorerError, match="nothing to score"):
+        score({}, {"1": ["x"]}, spice=False)
+
+
+def test_json_shape():
+    result = score({"1": "a red square"}, {"1": ["a red square", "one red box"]}, spice=False)
+    data = result.to_json()
+    assert set(data) == set(METRICS) | {"n_images"}
+    assert data["n_images"] == 1
+    assert all(0 <= data[m] <= 100 and not math.isnan(data[m]) for m in METRICS)
