@@ -186,21 +186,25 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     load_plugins()
     names = args.datasets or ["shapes"]
-    canonical = [DATASETS.canonical(n) for n in names]  # unknown names fail before any work
+    canonical = list(dict.fromkeys(DATASETS.canonical(n) for n in names))  # unknown names fail before any work
+    prepared_worlds: set[str] = set()
     for name in canonical:
-        dataset = create_dataset(name, args.data_root)
+        dataset = create_dataset(name, args.data_root, cache_dir=args.cache_dir)
         prepare = getattr(dataset, "prepare", None)
-        if prepare is not None:
-            prepare(cache_dir=args.cache_dir)
+        if prepare is not None:  # a procedural dataset: build it (once per family)
+            family = getattr(dataset, "family", name)
+            if family not in prepared_worlds:
+                prepare(cache_dir=args.cache_dir)
+                prepared_worlds.add(family)
             continue
         counts = []
         for split in dataset.splits:
             try:
                 loaded = dataset.load(split)
-            except BenchError as exc:
+            except BenchError:
                 if split == "val":  # some datasets (FlickrStyle10K) have no val split by default
                     continue
-                raise exc
+                raise
             counts.append(f"{split} {len(loaded):,} images / {len(loaded.captions()):,} captions")
         print(f"{name}: " + "; ".join(counts))
     return 0

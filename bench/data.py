@@ -9,7 +9,8 @@ image files; ``DatasetSplit.require_images()`` checks them when a stage needs pi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,6 +35,8 @@ class DatasetSplit:
     split: str
     items: tuple[ImageItem, ...]
     note: str = ""
+    #: Builds the image files on first need (procedural datasets); None for real data.
+    materialize: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -47,6 +50,8 @@ class DatasetSplit:
 
     def require_images(self) -> list[Path]:
         """The image paths, or a one-line DataError saying what is missing where."""
+        if self.materialize is not None:
+            self.materialize()
         paths = [item.path for item in self.items]
         if any(p is None for p in paths):
             raise DataError(f"{self.dataset} {self.split} has no image files (it is a caption-only dataset)")

@@ -1,0 +1,267 @@
+"""The world's own CLIP: a small open_clip model trained contrastively on the pretraining split.
+
+The architecture is an open_clip model config shipped with the package
+(``bench/model_configs/ShapesCLIP-RN.json``: a ModifiedResNet image tower, a 3-layer text
+transformer, the CLIP BPE tokenizer, a 512-d joint space so that CapDec's per-dimension noise
+variance means what it means for ViT-B/32). The logit scale ends fixed at 100, where real CLIP
+ends its training: with a learnable temperature the scale stays low and the modality gap
+nearly closes, and a world without a gap cannot tell methods that bridge it apart. (It ramps
+up from 10 over the first half of training, which shortens the initial plateau.)
+
+Training is deterministic for a seed. The checkpoint is cached under a key hashed from the
+world config, the training config, the model config and the code version, with a manifest
+holding its SHA-256; a checkpoint whose hash does not match is rebuilt, never used. It is
+loaded back through open_clip's own path (``create_model_and_transforms(name,
+pretrained=FILE)``), the path a real ViT-B/32 checkpoint file takes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.errors import BenchError
+from bench.io import atomic_path, write_json_atomic, write_text_atomic
+from bench.shapes.domains import WorldConfig, pretrain_arrays
+
+MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
+MODEL_NAME = "ShapesCLIP-RN"
+CLIP_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ClipTrainConfig:
+    """How the world's CLIP is trained (every field is part of the cache key)."""
+
+    model: str = MODEL_NAME
+    steps: int = 400
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.1
+    warmup: int = 30
+    logit_scale: float = 100.0
+    #: The scale ramps linearly from this value to ``logit_scale`` over the first
+    #: ``logit_scale_ramp`` of the steps: a sharp softmax from step 0 leaves the loss stuck
+    #: near log(batch) for a long plateau; the end point, which sets the gap, is unchanged.
+    logit_scale_start: float = 10.0
+    logit_scale_ramp: float = 0.25
+    seed: int = 0
+    threads: int = 2
+
+
+def register_model_configs() -> None:
+    import open_clip
+
+    if MODEL_NAME not in open_clip.list_models():
+        open_clip.add_model_config(MODEL_CONFIG_DIR)
+
+
+def cache_key(world: WorldConfig, train: ClipTrainConfig) -> str:
+    model_cfg = (MODEL_CONFIG_DIR / f"{train.model}.json").read_text()
+    blob = json.dumps({"clip_version": CLIP_VERSION, "world": world.key(), "train": asdict(train), "model_cfg": model_cfg},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _image_tensor(images: np.ndarray, mean, std):
+    import torch
+
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+
+def train_clip(world: WorldConfig, cfg: ClipTrainConfig, progress: Callable | None = None,
+               log: Callable[[str], None] = print) -> tuple[Any, dict[str, Any]]:
+    """Train the world's CLIP from scratch; returns (model, training stats)."""
+    import open_clip
+    import torch
+    import torch.nn.functional as F
+
+    register_model_configs()
+    torch.manual_seed(cfg.seed)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        start = time.perf_counter()
+        images, texts, _ = pretrain_arrays(world, progress)
+        logging.disable(logging.WARNING)  # open_clip logs "no pretrained weights": we train from scratch
+        try:
+            model = open_clip.create_model(cfg.model)
+        finally:
+            logging.disable(logging.NOTSET)
+        tokenizer = open_clip.get_tokenizer(cfg.model)
+        n, k = len(texts), len(texts[0])
+        tokens = tokenizer([t for caps in texts for t in caps]).view(n, k, -1)
+        pp = model.visual.preprocess_cfg
+        render_s = time.perf_counter() - start
+
+        # The logit scale is fixed (see the module doc); no weight decay on gains, biases,
+        # embeddings or the scale.
+        model.logit_scale.data.fill_(math.log(cfg.logit_scale))
+        model.logit_scale.requires_grad_(False)
+        decay, no_decay = [], []
+        for name, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim < 2 or "embedding" in name or "positional" in name else decay).append(p)
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+
+        def scale_at(step: int) -> float:
+            ramp = cfg.logit_scale_ramp * cfg.steps
+            frac = 1.0 if ramp <= 0 else min(1.0, step / ramp)
+            return cfg.logit_scale_start + (cfg.logit_scale - cfg.logit_scale_start) * frac
+
+        def lr_at(step: int) -> float:
+            if step < cfg.warmup:
+                return cfg.lr * (step + 1) / cfg.warmup
+            t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+            return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
+
+        gen = torch.Generator().manual_seed(cfg.seed)
+        model.train()
+        steps = progress(range(cfg.steps), total=cfg.steps, desc="training the shapes CLIP", unit="step") if progress else range(cfg.steps)
+        losses = []
+        for step in steps:
+            idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
+            pick = torch.randint(0, k, (cfg.batch_size,), generator=gen)
+            x = _image_tensor(images[idx.numpy()], pp["mean"], pp["std"])
+            t = tokens[idx, pick]
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step)
+            img = F.normalize(model.encode_image(x), dim=-1)
+            txt = F.normalize(model.encode_text(t), dim=-1)
+            logits = scale_at(step) * img @ txt.T
+            labels = torch.arange(len(idx))
+            # Two images of the batch may share a caption string; that only adds label noise.
+            loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+            if not torch.isfinite(loss):
+                raise BenchError(f"training the shapes CLIP diverged at step {step} (loss {loss.item()})")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            if hasattr(steps, "set_postfix"):
+                steps.set_postfix(loss=f"{loss.item():.3f}")
+        model.eval()
+        stats = {"render_s": round(render_s, 1), "train_s": round(time.perf_counter() - start - render_s, 1),
+                 "first_loss": round(float(np.mean(losses[:10])), 4), "final_loss": round(float(np.mean(losses[-10:])), 4),
+                 "pairs_seen": cfg.steps * cfg.batch_size, "pretrain_images": n}
+        log(f"shapes CLIP trained: loss {stats['first_loss']} -> {stats['final_loss']} in {stats['train_s']} s")
+        return model, stats
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+@dataclass
+class ClipCheckpoint:
+    """Where a trained world CLIP lives and how to load it."""
+
+    folder: Path
+    key: str
+    model_name: str = MODEL_NAME
+
+    @property
+    def weights(self) -> Path:
+        return self.folder / "open_clip_model.pt"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.folder / "manifest.json"
+
+    def manifest(self) -> dict[str, Any]:
+        return json.loads(self.manifest_path.read_text())
+
+    def problem(self) -> str | None:
+        """None when the checkpoint is complete and its hash matches its manifest."""
+        if not self.weights.is_file() or not self.manifest_path.is_file():
+            return "missing"
+        try:
+            manifest = self.manifest()
+        except (json.JSONDecodeError, OSError):
+            return "manifest unreadable"
+        if manifest.get("key") != self.key:
+            return "manifest is for another key"
+        if sha256_file(self.weights) != manifest.get("sha256"):
+            return "checkpoint hash does not match its manifest (corrupted or modified)"
+        return None
+
+    def load(self, device: str = "cpu") -> tuple[Any, Any, Any]:
+        """(model, preprocess, tokenizer) through open_clip's own loading path."""
+        import open_clip
+
+        register_model_configs()
+        model, _, preprocess = open_clip.create_model_and_transforms(self.model_name, pretrained=str(self.weights), device=device)
+        model.eval()
+        return model, preprocess, open_clip.get_tokenizer(self.model_name)
+
+
+def ensure_clip(world: WorldConfig, cfg: ClipTrainConfig, cache_dir: Path, progress: Callable | None = None,
+                log: Callable[[str], None] = print,
+                card: Callable[[ClipCheckpoint], dict[str, Any]] | None = None) -> ClipCheckpoint:
+    """The cached checkpoint for (world, cfg), trained (or re-trained if corrupted) when needed.
+
+    ``card(checkpoint)`` computes the model card from the checkpoint as loaded back from disk;
+    the manifest, written last, marks the checkpoint complete.
+    """
+    import torch
+
+    key = cache_key(world, cfg)
+    ckpt = ClipCheckpoint(Path(cache_dir) / "shapes" / f"clip-{key}", key, cfg.model)
+    problem = ckpt.problem()
+    if problem is None:
+        return ckpt
+    if problem != "missing":
+        log(f"warning: cached shapes CLIP at {ckpt.folder} is not usable ({problem}); rebuilding it")
+        ckpt.manifest_path.unlink(missing_ok=True)
+    model, stats = train_clip(world, cfg, progress, log)
+    ckpt.folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(ckpt.weights) as tmp:
+        torch.save(model.state_dict(), tmp)
+    manifest = {"key": key, "sha256": sha256_file(ckpt.weights), "model": cfg.model, "world": asdict(world),
+                "world_key": world.key(), "train": asdict(cfg), "training": stats,
+                "model_card": card(ckpt) if card else {}}
+    write_json_atomic(ckpt.manifest_path, manifest)
+    write_text_atomic(ckpt.folder / "MODEL_CARD.md", render_model_card(manifest))
+    return ckpt
+
+
+def render_model_card(manifest: dict[str, Any]) -> str:
+    card = manifest.get("model_card", {})
+    lines = [f"# shapes CLIP `{manifest['model']}` ({manifest['key']})", "",
+             f"Trained from scratch on {manifest['training']['pretrain_images']:,} pretraining pairs of the shapes world "
+             f"(world {manifest['world_key']}), {manifest['train']['steps']} steps of {manifest['train']['batch_size']}, "
+             f"logit scale ramped from {manifest['train']['logit_scale_start']:g} to {manifest['train']['logit_scale']:g} "
+             f"and then fixed, in {manifest['training']['train_s']} s.", ""]
+    for domain, stats in card.get("retrieval", {}).items():
+        lines.append(f"- retrieval on shapes-{domain} test ({stats['images']} images, {stats['captions']} captions): "
+                     f"image->text R@1 {stats['i2t_r1']:.1f}, R@5 {stats['i2t_r5']:.1f}; "
+                     f"text->image R@1 {stats['t2i_r1']:.1f}, R@5 {stats['t2i_r5']:.1f} "
+                     f"(chance R@1 {stats['chance_i2t_r1']:.2f} / {stats['chance_t2i_r1']:.2f})")
+    gap = card.get("gap")
+    if gap:
+        lines += ["", "Modality gap (test pairs, unit-norm embeddings):", "",
+                  f"- mean cosine of true image-caption pairs: {gap['true_pair_cosine']:.3f}",
+                  f"- mean cosine of random pairs: {gap['random_pair_cosine']:.3f}",
+                  f"- norm of the difference of the modality centroids: {gap['centroid_gap']:.3f}",
+                  f"- mean l2 distance of true pairs: {gap['mean_l2']:.3f}",
+                  f"- mean l-infinity distance of true pairs: {gap['mean_linf']:.4f} (CapDec's statistic for its noise level)",
+                  f"- per-dimension variance of (image - text): {gap['diff_var_per_dim']:.5f}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,73 @@
+"""``bench prepare shapes``: build the world's caption files, train its CLIP, write its model card."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.progress import progress
+from bench.shapes.clip import ClipCheckpoint, ClipTrainConfig, ensure_clip
+from bench.shapes.domains import WorldConfig, build_annotations, image_name, render_images
+
+#: The domains the model card measures retrieval and the gap on.
+CARD_DOMAINS = ("coco", "flickr")
+
+
+def world_dir(world: WorldConfig, cache_dir: Path) -> Path:
+    return Path(cache_dir) / "shapes" / f"world-{world.key()}"
+
+
+def model_card(ckpt: ClipCheckpoint, world: WorldConfig, cache_dir: Path) -> dict[str, Any]:
+    """Retrieval recall on each card domain's test split, and the modality gap on their union."""
+    import json
+
+    from PIL import Image
+
+    from bench.shapes.card import encode_images, encode_texts, modality_gap, retrieval
+
+    model, preprocess, tokenizer = ckpt.load()
+    folder = world_dir(world, cache_dir)
+    card: dict[str, Any] = {"retrieval": {}, "gap_by_domain": {}}
+    all_img, all_txt, all_owner = [], [], []
+    for domain in CARD_DOMAINS:
+        images_dir = folder / f"shapes-{domain}" / "images" / "test"
+        render_images(world, domain, "test", images_dir, progress)
+        data = json.loads((folder / f"shapes-{domain}" / f"dataset_shapes-{domain}.json").read_text())
+        test = [img for img in data["images"] if img["split"] == "test"]
+        pil = []
+        for img in test:
+            with Image.open(images_dir / img["filename"]) as im:
+                pil.append(im.convert("RGB"))
+        texts = [s["raw"] for img in test for s in img["sentences"]]
+        owner = np.repeat(np.arange(len(test)), [len(img["sentences"]) for img in test])
+        image_emb, text_emb = encode_images(model, preprocess, pil), encode_texts(model, tokenizer, texts)
+        card["retrieval"][domain] = {k: (int(v) if k in ("images", "captions") else float(v))
+                                     for k, v in retrieval(image_emb, text_emb, owner).items()}
+        card["gap_by_domain"][domain] = modality_gap(image_emb, text_emb, owner)
+        all_img.append(image_emb)
+        all_txt.append(text_emb)
+        all_owner.append(owner + sum(len(x) for x in all_img[:-1]))
+    card["gap"] = modality_gap(np.concatenate(all_img), np.concatenate(all_txt), np.concatenate(all_owner))
+    return card
+
+
+def prepare_world(world: WorldConfig, cache_dir: Path, clip: ClipTrainConfig | None = None,
+                  log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Build everything the shapes datasets and the world's CLIP need; cached, so cheap twice."""
+    from bench.shapes.clip import render_model_card
+
+    clip = clip or ClipTrainConfig()
+    folder = world_dir(world, cache_dir)
+    build_annotations(world, folder)
+    ckpt = ensure_clip(world, clip, cache_dir, progress, log, card=lambda c: model_card(c, world, cache_dir))
+    manifest = ckpt.manifest()
+    log(f"shapes world {world.key()} in {folder}")
+    log(f"shapes CLIP {ckpt.key} in {ckpt.folder}")
+    log(render_model_card(manifest).rstrip())
+    return {**manifest, "checkpoint": str(ckpt.weights), "world_dir": str(folder)}
+
+
+__all__ = ["prepare_world", "model_card", "world_dir", "image_name"]

@@ -1,0 +1,203 @@
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from bench.errors import BenchError
+from bench.plugins import create_dataset
+from bench.shapes.captions import PROFILES, captions, parse, tokens
+from bench.shapes.clip import ClipTrainConfig, ensure_clip, train_clip
+from bench.shapes.domains import SPLITS, WorldConfig, captions_of, object_vocabulary, scene_of
+from bench.shapes.generator import ShapesGenerator
+from bench.shapes.world import SHAPES, render, rng_for, sample_scene
+
+TINY_WORLD = WorldConfig(coco_sizes=(60, 10, 100), flickr_sizes=(40, 10, 100), style_sizes=(30, 10, 20), pretrain_images=600)
+TINY_CLIP = ClipTrainConfig(steps=60, batch_size=64, warmup=5)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A tiny world and a CLIP trained on it for a few seconds, shared by the tests below."""
+    cache = tmp_path_factory.mktemp("cache")
+    manifest = create_dataset("shapes", world=TINY_WORLD).prepare(cache_dir=cache, clip=TINY_CLIP, log=lambda m: None)
+    return cache, manifest
+
+
+# -- the world ----------------------------------------------------------------------------
+
+def test_scenes_and_renders_are_deterministic_for_a_seed():
+    a = scene_of(TINY_WORLD, "coco", "test", 3)
+    assert a == scene_of(TINY_WORLD, "coco", "test", 3)
+    assert np.array_equal(np.asarray(render(a)), np.asarray(render(a)))
+    assert a != scene_of(WorldConfig(seed=1), "coco", "test", 3)
+    assert captions_of(TINY_WORLD, "flickr", "val", 2) == captions_of(TINY_WORLD, "flickr", "val", 2)
+
+
+def test_photo_and_synthetic_styles_differ():
+    scene = scene_of(TINY_WORLD, "coco", "test", 0)
+    photo = np.asarray(render(scene, style="photo"), np.float32)
+    synthetic = np.asarray(render(scene, style="synthetic"), np.float32)
+    assert photo.shape == synthetic.shape == (64, 64, 3)
+    # Synthetic images are clean: a flat background, so far less pixel variance in the corners.
+    assert synthetic[:6, :6].std() < 1.0 < photo[:6, :6].std()
+
+
+def test_every_caption_names_every_object():
+    for domain, profile in PROFILES.items():
+        for i in range(60):
+            scene = sample_scene(TINY_WORLD.domains()["coco" if domain == "coco" else "flickr"].stats, rng_for("t", domain, i))
+            for text in captions(scene, profile, rng_for("c", domain, i)):
+                parsed = Counter(m.shape for m in parse(text)[0])
+                assert parsed == Counter(o.shape for o in scene.objects), (text, scene.objects)
+
+
+def test_captions_vary_like_human_references():
+    scene = scene_of(TINY_WORLD, "coco", "test", 1)
+    caps = captions_of(TINY_WORLD, "coco", "test", 1, scene)
+    assert len(caps) == 5 and len(set(caps)) == 5
+
+
+def test_domains_differ_in_wording_and_scenes():
+    def words(domain):
+        return Counter(w for i in range(200) for c in captions_of(WorldConfig(), domain, "train", i) for w in tokens(c))
+
+    coco, flickr, romantic, humor = (words(d) for d in ("coco", "flickr", "romantic", "humor"))
+    assert {"disc", "block", "seen"} <= set(flickr) and not {"disc", "block"} & set(coco)
+    assert {"dot", "box"} <= set(coco) and not {"dot", "box"} & set(flickr)
+    assert sum(flickr.values()) > 1.15 * sum(coco.values())  # flickr captions are longer
+    assert {"love", "dreaming"} & set(romantic) and {"love", "dreaming"}.isdisjoint(coco)
+    assert {"awkward", "escape", "coffee"} & set(humor)
+    mean_objects = {d: np.mean([len(scene_of(WorldConfig(), d, "train", i).objects) for i in range(300)]) for d in ("coco", "flickr")}
+    assert mean_objects["coco"] > mean_objects["flickr"] + 0.3
+
+
+def test_splits_are_disjoint_from_each_other_and_from_pretraining():
+    keys = {}
+    for domain in ("coco", "flickr", "romantic", "humor"):
+        for split, n in zip(SPLITS, TINY_WORLD.domains()[domain].sizes):
+            keys[(domain, split)] = {scene_of(TINY_WORLD, domain, split, i).key() for i in range(n)}
+    keys[("pretrain", "pretrain")] = {scene_of(TINY_WORLD, "pretrain", "pretrain", i).key() for i in range(TINY_WORLD.pretrain_images)}
+    items = list(keys.items())
+    for a in range(len(items)):
+        for b in range(a + 1, len(items)):
+            assert not items[a][1] & items[b][1], (items[a][0], items[b][0])
+
+
+def test_object_vocabulary_is_exposed():
+    assert object_vocabulary() == SHAPES
+    assert 10 <= len(SHAPES) <= 40
+    assert create_dataset("shapes-flickr").object_vocabulary == SHAPES
+
+
+# -- the generator --------------------------------------------------------------------------
+
+def test_generator_parses_captions_back_into_scenes():
+    gen = ShapesGenerator()
+    scene = gen.scene("a large red circle to the left of a small blue box", seed=0)
+    assert [(o.colour, o.shape, o.size) for o in scene.objects] == [("red", "circle", "large"), ("blue", "square", "small")]
+    assert scene.objects[0].x < scene.objects[1].x
+    above = gen.scene("a green star above a yellow heart")
+    assert above.objects[0].y < above.objects[1].y
+
+
+def test_generator_is_deterministic_for_a_seed():
+    gen = ShapesGenerator()
+    prompts = ["a star and a ring", "a dark purple rhombus beneath a hoop"]
+    first, again, other = gen.generate(prompts, seed=0), gen.generate(prompts, seed=0), gen.generate(prompts, seed=1)
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(first, again))
+    assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(first, other))
+    # A prompt's image does not depend on the batch it came in.
+    assert np.array_equal(np.asarray(gen.generate(prompts[1:], seed=0)[0]), np.asarray(first[1]))
+
+
+# -- the datasets ---------------------------------------------------------------------------
+
+def test_shapes_datasets_load_like_karpathy(prepared):
+    cache, _ = prepared
+    ds = create_dataset("shapes-coco", cache_dir=cache, world=TINY_WORLD)
+    test = ds.load("test")
+    assert len(test) == 100 and all(len(item.captions) == 5 for item in test.items)
+    paths = test.require_images()  # rendered on first need
+    assert all(p.is_file() for p in paths)
+    assert len(create_dataset("shapes-humor", cache_dir=cache, world=TINY_WORLD).load("train")) == 30
+
+
+def test_split_kinds_of_the_shapes_world():
+    from bench.splits import parse_split
+
+    assert parse_split("shapes").train == "shapes-coco"
+    assert parse_split("shapes-coco->shapes-flickr").kind == "cross-domain"
+    assert parse_split("shapes-romantic").kind == "style"
+
+
+# -- the world's CLIP -----------------------------------------------------------------------
+
+def test_tiny_clip_beats_chance_and_shows_a_gap(prepared):
+    _, manifest = prepared
+    card = manifest["model_card"]
+    for domain, stats in card["retrieval"].items():
+        # 100 test images: chance is 1% at R@1 and 5% at R@5.
+        assert stats["i2t_r1"] > 3 * stats["chance_i2t_r1"], (domain, stats)
+        assert stats["i2t_r5"] > 3 * 5 * stats["chance_i2t_r1"], (domain, stats)
+        assert stats["t2i_r5"] > 3 * 5 * stats["chance_t2i_r1"], (domain, stats)
+    gap = card["gap"]
+    assert 0 < gap["true_pair_cosine"] < 0.95
+    assert gap["centroid_gap"] > 0.1
+    assert gap["mean_linf"] > 0 and gap["mean_l2"] > 0
+    assert manifest["training"]["final_loss"] < manifest["training"]["first_loss"]
+
+
+def test_checkpoint_reloads_to_identical_embeddings_and_training_is_deterministic(prepared):
+    import torch
+
+    cache, manifest = prepared
+    ckpt = ensure_clip(TINY_WORLD, TINY_CLIP, cache, log=lambda m: None)  # cached: no training
+    assert str(ckpt.weights) == manifest["checkpoint"]
+    model_a, preprocess, tokenizer = ckpt.load()
+    model_b, _, _ = ckpt.load()
+    retrained, _ = train_clip(TINY_WORLD, TINY_CLIP, log=lambda m: None)
+    texts = tokenizer(["a red circle", "a big blue box beside a star"])
+    image = torch.stack([preprocess(render(scene_of(TINY_WORLD, "coco", "test", 0)))])
+    with torch.inference_mode():
+        for model in (model_b, retrained):
+            assert torch.equal(model_a.encode_text(texts), model.encode_text(texts))
+            assert torch.equal(model_a.encode_image(image), model.encode_image(image))
+
+
+def test_corrupted_checkpoint_is_detected_and_rebuilt(tmp_path):
+    clip = ClipTrainConfig(steps=2, batch_size=16, warmup=1)
+    world = WorldConfig(coco_sizes=(4, 2, 4), flickr_sizes=(4, 2, 4), style_sizes=(4, 2, 4), pretrain_images=32)
+    import torch
+
+    ckpt = ensure_clip(world, clip, tmp_path, log=lambda m: None)
+    good = torch.load(ckpt.weights, weights_only=True)
+    data = bytearray(ckpt.weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    ckpt.weights.write_bytes(bytes(data))
+    assert "hash does not match" in ckpt.problem()
+    messages = []
+    again = ensure_clip(world, clip, tmp_path, log=messages.append)
+    assert any("not usable" in m and "rebuilding" in m for m in messages)
+    assert again.problem() is None
+    rebuilt = torch.load(again.weights, weights_only=True)  # a deterministic rebuild: the same weights
+    assert rebuilt.keys() == good.keys() and all(torch.equal(rebuilt[k], good[k]) for k in good)
+
+
+def test_unwritable_cache_dir_is_one_line_error(run_cli, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, _, err = run_cli("prepare", "shapes", "--cache-dir", str(blocker / "cache"))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "is not writable" in err and "--cache-dir" in err
+    with pytest.raises(BenchError):
+        create_dataset("shapes-flickr", cache_dir=blocker / "cache").load("train")
+
+
+def test_model_card_is_written(prepared):
+    _, manifest = prepared
+    from pathlib import Path
+
+    card = (Path(manifest["checkpoint"]).parent / "MODEL_CARD.md").read_text()
+    assert "image->text R@1" in card and "centroids" in card
+    assert json.loads((Path(manifest["checkpoint"]).parent / "manifest.json").read_text())["key"] == manifest["key"]
