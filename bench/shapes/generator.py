@@ -16,7 +16,7 @@ import numpy as np
 
 from bench.generators import ImageGenerator
 from bench.shapes.captions import parse
-from bench.shapes.world import COLOURS, Obj, Scene, render
+from bench.shapes.world import COLOURS, SIZES, Obj, Scene, render
 
 
 class ShapesGenerator(ImageGenerator):
@@ -37,7 +37,15 @@ class ShapesGenerator(ImageGenerator):
         n = len(mentions)
         # A tidy default layout: left to right in the order mentioned, then the stated
         # relations move objects where the caption puts them.
-        xs = [(k + 1) / (n + 1) for k in range(n)]
+        radii = [sum(SIZES[m.size or "medium"]) / 2 for m in mentions]
+        gap = (1.0 - 2 * sum(radii)) / (n + 1)
+        if gap > 0:  # side by side without touching, each as wide as its size
+            xs, left = [], gap
+            for r in radii:
+                xs.append(left + r)
+                left += 2 * r + gap
+        else:
+            xs = [(k + 1) / (n + 1) for k in range(n)]
         ys = [0.5 + rng.uniform(-0.08, 0.08) for _ in range(n)]
         for i, rel, j in relations:
             if i >= n or j >= n:
@@ -46,8 +54,12 @@ class ShapesGenerator(ImageGenerator):
                 lo, hi = sorted((xs[i], xs[j]))
                 xs[i], xs[j] = (lo, hi) if rel == "left" else (hi, lo)
             else:
-                xs[i] = xs[j] = (xs[i] + xs[j]) / 2 if n == 2 else xs[j]
-                ys[i], ys[j] = (0.3, 0.7) if rel == "above" else (0.7, 0.3)
+                xs[i] = xs[j] = (xs[i] + xs[j]) / 2
+                ys[i], ys[j] = (0.28, 0.72) if rel == "above" else (0.72, 0.28)
+                for k in range(n):  # a third object gets the free side, not the stacked column
+                    if k not in (i, j):
+                        xs[i] = xs[j] = 0.35 if xs[k] > 0.5 else 0.65
+                        xs[k] = 0.82 if xs[i] < 0.5 else 0.18
         objects = tuple(
             Obj(m.shape, m.colour or str(rng.choice(list(COLOURS))), m.size or "medium", float(x), float(y), 0.0)
             for m, x, y in zip(mentions, xs, ys)
