@@ -201,3 +201,27 @@ def test_model_card_is_written(prepared):
     card = (Path(manifest["checkpoint"]).parent / "MODEL_CARD.md").read_text()
     assert "image->text R@1" in card and "centroids" in card
     assert json.loads((Path(manifest["checkpoint"]).parent / "manifest.json").read_text())["key"] == manifest["key"]
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    import torch
+
+    clip = ClipTrainConfig(steps=6, batch_size=16, warmup=1)
+    world = WorldConfig(coco_sizes=(4, 2, 4), flickr_sizes=(4, 2, 4), style_sizes=(4, 2, 4), pretrain_images=32)
+    reference, _ = train_clip(world, clip, log=lambda m: None)
+
+    def interrupt_at_step_5(iterable, desc="", **kwargs):
+        for step in iterable:
+            if desc.startswith("training") and step == 4:
+                raise KeyboardInterrupt
+            yield step
+
+    state = tmp_path / "training-state.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train_clip(world, clip, progress=interrupt_at_step_5, log=lambda m: None, resume=state, checkpoint_every=2)
+    assert torch.load(state, weights_only=False)["step"] == 4
+    messages = []
+    resumed, _ = train_clip(world, clip, log=messages.append, resume=state, checkpoint_every=2)
+    assert any("resuming" in m and "step 4" in m for m in messages)
+    ref, res = reference.state_dict(), resumed.state_dict()
+    assert all(torch.equal(ref[k], res[k]) for k in ref)

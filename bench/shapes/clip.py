@@ -88,8 +88,14 @@ def _image_tensor(images: np.ndarray, mean, std):
 
 
 def train_clip(world: WorldConfig, cfg: ClipTrainConfig, progress: Callable | None = None,
-               log: Callable[[str], None] = print) -> tuple[Any, dict[str, Any]]:
-    """Train the world's CLIP from scratch; returns (model, training stats)."""
+               log: Callable[[str], None] = print, resume: Path | None = None,
+               checkpoint_every: int = 50) -> tuple[Any, dict[str, Any]]:
+    """Train the world's CLIP from scratch; returns (model, training stats).
+
+    With ``resume``, the state (weights, optimiser, sampler, step) is saved there every
+    ``checkpoint_every`` steps, and a later call picks up where an interrupted one stopped,
+    ending with exactly the weights an uninterrupted run would have.
+    """
     import open_clip
     import torch
     import torch.nn.functional as F
@@ -136,9 +142,19 @@ def train_clip(world: WorldConfig, cfg: ClipTrainConfig, progress: Callable | No
             return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
 
         gen = torch.Generator().manual_seed(cfg.seed)
+        losses: list[float] = []
+        first = 0
+        if resume is not None and resume.is_file():
+            state = torch.load(resume, weights_only=False)
+            if state.get("key") == asdict(cfg):
+                model.load_state_dict(state["model"])
+                opt.load_state_dict(state["opt"])
+                gen.set_state(state["gen"])
+                first, losses = state["step"], state["losses"]
+                log(f"resuming the shapes CLIP training at step {first} of {cfg.steps}")
         model.train()
-        steps = progress(range(cfg.steps), total=cfg.steps, desc="training the shapes CLIP", unit="step") if progress else range(cfg.steps)
-        losses = []
+        todo = range(first, cfg.steps)
+        steps = progress(todo, total=len(todo), desc="training the shapes CLIP", unit="step") if progress else todo
         for step in steps:
             idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
             pick = torch.randint(0, k, (cfg.batch_size,), generator=gen)
@@ -160,6 +176,11 @@ def train_clip(world: WorldConfig, cfg: ClipTrainConfig, progress: Callable | No
             losses.append(loss.item())
             if hasattr(steps, "set_postfix"):
                 steps.set_postfix(loss=f"{loss.item():.3f}")
+            done = step + 1
+            if resume is not None and done % checkpoint_every == 0 and done < cfg.steps:
+                with atomic_path(resume) as tmp:
+                    torch.save({"key": asdict(cfg), "step": done, "model": model.state_dict(), "opt": opt.state_dict(),
+                                "gen": gen.get_state(), "losses": losses}, tmp)
         model.eval()
         stats = {"render_s": round(render_s, 1), "train_s": round(time.perf_counter() - start - render_s, 1),
                  "first_loss": round(float(np.mean(losses[:10])), 4), "final_loss": round(float(np.mean(losses[-10:])), 4),
@@ -231,10 +252,12 @@ def ensure_clip(world: WorldConfig, cfg: ClipTrainConfig, cache_dir: Path, progr
     if problem != "missing":
         log(f"warning: cached shapes CLIP at {ckpt.folder} is not usable ({problem}); rebuilding it")
         ckpt.manifest_path.unlink(missing_ok=True)
-    model, stats = train_clip(world, cfg, progress, log)
     ckpt.folder.mkdir(parents=True, exist_ok=True)
+    partial = ckpt.folder / "training-state.pt"
+    model, stats = train_clip(world, cfg, progress, log, resume=partial)
     with atomic_path(ckpt.weights) as tmp:
         torch.save(model.state_dict(), tmp)
+    partial.unlink(missing_ok=True)
     manifest = {"key": key, "sha256": sha256_file(ckpt.weights), "model": cfg.model, "world": asdict(world),
                 "world_key": world.key(), "train": asdict(cfg), "training": stats,
                 "model_card": card(ckpt) if card else {}}
