@@ -90,6 +90,10 @@ class Captioner(ABC):
     Config: ClassVar[type] = type(None)
     #: True when fit looks at images it generates itself (SynTIC); never evaluation images.
     generates_images: ClassVar[bool] = False
+    #: The config field that ``bench run --noise`` sweeps, or None for methods without noise.
+    noise_field: ClassVar[str | None] = None
+    #: The registry name this instance was created under (set by ``create_method``).
+    name: str = ""
 
     def __init__(self, config: Any = None) -> None:
         if config is None:
@@ -97,6 +101,8 @@ class Captioner(ABC):
         if dataclasses.is_dataclass(self.Config) and not isinstance(config, self.Config):
             raise TypeError(f"{type(self).__name__} takes a {self.Config.__name__}, got {type(config).__name__}")
         self.config = config
+        #: Anything ``fit`` measured (steps, losses, seconds); stored in the cell's record.
+        self.fit_info: dict[str, Any] = {}
 
     @abstractmethod
     def fit(self, corpus: Corpus, ctx: FitContext) -> None:

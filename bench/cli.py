@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", help="comma-separated seeds (default: 0)")
     p.add_argument("--out", help="run folder (default: runs/latest)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--encoder", help="shapes (default), NAME:TAG (ViT-B-32:openai), NAME:/path/weights.pt, local-dir:/path")
+    p.add_argument("--decoder", help="decoder preset for decoding methods: transformer (default) or gpt2")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
+                   help="a method setting, for all methods (decoder.width=256) or one (capdec.noise_variance=0.01); repeatable")
     p.add_argument("--config", help="a .toml or .json file of run settings; flags override it")
     _data_options(p)
 
@@ -93,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="a folder written by a run (config.json + state.pt)")
     p.add_argument("--images", required=True, help="a folder of image files")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print one JSON object {file: caption}")
+    p.add_argument("--cache-dir", help="where the encoder's weights are cached (default: $TEXTCAP_BENCH_CACHE)")
     return parser
 
 
@@ -211,19 +217,78 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.config import RunConfig, resolve_config
+    from bench.config import RunConfig, config_to_dict, resolve_config
+    from bench.encoders import _check_device
     from bench.plugins import METHODS, load_plugins
+    from bench.runner import Runner, build_grid, summary_table
 
-    cli = {"methods": args.methods, "noise": args.noise, "seeds": args.seeds, "out": args.out,
-           "device": args.device, "data_root": args.data_root, "cache_dir": args.cache_dir,
-           "splits": _comma_join(args.splits)}
+    options: dict[str, Any] = {}
+    if args.decoder:
+        from bench.decoders import preset
+
+        options["decoder"] = config_to_dict(preset(args.decoder))
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        options[key.strip()] = _literal(value.strip())
+    cli = {"methods": args.methods, "noise": args.noise, "seeds": args.seeds, "out": args.out, "device": args.device,
+           "encoder": args.encoder, "data_root": args.data_root, "cache_dir": args.cache_dir,
+           "splits": _comma_join(args.splits), "method_options": options or None}
     config: RunConfig = resolve_config(RunConfig, cli, args.config)
     load_plugins()
     for name in config.methods:
         METHODS.canonical(name)  # unknown names fail with the known ones and the nearest
     if not len(METHODS):
-        raise BenchError("no methods are registered yet (methods/ has no method plugins), so there is nothing to run")
-    raise BenchError("the runner is not available in this version; methods registered: " + ", ".join(METHODS))
+        raise BenchError("no methods are registered (methods/ has no method plugins), so there is nothing to run")
+    _check_device(config.device)
+    _check_overrides(config)
+    cells = build_grid(config)
+    log = _stderr
+    runner = Runner(config, log=log)
+    if any(c.id not in runner.store for c in cells):
+        runner.encoder  # noqa: B018 - build it now: a bad --encoder is bad input, not a failed cell
+    log(f"{len(cells)} cells -> {config.out}")
+    report = runner.execute(cells)
+    wanted = {c.id for c in cells}
+    records = [r for r in runner.store.records() if r.cell_id in wanted]
+    if records:
+        print(summary_table(records))
+    log(f"{len(report.completed)} cells run ({report.fits} fits, {report.fits_reused} reused), {report.skipped} already complete, "
+        f"{len(report.failed)} failed, in {report.seconds:.1f} s; records: {runner.store.path}")
+    for label, error in report.failed:
+        log(f"failed: {label}: {error.splitlines()[0]}")
+    return 1 if report.failed else 0
+
+
+def _check_overrides(config: Any) -> None:
+    """Every --set key must name a setting of at least one selected method."""
+    import dataclasses
+
+    from bench.plugins import METHODS
+    from bench.runner import DEFAULT_METHODS
+
+    methods = [METHODS.canonical(m) for m in (config.methods or DEFAULT_METHODS)]
+    for key in config.method_options:
+        head, _, rest = key.partition(".")
+        if head in METHODS:
+            targets, field_name = [METHODS.canonical(head)], rest.split(".")[0]
+        else:
+            targets, field_name = methods, head
+        if not any(field_name in {f.name for f in dataclasses.fields(METHODS.get(m).Config)} for m in targets):
+            raise ConfigError(f"--set {key}: no selected method has a setting {field_name!r}")
+
+
+def _literal(text: str) -> Any:
+    """A --set value: JSON when it parses (numbers, true/false, lists), else the string itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -298,15 +363,50 @@ def cmd_check(args: argparse.Namespace) -> int:
     raise BenchError("regression checks are not available in this version")
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
 def cmd_caption(args: argparse.Namespace) -> int:
+    from bench.encoders import EncoderConfig, create_encoder
     from bench.plugins import METHODS, load_plugins
 
     load_plugins()
-    METHODS.canonical(args.method)
-    for flag, path in (("--checkpoint", args.checkpoint), ("--images", args.images)):
-        if not Path(path).is_dir():
+    name = METHODS.canonical(args.method)
+    checkpoint, images = Path(args.checkpoint), Path(args.images)
+    for flag, path in (("--checkpoint", checkpoint), ("--images", images)):
+        if not path.is_dir():
             raise BenchError(f"{flag} {path} is not a folder")
-    raise BenchError("captioning your own images is not available in this version")
+    meta_path = checkpoint / "encoder.json"
+    if not (checkpoint / "config.json").is_file() or not (checkpoint / "state.pt").is_file() or not meta_path.is_file():
+        raise BenchError(f"{checkpoint} is not a fitted method (expected config.json, state.pt and encoder.json, "
+                         "as a run writes under RUN_DIR/checkpoints/)")
+    meta = json.loads(meta_path.read_text())
+    cls = METHODS.get(name)
+    saved_cls = meta.get("method")
+    if saved_cls and METHODS.get(saved_cls) is not cls:
+        raise BenchError(f"{checkpoint} holds a {saved_cls} fit, not {name}")
+    files = sorted(p for p in images.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise BenchError(f"{images} has no image files ({', '.join(IMAGE_SUFFIXES)})")
+    encoder = create_encoder(EncoderConfig(name=meta["encoder"]), args.device, Path(args.cache_dir) if args.cache_dir else None,
+                             log=_stderr)
+    if encoder.id != meta.get("encoder_id"):
+        _stderr(f"warning: the encoder now resolves to {encoder.id}, but the method was fitted with {meta.get('encoder_id')}")
+    method = cls.load(checkpoint)
+    from bench.progress import progress
+
+    emb, kept = encoder.encode_images(files, progress=progress, skip_unreadable=True)
+    skipped = [files[i] for i in sorted(set(range(len(files))) - set(kept))]
+    captions = method.caption(emb) if len(kept) else []
+    result = {files[i].name: c for i, c in zip(kept, captions)}
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        for file_name, text in result.items():
+            print(f"{file_name}\t{text}")
+    if skipped:
+        _stderr(f"skipped {len(skipped)} unreadable of {len(files)} files (first: {skipped[0].name})")
+    return 0
 
 
 def _parse_tolerance(text: str | None) -> dict[str, float]:

@@ -47,6 +47,7 @@ class RunConfig:
     seeds: tuple[int, ...] = (0,)
     out: Path = Path("runs/latest")
     device: str = "cpu"
+    encoder: str = "shapes"
     data_root: Path | None = None
     cache_dir: Path = field(default_factory=default_cache_dir)
     method_options: dict = field(default_factory=dict)
@@ -197,6 +198,12 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
     if isinstance(hint, type) and isinstance(value, hint):
         return value
     raise ConfigError(f"{where}: cannot use {value!r} as {getattr(hint, '__name__', hint)}")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass as a nested dict of plain values (tuples kept), for merging."""
+    return {f.name: (config_to_dict(v) if dataclasses.is_dataclass(v := getattr(config, f.name)) else v)
+            for f in dataclasses.fields(config)}
 
 
 def _split_list(value: Any) -> list[Any]:

@@ -5,7 +5,7 @@ Schema (DESIGN.md §7), one line per completed cell::
     {"cell_id", "method", "split", "train", "eval", "kind", "seed", "config",
      "noise_variance" (or null), "metrics": {bleu1..bleu4, meteor, rouge_l, cider, spice?, clipscore?},
      "n_images", "encoder", "timings": {stage: seconds}, "versions": {package: version},
-     "git_commit", "date", "schema_version"}
+     "git_commit", "date", "extra": {fit_key, fit_reused, fit_info, device, ...}, "schema_version"}
 
 Every write replaces the whole file through a temporary file and one rename, so an
 interruption leaves either the old file or the new one. Readers still tolerate a truncated
@@ -55,6 +55,7 @@ class Record:
     git_commit: str = ""
     date: str = ""
     cell_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:

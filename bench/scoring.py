@@ -81,28 +81,47 @@ def require_java() -> None:
 
 
 def _clean(text: str) -> str:
-    # One line per caption is the tokenizer's protocol: any newline (or other line
-    # separator) inside a caption would shift every caption after it.
     return " ".join(str(text).split())
+
+
+#: Tokens the PTB tokenizer emits that pycocoevalcap drops (punctuation).
+_PUNCTUATION = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";"}
+
+
+def _ptb(lines: list[str]) -> list[str]:
+    """Run Stanford's PTB tokenizer (the jar pycocoevalcap ships) on lines, one Java call.
+
+    The same command as pycocoevalcap's ``PTBTokenizer``, but the input goes to a private
+    temporary file (site-packages may be read-only) and Java's stderr is captured, so its
+    chatter does not interleave with progress bars and its errors can be reported.
+    """
+    import tempfile
+
+    jar = pycocoevalcap_dir() / "tokenizer" / "stanford-corenlp-3.4.1.jar"
+    with tempfile.TemporaryDirectory(prefix="bench-ptb-") as tmp:
+        src = Path(tmp) / "captions.txt"
+        src.write_text("\n".join(lines), encoding="utf-8")
+        cmd = ["java", "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase", str(src)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, check=False)
+        except OSError as exc:
+            raise ScorerError(f"the PTB tokenizer failed to start ({exc}); {JAVA_HINT}") from None
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise ScorerError(f"the PTB tokenizer failed: {err[-1] if err else f'exit code {proc.returncode}'}")
+    out = proc.stdout.decode("utf-8").split("\n")
+    return [" ".join(w for w in line.rstrip().split(" ") if w not in _PUNCTUATION) for line in out[: len(lines)]]
 
 
 def tokenize(captions: Mapping[Any, Sequence[str]]) -> dict[Any, list[str]]:
     """PTB-tokenise (lower-case, punctuation removed) every caption in one Java call."""
-    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
-
     require_java()
-    flat = {k: [{"caption": _clean(c)} for c in caps if _clean(c)] for k, caps in captions.items()}
-    flat = {k: v for k, v in flat.items() if v}
-    try:
-        tokens = PTBTokenizer().tokenize(flat) if flat else {}
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise ScorerError(f"the PTB tokenizer failed to run ({exc}); {JAVA_HINT}") from None
-    out: dict[Any, list[str]] = {}
-    for key, caps in captions.items():
-        toks = iter(tokens.get(key, []))
-        # Empty captions never reach Java; they come back as empty token strings.
-        out[key] = [next(toks) if _clean(c) else "" for c in caps]
-    return out
+    # One line per caption is the tokenizer's protocol: whitespace inside a caption is
+    # collapsed, and empty captions never reach Java (an empty line could shift the rest).
+    cleaned = {k: [_clean(c) for c in caps] for k, caps in captions.items()}
+    lines = [c for caps in cleaned.values() for c in caps if c]
+    tokens = iter(_ptb(lines) if lines else [])
+    return {k: [next(tokens) if c else "" for c in caps] for k, caps in cleaned.items()}
 
 
 def score(

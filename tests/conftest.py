@@ -33,3 +33,62 @@ def run_cli(capsys):
         return code, out, err
 
     return run
+
+
+# -- tiny real models and data for the pipeline tests ---------------------------------------
+
+TINY_CLIP_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
+    "text_cfg": {"context_length": 40, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_checkpoint(tmp_path_factory) -> str:
+    """A random-weight open_clip model saved to a file: the encoder spec ``TinyCLIP-Test:FILE``.
+
+    It goes through the same loading path as a real ViT-B/32 checkpoint file."""
+    import json
+
+    import open_clip
+    import torch
+
+    folder = tmp_path_factory.mktemp("tiny_clip")
+    configs = folder / "configs"
+    configs.mkdir()
+    (configs / "TinyCLIP-Test.json").write_text(json.dumps(TINY_CLIP_CONFIG))
+    open_clip.add_model_config(configs)
+    torch.manual_seed(0)
+    model = open_clip.create_model("TinyCLIP-Test")
+    path = folder / "tiny_clip.pt"
+    torch.save(model.state_dict(), path)
+    return f"TinyCLIP-Test:{path}"
+
+
+@pytest.fixture(scope="session")
+def tiny_datasets():
+    """Two tiny shapes domains registered as datasets ``tiny-coco`` and ``tiny-flickr``."""
+    from bench.plugins import DATASETS, load_plugins
+    from bench.shapes.domains import WorldConfig
+
+    load_plugins()
+    from bench.plugins.datasets.shapes import Shapes
+
+    world = WorldConfig(coco_sizes=(30, 4, 12), flickr_sizes=(20, 4, 10), style_sizes=(10, 4, 6), pretrain_images=32)
+
+    class TinyShapes(Shapes):
+        def __init__(self, root=None, **options):
+            super().__init__(root, **{**options, "world": world})
+
+    classes = {}
+    for name, domain in (("tiny-coco", "coco"), ("tiny-flickr", "flickr")):
+        cls = type(name, (TinyShapes,), {"name": f"shapes-{domain}", "domain": domain, "__module__": __name__})
+        if name not in DATASETS:
+            DATASETS.register(name, cls, style=None)
+        classes[name] = cls
+    return world
+
+
+TINY_DECODER = {"decoder": {"width": 32, "layers": 1, "heads": 2, "epochs": 40, "batch_size": 16, "warmup": 5, "lr": 3e-3,
+                            "max_length": 24, "dropout": 0.0}}

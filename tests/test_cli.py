@@ -59,11 +59,6 @@ def test_bad_input_is_one_line_and_exit_2(run_cli, argv, fragments):
     _one_line_error(code, err, *fragments)
 
 
-def test_run_says_nothing_is_registered_yet(run_cli):
-    code, _, err = run_cli("run")
-    _one_line_error(code, err, "no methods are registered yet")
-
-
 def test_report_and_check_need_records(run_cli, tmp_path):
     code, _, err = run_cli("report", str(tmp_path))
     _one_line_error(code, err, "no records", "records.jsonl does not exist")

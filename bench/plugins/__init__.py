@@ -132,9 +132,32 @@ def register_dataset(name: str | None = None, **kwargs):
     return decorator
 
 
-def create_method(name: str, config=None) -> Captioner:
+def method_config(name: str, overrides: dict | None = None) -> object:
+    """The config of method ``name``: its defaults, its preset, then ``overrides`` (validated).
+
+    A preset (``nonoise`` is capdec with noise_variance=0) fixes its fields: an override of
+    one of them is an error rather than a silent change of method.
+    """
+    from bench.config import build_dataclass, config_to_dict, merge
+    from bench.errors import ConfigError
+
     load_plugins()
-    return METHODS.get(name)(config)
+    entry = METHODS.entry(name)
+    cls = METHODS.get(name)
+    preset = entry.tags.get("preset", {})
+    clash = sorted(set(preset) & set(overrides or {}))
+    if clash:
+        raise ConfigError(f"{entry.name} fixes {', '.join(f'{k}={preset[k]}' for k in clash)}; use the base method to change it")
+    return build_dataclass(cls.Config, merge(config_to_dict(cls.Config()), preset, overrides or {}), entry.name)
+
+
+def create_method(name: str, config=None) -> Captioner:
+    """An unfitted instance of method ``name`` (with its preset applied when no config is given)."""
+    load_plugins()
+    cls = METHODS.get(name)
+    method = cls(config if config is not None else method_config(name))
+    method.name = METHODS.canonical(name)
+    return method
 
 
 def create_dataset(name: str, root=None, **options) -> CaptionDataset:

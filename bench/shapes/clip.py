@@ -67,7 +67,7 @@ def register_model_configs() -> None:
 
 def cache_key(world: WorldConfig, train: ClipTrainConfig) -> str:
     model_cfg = (MODEL_CONFIG_DIR / f"{train.model}.json").read_text()
-    blob = json.dumps({"clip_version": CLIP_VERSION, "world": world.key(), "train": asdict(train), "model_cfg": model_cfg},
+    blob = json.dumps({"clip_version": CLIP_VERSION, "world": world.pretrain_key(), "train": asdict(train), "model_cfg": model_cfg},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -67,7 +67,7 @@ class WorldConfig:
     seed: int = 0
     image_size: int = 64
     captions_per_image: int = 5
-    coco_sizes: tuple[int, int, int] = (5000, 250, 500)
+    coco_sizes: tuple[int, int, int] = (4000, 250, 500)
     flickr_sizes: tuple[int, int, int] = (2500, 250, 500)
     style_sizes: tuple[int, int, int] = (1500, 250, 500)
     pretrain_images: int = 8000
@@ -82,6 +82,12 @@ class WorldConfig:
 
     def key(self) -> str:
         blob = json.dumps({"version": WORLD_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def pretrain_key(self) -> str:
+        """What the CLIP's pretraining data depends on (not the benchmark split sizes)."""
+        fields = {k: v for k, v in asdict(self).items() if k in ("seed", "image_size", "captions_per_image", "pretrain_images")}
+        blob = json.dumps({"version": WORLD_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -1,0 +1,108 @@
+"""The embedding cache: encode each (encoder, dataset, split, modality) once.
+
+An entry is a folder holding ``embeddings.npy`` (float32, memory-mappable) and
+``manifest.json`` (the key fields, count, dimension, dtype, normalisation, SHA-256 of the
+array). The key hashes the encoder id (spec + weights hash), the dataset, split and modality,
+the normalisation, and a fingerprint of the inputs (the caption strings, or the image ids and
+file sizes), so changed data or weights never hit a stale entry. A manifest that does not
+match its array is rebuilt, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.io import atomic_path, write_json_atomic
+
+CACHE_VERSION = 1
+
+
+def fingerprint(items: Sequence[Any]) -> str:
+    """A content hash of a sequence of strings (or paths, or ids)."""
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(str(item).encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    encoder: str
+    dataset: str
+    split: str
+    modality: str  # "text" or "image"
+    content: str  # fingerprint of the inputs
+    normalized: bool = True
+
+    def digest(self) -> str:
+        blob = json.dumps({"v": CACHE_VERSION, **self.__dict__}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def folder_name(self) -> str:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{self.dataset}-{self.split}-{self.modality}")
+        return f"{safe}-{self.digest()}"
+
+
+class EmbeddingCache:
+    """Embeddings on disk under ``root / "embeddings"``; counts hits and misses."""
+
+    def __init__(self, root: str | Path, log: Callable[[str], None] = print) -> None:
+        self.root = Path(root) / "embeddings"
+        self.log = log
+        self.hits = 0
+        self.misses = 0
+
+    def folder(self, key: CacheKey) -> Path:
+        return self.root / key.folder_name()
+
+    def _valid(self, key: CacheKey) -> np.ndarray | None:
+        folder = self.folder(key)
+        array_path, manifest_path = folder / "embeddings.npy", folder / "manifest.json"
+        if not array_path.is_file() or not manifest_path.is_file():
+            return None
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            array = np.load(array_path, mmap_mode="r")
+        except (OSError, ValueError, json.JSONDecodeError):
+            self.log(f"warning: embedding cache entry {folder} is unreadable; re-encoding")
+            return None
+        expected = {"key": key.__dict__, "count": int(array.shape[0]), "dim": int(array.shape[1]) if array.ndim == 2 else -1,
+                    "dtype": str(array.dtype), "normalized": key.normalized}
+        if any(manifest.get(k) != v for k, v in expected.items()) or manifest.get("sha256") != _array_hash(array):
+            self.log(f"warning: embedding cache entry {folder} does not match its manifest; re-encoding")
+            return None
+        return array
+
+    def get(self, key: CacheKey, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """The cached array for ``key`` (memory-mapped), computing and storing it on a miss."""
+        cached = self._valid(key)
+        if cached is not None:
+            self.hits += 1
+            return cached
+        self.misses += 1
+        array = np.ascontiguousarray(compute(), dtype=np.float32)
+        if array.ndim != 2:
+            raise ValueError(f"embeddings must be 2-D, got shape {array.shape}")
+        folder = self.folder(key)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "manifest.json").unlink(missing_ok=True)  # the manifest, written last, marks the entry complete
+        with atomic_path(folder / "embeddings.npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, array)
+        write_json_atomic(folder / "manifest.json", {
+            "key": key.__dict__, "count": int(array.shape[0]), "dim": int(array.shape[1]), "dtype": str(array.dtype),
+            "normalized": key.normalized, "sha256": _array_hash(array),
+        })
+        return np.load(folder / "embeddings.npy", mmap_mode="r")
+
+
+def _array_hash(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).view(np.uint8).reshape(-1).data).hexdigest()

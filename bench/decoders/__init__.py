@@ -1,0 +1,286 @@
+"""Decoders: an axis of their own, usable by any method.
+
+``DecoderConfig.kind`` is ``transformer`` (a small decoder trained from scratch on the CLIP
+BPE vocabulary the corpus uses, DeCap / SynTIC style) or ``gpt2`` (a GPT-2 prefix decoder,
+ClipCap / CapDec style). ``PRESETS`` holds each kind's defaults from its paper, scaled where
+noted. ``CaptionDecoder`` trains on (embedding, caption) pairs with an optional transform of
+the embeddings per batch (CapDec's noise) and decodes batches of embeddings with greedy or beam
+search and a key-value cache.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from bench.errors import BenchError, ConfigError
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """A decoder and how it is trained and searched."""
+
+    kind: Literal["transformer", "gpt2"] = "transformer"
+    layers: int = 4
+    heads: int = 4
+    width: int = 128
+    prefix_length: int = 1
+    mapper: Literal["linear", "mlp", "transformer"] = "linear"
+    gpt2_path: str = ""  # a local pretrained GPT-2 folder; empty: GPT-2 from config, random weights
+    max_length: int = 32
+    epochs: float = 1.0
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    dropout: float = 0.1
+    grad_clip: float = 1.0
+    beam_size: int = 1
+    decode_batch_size: int = 256
+    length_penalty: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("layers", "heads", "width", "prefix_length", "max_length", "batch_size", "beam_size", "decode_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"decoder.{name} must be >= 1, got {getattr(self, name)}")
+        if self.epochs <= 0 or self.lr <= 0:
+            raise ConfigError("decoder.epochs and decoder.lr must be > 0")
+        if self.width % self.heads:
+            raise ConfigError(f"decoder.width ({self.width}) must be divisible by decoder.heads ({self.heads})")
+
+
+PRESETS: dict[str, DecoderConfig] = {
+    # DeCap: 4 layers, 4 heads, trained from scratch, one prefix token from a linear map;
+    # width 128 and one epoch so that the embedded default runs on a laptop CPU.
+    "transformer": DecoderConfig(),
+    # CapDec / ClipCap: GPT-2 124M, 10 prefix vectors from an MLP, lr 2e-5 with warm-up, beam 5.
+    "gpt2": DecoderConfig(kind="gpt2", layers=12, heads=12, width=768, prefix_length=10, mapper="mlp",
+                          lr=2e-5, warmup=5000, epochs=10, batch_size=40, beam_size=5, dropout=0.1),
+}
+
+
+class NonFiniteLoss(BenchError):
+    """Training produced a NaN or infinite loss: the cell stops, the run goes on."""
+
+
+@dataclass
+class FitStats:
+    steps: int = 0
+    seconds: float = 0.0
+    compute_seconds: float = 0.0  # forward + backward
+    data_seconds: float = 0.0  # batch assembly: indexing, padding, the embedding transform
+    optimizer_seconds: float = 0.0
+    first_loss: float = float("nan")
+    final_loss: float = float("nan")
+    tokens: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        total = max(self.seconds, 1e-9)
+        return {"steps": self.steps, "seconds": round(self.seconds, 3), "forward_backward_fraction": round(self.compute_seconds / total, 3),
+                "data_fraction": round(self.data_seconds / total, 3), "optimizer_fraction": round(self.optimizer_seconds / total, 3),
+                "first_loss": round(self.first_loss, 4), "final_loss": round(self.final_loss, 4), "tokens": self.tokens}
+
+
+class CaptionDecoder:
+    """A vocabulary plus a prefix decoder network; trained and used on CLIP embeddings."""
+
+    def __init__(self, config: DecoderConfig, embed_dim: int, vocab: Any = None, net: Any = None) -> None:
+        self.config = config
+        self.embed_dim = embed_dim
+        self.vocab = vocab
+        self.net = net
+
+    # -- building ---------------------------------------------------------------------------
+    def build(self, captions: Sequence[str]) -> list[list[int]]:
+        """Create the vocabulary and the network for ``captions``; returns the encoded captions."""
+        from bench.decoders.vocab import ClipBpeVocab, HFVocab
+
+        cfg = self.config
+        if cfg.kind == "transformer":
+            self.vocab, encoded = ClipBpeVocab.build(captions)
+        else:
+            if cfg.gpt2_path:
+                from bench.decoders.gpt2 import check_model_folder
+
+                self.vocab = HFVocab.from_pretrained(str(check_model_folder(cfg.gpt2_path)))
+            else:
+                self.vocab = HFVocab.train(captions)
+            encoded = self.vocab.encode_many(captions)
+        self.net = self._network()
+        return encoded
+
+    def _network(self, gpt2_config: dict | None = None) -> Any:
+        cfg = self.config
+        if cfg.kind == "transformer":
+            from bench.decoders.transformer import PrefixTransformer
+
+            return PrefixTransformer(len(self.vocab), self.embed_dim, cfg.width, cfg.layers, cfg.heads, cfg.prefix_length,
+                                     cfg.max_length, cfg.mapper, cfg.dropout)
+        from bench.decoders.gpt2 import GPT2Prefix, load_gpt2
+
+        if gpt2_config is not None:
+            gpt = load_gpt2(config=gpt2_config)
+        elif cfg.gpt2_path:
+            gpt = load_gpt2(cfg.gpt2_path)
+        else:
+            gpt = load_gpt2(config={"vocab_size": len(self.vocab), "n_layer": cfg.layers, "n_head": cfg.heads, "n_embd": cfg.width,
+                                    "n_positions": cfg.prefix_length + cfg.max_length + 2, "bos_token_id": self.vocab.eos,
+                                    "eos_token_id": self.vocab.eos, "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout,
+                                    "attn_pdrop": cfg.dropout})
+        mapper = cfg.mapper if cfg.mapper != "linear" else "mlp"
+        return GPT2Prefix(gpt, self.embed_dim, cfg.prefix_length, mapper)
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, embeddings: np.ndarray, encoded: Sequence[Sequence[int]], seed: int = 0, device: str = "cpu",
+            transform: Callable[[Any, Any], Any] | None = None, progress: Callable | None = None,
+            log: Callable[[str], None] = print) -> FitStats:
+        """Train on (embedding, caption) pairs; ``transform(batch, generator)`` alters each batch
+        of embeddings (CapDec's noise). Raises NonFiniteLoss on a NaN loss."""
+        import torch
+        import torch.nn.functional as F
+
+        cfg = self.config
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        net = self.net.to(device)
+        net.train()
+        tokens, lengths = _pad(encoded, self.vocab, cfg.max_length)
+        emb = torch.tensor(np.asarray(embeddings), dtype=torch.float32)  # a copy: the cache is memory-mapped, read-only
+        n = len(encoded)
+        per_epoch = max(1, math.ceil(n / cfg.batch_size))
+        total = max(1, int(round(cfg.epochs * per_epoch)))
+        decay = [p for name, p in net.named_parameters() if p.ndim >= 2 and "tok" not in name and "wte" not in name]
+        no_decay = [p for name, p in net.named_parameters() if not (p.ndim >= 2 and "tok" not in name and "wte" not in name)]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+        warmup = min(cfg.warmup, max(1, total // 10))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / warmup) * (0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))))
+        stats = FitStats(steps=total)
+        losses: list[float] = []
+        start = time.perf_counter()
+        batches: list[Any] = []
+        bar = progress(range(total), total=total, desc="training the decoder", unit="step") if progress else range(total)
+        for step in bar:
+            if not batches:
+                batches = _epoch_batches(n, cfg.batch_size, gen)
+            idx = batches.pop()
+            t_data = time.perf_counter()
+            width = int(lengths[idx].max()) + 1
+            batch_tokens = tokens[idx, :width].to(device)
+            prefix = emb[idx]
+            if transform is not None:
+                prefix = transform(prefix, gen)
+            prefix = prefix.to(device)
+            inputs, targets = batch_tokens[:, :-1], batch_tokens[:, 1:]
+            inputs = inputs.masked_fill(inputs < 0, self.vocab.pad)  # after eos: any real id, never a target
+            t0 = time.perf_counter()
+            stats.data_seconds += t0 - t_data
+            logits = net(prefix, inputs)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"the decoder's loss became {loss.item()} at step {step + 1} of {total}; "
+                                    "lower decoder.lr or check the embeddings")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            t_opt = time.perf_counter()
+            stats.compute_seconds += t_opt - t0
+            opt.step()
+            sched.step()
+            stats.optimizer_seconds += time.perf_counter() - t_opt
+            stats.tokens += int((targets != -100).sum())
+            losses.append(loss.item())
+            if hasattr(bar, "set_postfix") and step % 20 == 0:
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        stats.seconds = time.perf_counter() - start
+        stats.first_loss = float(np.mean(losses[:10]))
+        stats.final_loss = float(np.mean(losses[-10:]))
+        net.eval()
+        return stats
+
+    # -- decoding ---------------------------------------------------------------------------
+    def decode(self, embeddings: Any, device: str = "cpu", beam_size: int | None = None,
+               progress: Callable | None = None) -> list[str]:
+        """Captions for a batch of embeddings (B, D), in order."""
+        import torch
+
+        from bench.decoders.search import beam_search
+
+        cfg = self.config
+        beam = beam_size or cfg.beam_size
+        emb = torch.tensor(np.asarray(embeddings), dtype=torch.float32)
+        net = self.net.to(device).eval()
+        bos = getattr(self.vocab, "bos", 1)
+
+        class _Bound:  # start() needs the vocabulary's beginning-of-sentence id
+            def start(self, prefix):
+                return net.start(prefix, bos)
+
+            def step(self, token, cache):
+                return net.step(token, cache)
+
+            def reorder(self, cache, index):
+                return net.reorder(cache, index)
+
+        out: list[str] = []
+        starts = range(0, len(emb), cfg.decode_batch_size)
+        bar = progress(starts, total=len(starts), desc="decoding", unit="batch") if progress else starts
+        with torch.inference_mode():
+            for s in bar:
+                ids = beam_search(_Bound(), emb[s:s + cfg.decode_batch_size].to(device), self.vocab.eos, cfg.max_length,
+                                  beam, cfg.length_penalty)
+                out.extend(self.vocab.decode(seq) for seq in ids)
+        return out
+
+    # -- persistence ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = {"vocab": self.vocab.state_dict(), "net": self.net.state_dict(), "embed_dim": self.embed_dim}
+        if self.config.kind == "gpt2":
+            state["gpt2_config"] = self.net.gpt.config.to_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from bench.decoders.vocab import vocab_from_state
+
+        self.embed_dim = int(state["embed_dim"])
+        self.vocab = vocab_from_state(state["vocab"])
+        self.net = self._network(state.get("gpt2_config"))
+        self.net.load_state_dict(state["net"])
+        self.net.eval()
+
+
+def _epoch_batches(n: int, batch_size: int, gen: Any) -> list[Any]:
+    """One epoch of batches in a fresh random order (popped from the end); every item once."""
+    import torch
+
+    order = torch.randperm(n, generator=gen)
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)][::-1]
+
+
+def _pad(encoded: Sequence[Sequence[int]], vocab: Any, max_length: int):
+    """(N, max_length + 1) tensor of [bos, t1..tn, eos, -100...], and the index of each eos."""
+    import torch
+
+    n = len(encoded)
+    tokens = torch.full((n, max_length + 1), -100, dtype=torch.long)
+    lengths = torch.empty(n, dtype=torch.long)
+    for i, ids in enumerate(encoded):
+        ids = list(ids)[: max_length - 1]
+        row = [vocab.bos, *ids, vocab.eos]
+        tokens[i, : len(row)] = torch.tensor(row)
+        lengths[i] = len(row) - 1
+    return tokens, lengths
+
+
+def preset(name: str, **overrides: Any) -> DecoderConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown decoder {name!r}; known: {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **overrides)

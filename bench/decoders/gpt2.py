@@ -1,0 +1,102 @@
+"""The GPT-2 prefix decoder (ClipCap / CapDec style).
+
+A mapper turns the CLIP embedding into ``prefix_length`` GPT-2 input vectors: an MLP
+(ClipCap's MLP mapping) or a small transformer over learnt constants (ClipCap's transformer
+mapping). GPT-2 comes from a local pretrained folder (``from_pretrained(dir)``, GPT-2 124M as
+the paper uses) or from a config with random weights. Generation uses GPT-2's own key-value
+cache through the same search code as the from-scratch decoder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+
+class _TransformerMapper(nn.Module):
+    def __init__(self, embed_dim: int, width: int, prefix_length: int, layers: int = 2, heads: int = 8) -> None:
+        super().__init__()
+        self.prefix_length = prefix_length
+        self.width = width
+        self.linear = nn.Linear(embed_dim, prefix_length * width)
+        self.const = nn.Parameter(torch.randn(prefix_length, width) * 0.02)
+        heads = heads if width % heads == 0 else 1
+        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mapped = self.linear(x).view(x.shape[0], self.prefix_length, self.width)
+        out = self.transformer(torch.cat([mapped, self.const.expand(x.shape[0], -1, -1)], dim=1))
+        return out[:, self.prefix_length:]
+
+
+class GPT2Prefix(nn.Module):
+    """prefix (B, D) + tokens (B, T) -> next-token logits (B, T, V), through GPT-2."""
+
+    def __init__(self, gpt: Any, embed_dim: int, prefix_length: int = 10, mapper: str = "mlp") -> None:
+        super().__init__()
+        self.gpt = gpt
+        self.prefix_length = prefix_length
+        width = gpt.config.n_embd
+        self.width = width
+        if mapper == "transformer":
+            self.mapper: nn.Module = _TransformerMapper(embed_dim, width, prefix_length)
+        else:
+            hidden = prefix_length * width // 2
+            self.mapper = nn.Sequential(nn.Linear(embed_dim, hidden), nn.Tanh(), nn.Linear(hidden, prefix_length * width))
+
+    def _prefix(self, prefix: torch.Tensor) -> torch.Tensor:
+        return self.mapper(prefix).view(prefix.shape[0], self.prefix_length, self.width)
+
+    def forward(self, prefix: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        embeds = torch.cat([self._prefix(prefix), self.gpt.transformer.wte(tokens)], dim=1)
+        return self.gpt(inputs_embeds=embeds).logits[:, self.prefix_length:]
+
+    def start(self, prefix: torch.Tensor, bos: int) -> tuple[torch.Tensor, Any]:
+        tokens = torch.full((prefix.shape[0], 1), bos, dtype=torch.long, device=prefix.device)
+        embeds = torch.cat([self._prefix(prefix), self.gpt.transformer.wte(tokens)], dim=1)
+        out = self.gpt(inputs_embeds=embeds, use_cache=True)
+        return out.logits[:, -1], out.past_key_values
+
+    def step(self, token: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
+        out = self.gpt(input_ids=token[:, None], past_key_values=cache, use_cache=True)
+        return out.logits[:, -1], out.past_key_values
+
+    @staticmethod
+    def reorder(cache: Any, index: torch.Tensor) -> Any:
+        if hasattr(cache, "reorder_cache"):
+            cache.reorder_cache(index)
+            return cache
+        return tuple(tuple(t.index_select(0, index) for t in layer) for layer in cache)
+
+
+def check_model_folder(path: str) -> Path:
+    """A local transformers folder, or a one-line error saying what is wrong with it."""
+    from pathlib import Path
+
+    from bench.errors import BenchError
+
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise BenchError(f"GPT-2 folder {folder} does not exist")
+    if not (folder / "config.json").is_file():
+        raise BenchError(f"{folder} is not a transformers model folder (no config.json)")
+    return folder
+
+
+def load_gpt2(path: str = "", config: dict | None = None) -> Any:
+    """GPT-2 from a local folder (``from_pretrained``) or, without one, from a config (random weights)."""
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from bench.errors import BenchError
+
+    if path:
+        folder = check_model_folder(path)
+        try:
+            return GPT2LMHeadModel.from_pretrained(str(folder))
+        except (OSError, ValueError) as exc:
+            raise BenchError(f"cannot load GPT-2 from {folder}: {str(exc).splitlines()[0][:200]}") from None
+    return GPT2LMHeadModel(GPT2Config(**(config or {})))

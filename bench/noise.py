@@ -1,0 +1,21 @@
+"""CapDec's noise injection, a building block any method may use.
+
+``inject_noise(x, variance)``: L2-normalise, add N(0, variance * I) per dimension,
+L2-normalise again. The noise norm is about sqrt(D * variance): variance 0.016 means the
+paper's noise only in a 512-d space.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def inject_noise(x: Any, variance: float, generator: Any = None) -> Any:
+    import torch
+    import torch.nn.functional as F
+
+    x = F.normalize(x.float(), dim=-1)
+    if variance <= 0:
+        return x
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype) * variance ** 0.5
+    return F.normalize(x + noise.to(x.device), dim=-1)

@@ -1,0 +1,124 @@
+"""Encoders (through open_clip's real loading paths) and the embedding cache."""
+
+import numpy as np
+import pytest
+
+from bench.cache import CacheKey, EmbeddingCache, fingerprint
+from bench.encoders import create_encoder
+from bench.errors import BenchError
+
+
+def test_local_checkpoint_file_loads_and_encodes(tiny_clip_checkpoint, tmp_path):
+    enc = create_encoder(tiny_clip_checkpoint, log=lambda m: None)
+    assert enc.id.startswith(tiny_clip_checkpoint + "@") and len(enc.weights_hash) == 64
+    texts = ["a red circle", "a big blue box to the left of a star"]
+    emb = enc.encode_texts(texts, progress=None)
+    assert emb.shape == (2, 32) and emb.dtype == np.float32
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    # The same weights loaded again give the same embeddings and the same id.
+    again = create_encoder(tiny_clip_checkpoint, log=lambda m: None)
+    assert again.id == enc.id and np.array_equal(again.encode_texts(texts, progress=None), emb)
+
+
+def test_images_are_preprocessed_with_the_models_transforms(tiny_clip_checkpoint, tmp_path):
+    from PIL import Image
+
+    enc = create_encoder(tiny_clip_checkpoint, log=lambda m: None)
+    paths = []
+    for i, colour in enumerate(["red", "blue", "green"]):
+        path = tmp_path / f"{i}.png"
+        Image.new("RGB", (50 + 10 * i, 40), colour).save(path)  # sizes differ: the transforms resize
+        paths.append(path)
+    emb, kept = enc.encode_images(paths, batch_size=2, progress=None)
+    assert kept == [0, 1, 2] and emb.shape == (3, 32)
+    single, _ = enc.encode_images(paths[1:2], progress=None)
+    assert np.allclose(single[0], emb[1], atol=1e-5)  # batching does not change an embedding
+
+
+def test_unreadable_images_are_skipped_or_refused(tiny_clip_checkpoint, tmp_path):
+    from PIL import Image
+
+    enc = create_encoder(tiny_clip_checkpoint, log=lambda m: None)
+    good = tmp_path / "good.png"
+    Image.new("RGB", (32, 32), "red").save(good)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    emb, kept = enc.encode_images([bad, good], progress=None, skip_unreadable=True)
+    assert kept == [1] and emb.shape == (1, 32)
+    with pytest.raises(BenchError, match="cannot read image .*bad.png"):
+        enc.encode_images([bad, good], progress=None)
+
+
+def test_long_captions_are_truncated_and_counted(tiny_clip_checkpoint):
+    messages = []
+    enc = create_encoder(tiny_clip_checkpoint, log=messages.append)
+    long = " ".join(["red circle"] * 40)
+    emb = enc.encode_texts([long, "a star"], progress=None)
+    assert emb.shape == (2, 32)
+    assert any("1 of 2 captions are longer than the encoder's context (40 tokens)" in m for m in messages)
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ("ViT-B-33:openai", "unknown open_clip model 'ViT-B-33'; did you mean"),
+    ("ViT-B-32:openaii", "unknown pretrained tag 'openaii' for ViT-B-32; valid tags: openai"),
+    ("ViT-B-32:/no/such/file.pt", "checkpoint file /no/such/file.pt does not exist"),
+    ("ViT-B-32", "must be 'shapes', NAME:TAG"),
+    ("local-dir:/no/such/dir", "does not exist"),
+])
+def test_bad_encoder_specs(spec, fragment):
+    with pytest.raises(BenchError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        create_encoder(spec, log=lambda m: None)
+
+
+def test_weights_that_cannot_be_fetched_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(BenchError, match="cannot be fetched .*pass the file instead: --encoder RN50:/path/to/"):
+        create_encoder("RN50:openai", cache_dir=tmp_path, log=lambda m: None)
+
+
+def test_cuda_without_cuda_is_refused(monkeypatch, tiny_clip_checkpoint):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BenchError, match="CUDA is not available"):
+        create_encoder(tiny_clip_checkpoint, device="cuda", log=lambda m: None)
+
+
+# -- the cache ------------------------------------------------------------------------------
+
+def test_cache_computes_once_and_hits_after(tmp_path):
+    cache = EmbeddingCache(tmp_path, log=lambda m: None)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+
+    key = CacheKey("enc@abc", "coco", "train", "text", fingerprint(["a", "b"]))
+    first = cache.get(key, compute)
+    second = EmbeddingCache(tmp_path, log=lambda m: None).get(key, compute)
+    assert len(calls) == 1 and np.array_equal(first, second)
+    assert isinstance(second, np.memmap)
+    manifest = (cache.folder(key) / "manifest.json").read_text()
+    for field in ('"count": 5', '"dim": 4', '"dtype": "float32"', '"normalized": true', '"sha256"'):
+        assert field in manifest
+
+
+def test_cache_key_covers_encoder_content_and_modality(tmp_path):
+    base = CacheKey("enc@abc", "coco", "train", "text", fingerprint(["a"]))
+    variants = [CacheKey("enc@abd", "coco", "train", "text", fingerprint(["a"])),
+                CacheKey("enc@abc", "coco", "train", "text", fingerprint(["b"])),
+                CacheKey("enc@abc", "coco", "train", "image", fingerprint(["a"])),
+                CacheKey("enc@abc", "coco", "val", "text", fingerprint(["a"]))]
+    assert len({base.digest(), *(v.digest() for v in variants)}) == 5
+
+
+def test_cache_rebuilds_an_entry_that_does_not_match_its_manifest(tmp_path):
+    messages = []
+    cache = EmbeddingCache(tmp_path, log=messages.append)
+    key = CacheKey("enc@abc", "coco", "train", "text", "x")
+    cache.get(key, lambda: np.ones((3, 2), np.float32))
+    np.save(cache.folder(key) / "embeddings.npy", np.zeros((3, 2), np.float32))  # tampered with
+    again = cache.get(key, lambda: np.full((3, 2), 2.0, np.float32))
+    assert np.all(np.asarray(again) == 2.0) and cache.misses == 2
+    assert any("does not match its manifest" in m for m in messages)

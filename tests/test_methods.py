@@ -1,0 +1,152 @@
+"""The contract every registered method must meet, and the building blocks of the first methods."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from bench.captioner import Corpus, FitContext
+from bench.noise import inject_noise
+from bench.plugins import METHODS, create_method, load_plugins, method_config
+from tests.conftest import TINY_DECODER
+from tests.fixtures import CAPTIONS
+
+load_plugins()
+
+
+def tiny_corpus(dim=16, seed=0):
+    """Six captions repeated with variations; embeddings are random but fixed per caption."""
+    rng = np.random.default_rng(seed)
+    base = {c: rng.normal(size=dim) for c in CAPTIONS}
+    captions = [c for c in CAPTIONS for _ in range(4)]
+    emb = np.stack([base[c] + 0.05 * rng.normal(size=dim) for c in captions]).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    return Corpus(captions, emb, "tiny", "train"), base
+
+
+def tiny_config(name):
+    fields = {f.name for f in dataclasses.fields(METHODS.get(name).Config)}
+    return method_config(name, {k: v for k, v in TINY_DECODER.items() if k in fields})
+
+
+@pytest.mark.parametrize("name", METHODS.list())
+def test_every_method_meets_the_contract(name, tmp_path):
+    corpus, base = tiny_corpus()
+    method = create_method(name, tiny_config(name))
+    method.fit(corpus, FitContext(seed=0))
+    queries = np.stack([base[c] for c in CAPTIONS[:3]]).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    captions = method.caption(queries)
+    assert isinstance(captions, list) and len(captions) == 3 and all(isinstance(c, str) for c in captions)
+    assert method.caption(torch.from_numpy(queries)) == captions  # tensors and arrays alike
+    method.save(tmp_path / name)
+    again = type(method).load(tmp_path / name)
+    assert again.config == method.config
+    assert again.caption(queries) == captions
+
+
+def test_nonoise_is_a_capdec_preset_not_a_class():
+    assert METHODS.get("nonoise") is METHODS.get("capdec")
+    assert create_method("nonoise").config.noise_variance == 0.0
+    assert create_method("capdec").config.noise_variance == 0.016
+
+
+def test_decoder_learns_the_tiny_corpus():
+    corpus, base = tiny_corpus()
+    method = create_method("nonoise", tiny_config("nonoise"))
+    method.fit(corpus, FitContext(seed=0))
+    queries = np.stack([base[c] for c in CAPTIONS]).astype(np.float32)
+    hits = sum(p == c for p, c in zip(method.caption(queries), CAPTIONS))
+    assert hits >= 4, method.caption(queries)
+    assert method.fit_info["final_loss"] < method.fit_info["first_loss"]
+
+
+def test_noise_injection_has_the_right_variance_and_unit_norm():
+    d, n, var = 512, 4000, 0.016
+    x = torch.nn.functional.normalize(torch.randn(n, d), dim=-1)
+    z = inject_noise(x, var, torch.Generator().manual_seed(1))
+    assert torch.allclose(z.norm(dim=-1), torch.ones(n), atol=1e-5)
+    raw = torch.randn((n, d), generator=torch.Generator().manual_seed(1)) * var ** 0.5
+    assert torch.allclose(z, torch.nn.functional.normalize(x + raw, dim=-1), atol=1e-6)
+    assert raw.var().item() == pytest.approx(var, rel=0.02)
+    # With noise of norm sqrt(d * var), the expected cosine to the clean vector is 1 / sqrt(1 + d * var).
+    assert (z * x).sum(-1).mean().item() == pytest.approx(1 / (1 + d * var) ** 0.5, abs=0.01)
+    assert torch.allclose(inject_noise(x, 0.0), x, atol=1e-6)  # σ² = 0: only the normalisation
+
+
+def test_clipre_returns_training_captions_and_indexes_the_whole_corpus():
+    corpus, base = tiny_corpus()
+    method = create_method("clipre", method_config("clipre", {"image_batch_size": 2, "index_chunk_size": 5}))
+    method.fit(corpus, FitContext())
+    assert len(method.captions) == len(corpus) and method.memory.shape == (len(corpus), corpus.dim)
+    assert method.captions == list(corpus.captions)  # every caption, once per occurrence, in order
+    # Every corpus embedding retrieves itself, across image batches and index chunks.
+    nearest = method.nearest(corpus.embeddings)
+    assert list(nearest) == list(range(len(corpus)))
+    queries = np.random.default_rng(3).normal(size=(7, corpus.dim)).astype(np.float32)
+    assert set(method.caption(queries)) <= set(corpus.captions)
+
+
+def test_nan_loss_stops_with_a_clear_error():
+    from bench.decoders import NonFiniteLoss
+
+    corpus, _ = tiny_corpus()
+    bad = np.array(corpus.embeddings)
+    bad[:] = np.nan
+    method = create_method("nonoise", tiny_config("nonoise"))
+    with pytest.raises(NonFiniteLoss, match="loss became nan"):
+        method.fit(Corpus(corpus.captions, bad), FitContext())
+
+
+def test_greedy_and_beam_search_agree_on_a_confident_model():
+    corpus, base = tiny_corpus()
+    method = create_method("nonoise", tiny_config("nonoise"))
+    method.fit(corpus, FitContext(seed=0))
+    queries = np.stack([base[c] for c in CAPTIONS]).astype(np.float32)
+    greedy = method.decoder.decode(queries, beam_size=1)
+    beam = method.decoder.decode(queries, beam_size=4)
+    assert len(beam) == len(CAPTIONS)
+    assert sum(g == b for g, b in zip(greedy, beam)) >= 4
+
+
+def test_gpt2_decoder_from_a_local_folder(tmp_path):
+    """The real loading path: from_pretrained(dir) on a tiny random GPT-2 saved by the test."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from bench.decoders.vocab import HFVocab
+
+    corpus, base = tiny_corpus()
+    vocab = HFVocab.train(corpus.captions, vocab_size=300)
+    folder = tmp_path / "gpt2-tiny"
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_layer=1, n_head=2, n_embd=32, n_positions=64,
+                               eos_token_id=vocab.eos, bos_token_id=vocab.eos)).save_pretrained(folder)
+    vocab.tokenizer.save_pretrained(folder)
+    overrides = {"decoder": {**TINY_DECODER["decoder"], "kind": "gpt2", "gpt2_path": str(folder), "prefix_length": 2,
+                             "mapper": "mlp", "beam_size": 3, "epochs": 4}}
+    method = create_method("capdec", method_config("capdec", overrides))
+    method.fit(corpus, FitContext(seed=0))
+    queries = np.stack([base[c] for c in CAPTIONS[:2]]).astype(np.float32)
+    captions = method.caption(queries)
+    assert len(captions) == 2 and all(isinstance(c, str) for c in captions)
+    method.save(tmp_path / "fit")
+    assert type(method).load(tmp_path / "fit").caption(queries) == captions
+
+
+def test_gpt2_decoder_from_config_with_random_weights():
+    corpus, base = tiny_corpus()
+    overrides = {"decoder": {**TINY_DECODER["decoder"], "kind": "gpt2", "prefix_length": 2, "mapper": "transformer"}}
+    method = create_method("capdec", method_config("capdec", overrides))
+    method.fit(corpus, FitContext(seed=0))
+    assert method.decoder.net.gpt.config.n_layer == 1
+    assert len(method.caption(np.stack([base[CAPTIONS[0]]]).astype(np.float32))) == 1
+
+
+def test_missing_gpt2_folder_is_one_line_error(tmp_path):
+    from bench.errors import BenchError
+
+    overrides = {"decoder": {**TINY_DECODER["decoder"], "kind": "gpt2", "gpt2_path": str(tmp_path / "nope")}}
+    method = create_method("capdec", method_config("capdec", overrides))
+    corpus, _ = tiny_corpus()
+    with pytest.raises(BenchError, match="does not exist"):
+        method.fit(corpus, FitContext())

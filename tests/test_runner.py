@@ -1,0 +1,139 @@
+"""The runner and `bench run` / `bench caption`, end to end on tiny models and data."""
+
+import json
+
+import pytest
+
+from bench.config import RunConfig
+from bench.records import read_records
+from bench.runner import Runner, build_grid
+from tests.conftest import TINY_DECODER
+
+
+def tiny_run(tmp_path, encoder, **kw):
+    options = {"decoder.%s" % k: v for k, v in TINY_DECODER["decoder"].items()}
+    return RunConfig(**{"methods": ("clipre", "nonoise"), "splits": ("tiny-coco", "tiny-coco->tiny-flickr"), "seeds": (0,),
+                        "out": tmp_path / "run", "cache_dir": tmp_path / "cache", "encoder": encoder,
+                        "method_options": options, **kw})
+
+
+def test_grid_of_the_embedded_default():
+    cells = build_grid(RunConfig())
+    labels = {(c.method, str(c.split), c.noise_variance) for c in cells}
+    assert len(cells) == len(labels) == 16  # 3 methods x 3 splits + an 8-point sweep sharing one cell
+    assert {str(c.split) for c in cells} == {"shapes-coco", "shapes-coco->shapes-flickr", "shapes-romantic"}
+    assert {c.split.kind for c in cells} == {"in-domain", "cross-domain", "style"}
+    sweep = sorted(c.noise_variance for c in cells if c.method == "capdec" and str(c.split) == "shapes-coco")
+    assert sweep == [0.0, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.1]
+    assert all(c.noise_variance == 0.0 for c in cells if c.method == "nonoise")
+    assert all(c.noise_variance is None for c in cells if c.method == "clipre")
+
+
+def test_noise_grid_applies_only_to_methods_that_take_noise():
+    cells = build_grid(RunConfig(methods=("capdec", "nonoise", "clipre"), splits=("coco",), noise=(0.0, 0.01), seeds=(0, 1)))
+    counts = {m: sum(c.method == m for c in cells) for m in ("capdec", "nonoise", "clipre")}
+    assert counts == {"capdec": 4, "nonoise": 2, "clipre": 2}
+
+
+def test_run_records_samples_reuse_and_resume(tmp_path, tiny_clip_checkpoint, tiny_datasets, monkeypatch):
+    run = tiny_run(tmp_path, tiny_clip_checkpoint)
+    cells = build_grid(run)
+    assert len(cells) == 4
+    runner = Runner(run, log=lambda m: None)
+    calls = {"n": 0}
+    original = Runner.execute_cell
+
+    def interrupt_on_third(self, cell):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, cell)
+
+    monkeypatch.setattr(Runner, "execute_cell", interrupt_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        runner.execute(cells)
+    monkeypatch.setattr(Runner, "execute_cell", original)
+    assert len(read_records(run.out).records) == 2  # what finished before the interruption is kept
+
+    again = Runner(run, log=lambda m: None)
+    report = again.execute(cells)
+    assert report.skipped == 2 and len(report.completed) == 2 and not report.failed
+    records = read_records(run.out).records
+    assert len(records) == 4 and read_records(run.out).skipped == 0
+    for record in records:
+        assert record.encoder.startswith(tiny_clip_checkpoint)
+        assert set(record.metrics) >= {"bleu4", "meteor", "rouge_l", "cider"}
+        assert record.n_images in (12, 10)
+        samples = again.store.samples(record.cell_id)
+        assert len(samples) == record.n_images and {"image_id", "prediction", "references", "cider"} <= set(samples[0])
+    # coco and coco->flickr share one fit per method; the cache encoded each input once.
+    by_method = {}
+    for r in records:
+        by_method.setdefault(r.method, set()).add(r.extra["fit_key"])
+    assert all(len(keys) == 1 for keys in by_method.values())
+    assert again.cache.misses == 0 or again.cache.hits > 0
+
+
+def test_failed_cell_keeps_the_others(tmp_path, tiny_clip_checkpoint, tiny_datasets, monkeypatch):
+    from bench.decoders import NonFiniteLoss
+    from bench.plugins import METHODS
+
+    cls = METHODS.get("nonoise")
+
+    def nan_fit(self, corpus, ctx):
+        raise NonFiniteLoss("the decoder's loss became nan at step 1 of 5")
+
+    monkeypatch.setattr(cls, "fit", nan_fit)
+    run = tiny_run(tmp_path, tiny_clip_checkpoint, splits=("tiny-coco",))
+    report = Runner(run, log=lambda m: None).execute(build_grid(run))
+    assert [r.method for r in report.completed] == ["clipre"]
+    assert len(report.failed) == 1 and "loss became nan" in report.failed[0][1]
+    failure = json.loads((run.out / "failures.jsonl").read_text().splitlines()[0])
+    assert "nonoise" in failure["cell"]
+
+
+def test_cli_run_then_caption_your_own_images(run_cli, tmp_path, tiny_clip_checkpoint, tiny_datasets):
+    from PIL import Image
+
+    args = ["run", "--methods", "clipre,nonoise", "--split", "tiny-coco", "--out", str(tmp_path / "run"),
+            "--cache-dir", str(tmp_path / "cache"), "--encoder", tiny_clip_checkpoint]
+    for key, value in TINY_DECODER["decoder"].items():
+        args += ["--set", f"decoder.{key}={value}"]
+    code, out, err = run_cli(*args)
+    assert code == 0, err
+    assert "clipre" in out and "nonoise" in out and "CIDEr" in out
+    code, out, err = run_cli(*args)  # a second identical run re-does nothing
+    assert code == 0 and "2 of 2 cells are already complete" in err
+
+    record = next(r for r in read_records(tmp_path / "run").records if r.method == "clipre")
+    checkpoint = tmp_path / "run" / "checkpoints" / record.extra["fit_key"]
+    images = tmp_path / "photos"
+    images.mkdir()
+    for i, colour in enumerate(["red", "blue"]):
+        Image.new("RGB", (40, 40), colour).save(images / f"{i}.png")
+    (images / "broken.jpg").write_bytes(b"\x00\x01")
+    code, out, err = run_cli("caption", "--method", "clipre", "--checkpoint", str(checkpoint), "--images", str(images),
+                             "--json", "--cache-dir", str(tmp_path / "cache"))
+    assert code == 0, err
+    captions = json.loads(out)
+    assert set(captions) == {"0.png", "1.png"} and all(isinstance(c, str) and c for c in captions.values())
+    assert "skipped 1 unreadable of 3 files (first: broken.jpg)" in err
+    code, _, err = run_cli("caption", "--method", "nonoise", "--checkpoint", str(checkpoint), "--images", str(images))
+    assert code == 2 and "holds a clipre fit, not nonoise" in err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["run", "--device", "cuda"], "CUDA is not available"),
+    (["run", "--set", "nosuchfield=1"], "no selected method has a setting 'nosuchfield'"),
+    (["run", "--set", "novalue"], "expects KEY=VALUE"),
+    (["run", "--decoder", "lstm"], "unknown decoder 'lstm'"),
+    (["run", "--methods", "nonoise", "--set", "nonoise.noise_variance=0.1"], "nonoise fixes noise_variance=0.0"),
+    (["run", "--encoder", "ViT-B-32:nope"], "unknown pretrained tag"),
+])
+def test_run_bad_input(run_cli, argv, fragment, monkeypatch, tmp_path):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, _, err = run_cli(*argv, "--out", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"))
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and fragment in err
