@@ -11,7 +11,7 @@ from tests.conftest import TINY_DECODER
 
 
 def tiny_run(tmp_path, encoder, **kw):
-    options = {"decoder.%s" % k: v for k, v in TINY_DECODER["decoder"].items()}
+    options = {f"decoder.{k}": v for k, v in TINY_DECODER["decoder"].items()}
     return RunConfig(**{"methods": ("clipre", "nonoise"), "splits": ("tiny-coco", "tiny-coco->tiny-flickr"), "seeds": (0,),
                         "out": tmp_path / "run", "cache_dir": tmp_path / "cache", "encoder": encoder,
                         "method_options": options, **kw})

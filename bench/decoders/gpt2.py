@@ -9,6 +9,7 @@ cache through the same search code as the from-scratch decoder.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -74,8 +75,6 @@ class GPT2Prefix(nn.Module):
 
 def check_model_folder(path: str) -> Path:
     """A local transformers folder, or a one-line error saying what is wrong with it."""
-    from pathlib import Path
-
     from bench.errors import BenchError
 
     folder = Path(path).expanduser()
