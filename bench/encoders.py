@@ -164,7 +164,6 @@ class ClipEncoder:
         Files are decoded and preprocessed by a thread pool while the model runs on the
         previous batch. An unreadable file fails the call unless ``skip_unreadable``.
         """
-        import torch
 
         batch_size = batch_size or self.config.image_batch_size
 

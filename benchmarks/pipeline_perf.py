@@ -32,7 +32,6 @@ def best(fn, sizes, n):
 
 def main() -> None:
     import numpy as np
-    import torch
 
     from bench.config import default_cache_dir
     from bench.decoders import PRESETS, CaptionDecoder
