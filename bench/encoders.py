@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError
+from bench.io import sha256_file
 from bench.progress import progress as default_progress
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
@@ -192,18 +193,6 @@ class ClipEncoder:
 
 
 # -- creation -------------------------------------------------------------------------------
-
-
-def sha256_file(path: Path, _cache: dict = {}) -> str:  # noqa: B006 - a per-process memo by design
-    stat = path.stat()
-    memo_key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if memo_key not in _cache:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        _cache[memo_key] = digest.hexdigest()
-    return _cache[memo_key]
 
 
 def _state_hash(model: Any) -> str:

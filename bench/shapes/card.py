@@ -2,34 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import numpy as np
-
-
-def encode_images(model: Any, preprocess: Any, images: Sequence[Any], batch_size: int = 256) -> np.ndarray:
-    """Unit-norm image embeddings (N, D) of PIL images, through the model's own transforms."""
-    import torch
-
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(images), batch_size):
-            x = torch.stack([preprocess(img) for img in images[i:i + batch_size]])
-            out.append(torch.nn.functional.normalize(model.encode_image(x).float(), dim=-1).numpy())
-    return np.concatenate(out)
-
-
-def encode_texts(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 1024) -> np.ndarray:
-    """Unit-norm text embeddings (N, D)."""
-    import torch
-
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(texts), batch_size):
-            tokens = tokenizer(list(texts[i:i + batch_size]))
-            out.append(torch.nn.functional.normalize(model.encode_text(tokens).float(), dim=-1).numpy())
-    return np.concatenate(out)
 
 
 def retrieval(image_emb: np.ndarray, text_emb: np.ndarray, text_owner: np.ndarray) -> dict[str, float]:

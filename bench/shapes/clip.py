@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError
-from bench.io import atomic_path, write_json_atomic, write_text_atomic
+from bench.io import atomic_path, sha256_file, write_json_atomic, write_text_atomic
 from bench.shapes.domains import WorldConfig, pretrain_arrays
 
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
@@ -70,14 +70,6 @@ def cache_key(world: WorldConfig, train: ClipTrainConfig) -> str:
     blob = json.dumps({"clip_version": CLIP_VERSION, "world": world.pretrain_key(), "train": asdict(train), "model_cfg": model_cfg},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _image_tensor(images: np.ndarray, mean, std):

@@ -24,11 +24,12 @@ def model_card(ckpt: ClipCheckpoint, world: WorldConfig, cache_dir: Path) -> dic
     """Retrieval recall on each card domain's test split, and the modality gap on their union."""
     import json
 
-    from PIL import Image
-
-    from bench.shapes.card import encode_images, encode_texts, modality_gap, retrieval
+    from bench.encoders import ClipEncoder
+    from bench.io import sha256_file
+    from bench.shapes.card import modality_gap, retrieval
 
     model, preprocess, tokenizer = ckpt.load()
+    encoder = ClipEncoder(model, preprocess, tokenizer, "shapes", sha256_file(ckpt.weights), log=lambda m: None)
     folder = world_dir(world, cache_dir)
     card: dict[str, Any] = {"retrieval": {}, "gap_by_domain": {}}
     all_img, all_txt, all_owner = [], [], []
@@ -37,13 +38,10 @@ def model_card(ckpt: ClipCheckpoint, world: WorldConfig, cache_dir: Path) -> dic
         render_images(world, domain, "test", images_dir, progress)
         data = json.loads((folder / f"shapes-{domain}" / f"dataset_shapes-{domain}.json").read_text())
         test = [img for img in data["images"] if img["split"] == "test"]
-        pil = []
-        for img in test:
-            with Image.open(images_dir / img["filename"]) as im:
-                pil.append(im.convert("RGB"))
         texts = [s["raw"] for img in test for s in img["sentences"]]
         owner = np.repeat(np.arange(len(test)), [len(img["sentences"]) for img in test])
-        image_emb, text_emb = encode_images(model, preprocess, pil), encode_texts(model, tokenizer, texts)
+        image_emb, _ = encoder.encode_images([images_dir / img["filename"] for img in test], progress=None)
+        text_emb = encoder.encode_texts(texts, progress=None)
         card["retrieval"][domain] = {k: (int(v) if k in ("images", "captions") else float(v))
                                      for k, v in retrieval(image_emb, text_emb, owner).items()}
         card["gap_by_domain"][domain] = modality_gap(image_emb, text_emb, owner)
