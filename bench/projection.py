@@ -1,0 +1,60 @@
+"""Projection onto a support memory of text embeddings (DeCap; SynTIC reuses it).
+
+An image embedding x is replaced by a convex combination of memory embeddings m_i:
+weights = softmax(cos(x, m_i) / τ), projection = normalise(Σ_i w_i m_i). Small τ approaches
+the nearest memory item; large τ approaches the memory's mean. The sum runs over the memory
+in chunks with a running (online) softmax, so a memory of 500k embeddings never materialises a
+(batch x memory) matrix larger than (batch x chunk).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.errors import ConfigError
+
+
+def _tensor(x: Any) -> Any:
+    import numpy as np
+    import torch
+
+    return x.float() if isinstance(x, torch.Tensor) else torch.tensor(np.asarray(x), dtype=torch.float32)
+
+
+def projection_weights(x: Any, memory: Any, tau: float) -> Any:
+    """The full (B, N) weight matrix (for inspection and tests; ``project`` never builds it)."""
+    import torch.nn.functional as F
+
+    if tau <= 0:
+        raise ConfigError(f"projection temperature τ must be > 0, got {tau}")
+    x, memory = F.normalize(_tensor(x), dim=-1), F.normalize(_tensor(memory), dim=-1)
+    return (x @ memory.T / tau).softmax(dim=-1)
+
+
+def project(x: Any, memory: Any, tau: float = 0.01, chunk_size: int = 65536, batch_size: int = 1024) -> Any:
+    """Project rows of ``x`` (B, D) onto ``memory`` (N, D); returns unit-norm (B, D)."""
+    import torch
+    import torch.nn.functional as F
+
+    if tau <= 0:
+        raise ConfigError(f"projection temperature τ must be > 0, got {tau}")
+    x = F.normalize(_tensor(x), dim=-1)
+    memory = F.normalize(_tensor(memory), dim=-1)
+    out = torch.empty_like(x)
+    with torch.inference_mode():
+        for b in range(0, len(x), batch_size):
+            q = x[b:b + batch_size]
+            running_max = torch.full((len(q), 1), float("-inf"))
+            denom = torch.zeros(len(q), 1)
+            acc = torch.zeros_like(q)
+            for c in range(0, len(memory), chunk_size):
+                block = memory[c:c + chunk_size]
+                logits = q @ block.T / tau
+                new_max = torch.maximum(running_max, logits.max(dim=1, keepdim=True).values)
+                rescale = torch.exp(running_max - new_max)
+                weights = torch.exp(logits - new_max)
+                denom = denom * rescale + weights.sum(dim=1, keepdim=True)
+                acc = acc * rescale + weights @ block
+                running_max = new_max
+            out[b:b + len(q)] = F.normalize(acc / denom, dim=-1)
+    return out

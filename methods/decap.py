@@ -1,0 +1,72 @@
+"""DeCap (Li et al., ICLR 2023): decode a projection of the image embedding onto text memory.
+
+The decoder (from scratch, 4 layers, 4 heads) learns to reconstruct captions from their clean
+CLIP text embeddings. At test time an image embedding is projected onto a support memory of
+training-text embeddings (softmax over cosine / τ, τ = 0.01, re-normalised weighted sum) and
+that projection is decoded: the decoder only ever sees points of the text modality. The
+memory is the whole corpus (``memory_size = 0``) or a seeded random subset of N captions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bench.captioner import Captioner, Corpus, FitContext
+from bench.decoders import CaptionDecoder, DecoderConfig
+from bench.errors import BenchError, ConfigError
+from bench.plugins import register_method
+from bench.projection import project
+
+
+@dataclass(frozen=True)
+class DeCapConfig:
+    tau: float = 0.01
+    memory_size: int = 0  # 0: the whole training corpus
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+
+    def __post_init__(self) -> None:
+        if not self.tau > 0:
+            raise ConfigError(f"decap.tau must be > 0, got {self.tau}")
+        if self.memory_size < 0:
+            raise ConfigError(f"decap.memory_size must be >= 0 (0 = the whole corpus), got {self.memory_size}")
+
+
+@register_method("decap")
+class DeCap(Captioner):
+    """DeCap: a text-only decoder; images are projected onto a memory of caption embeddings."""
+
+    Config = DeCapConfig
+
+    def __init__(self, config: DeCapConfig | None = None) -> None:
+        super().__init__(config)
+        self.decoder: CaptionDecoder | None = None
+        self.memory: Any = None
+
+    def fit(self, corpus: Corpus, ctx: FitContext) -> None:
+        size = self.config.memory_size
+        if size > len(corpus):
+            raise BenchError(f"decap.memory_size {size} is larger than the training corpus ({len(corpus)} captions)")
+        index = np.sort(np.random.default_rng(ctx.seed).choice(len(corpus), size, replace=False)) if size else slice(None)
+        self.memory = np.array(np.asarray(corpus.embeddings, dtype=np.float32)[index])  # a copy: the cache is read-only
+        self.decoder = CaptionDecoder(self.config.decoder, corpus.dim)
+        encoded = self.decoder.build(corpus.captions)
+        stats = self.decoder.fit(corpus.embeddings, encoded, seed=ctx.seed, device=ctx.device, progress=ctx.progress, log=ctx.log)
+        self.fit_info = {**stats.to_dict(), "vocab_size": len(self.decoder.vocab), "memory_size": len(self.memory)}
+
+    def caption(self, image_embeddings: Any) -> list[str]:
+        assert self.decoder is not None, "caption() before fit()"
+        return self.decoder.decode(project(image_embeddings, self.memory, self.config.tau))
+
+    def state_dict(self) -> dict[str, Any]:
+        import torch
+
+        assert self.decoder is not None, "state_dict() before fit()"
+        return {"decoder": self.decoder.state_dict(), "memory": torch.from_numpy(self.memory)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.memory = state["memory"].numpy()
+        self.decoder = CaptionDecoder(self.config.decoder, int(state["decoder"]["embed_dim"]))
+        self.decoder.load_state_dict(state["decoder"])
