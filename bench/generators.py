@@ -2,8 +2,9 @@
 
 A generator turns prompts into PIL images, deterministically for a seed. ``id`` names the
 generator and its settings; caches of generated images are keyed by it and the prompt.
-Backends register in ``GENERATORS``: ``shapes`` (the world's own renderer, below) and, with
-the SynTIC work, a diffusers pipeline.
+Backends register in ``GENERATORS``: ``shapes`` (the world's own renderer) and ``diffusers``
+(any text-to-image pipeline loaded with ``from_pretrained``). ``bench.generated`` caches their
+images on disk by generator id, seed and prompt.
 """
 
 from __future__ import annotations
@@ -36,3 +37,4 @@ class ImageGenerator(ABC):
 
 GENERATORS: Registry[type[ImageGenerator]] = Registry("generator", ImageGenerator)
 GENERATORS.register("shapes", "bench.shapes.generator:ShapesGenerator")
+GENERATORS.register("diffusers", "bench.diffusers_generator:DiffusersGenerator")

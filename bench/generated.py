@@ -1,0 +1,52 @@
+"""Generated images on disk, keyed by (generator id, seed, prompt).
+
+Generating is the expensive stage of SynTIC-style methods: ``GeneratedImages.ensure`` makes
+the images that are missing, in batches, writes each one atomically as soon as its batch is
+done, and shows progress with an estimate of the time left. An interrupted call loses at most
+one batch; the next call generates only what is still missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bench.generators import ImageGenerator
+from bench.io import write_json_atomic
+
+
+class GeneratedImages:
+    def __init__(self, root: str | Path, generator: ImageGenerator) -> None:
+        self.generator = generator
+        self.folder = Path(root) / "generated" / hashlib.sha256(generator.id.encode()).hexdigest()[:16]
+        self.generated = 0  # images made by this instance (the rest came from disk)
+
+    def path(self, prompt: str, seed: int = 0) -> Path:
+        digest = hashlib.sha256(f"{seed}|{prompt}".encode()).hexdigest()
+        return self.folder / digest[:2] / f"{digest}.png"
+
+    def ensure(self, prompts: Sequence[str], seed: int = 0, batch_size: int = 64,
+               progress: Callable | None = None) -> list[Path]:
+        """The image path of every prompt (in order), generating the missing ones."""
+        paths = [self.path(p, seed) for p in prompts]
+        missing = list(dict.fromkeys(p for p, path in zip(prompts, paths) if not path.is_file()))
+        if missing:
+            write_json_atomic(self.folder / "generator.json", {"id": self.generator.id})
+            bar = progress(total=len(missing), desc=f"generating images ({self.generator.id})", unit="img") if progress else None
+            try:
+                for s in range(0, len(missing), batch_size):
+                    batch = missing[s:s + batch_size]
+                    for prompt, image in zip(batch, self.generator.generate(batch, seed)):
+                        target = self.path(prompt, seed)
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        tmp = target.with_suffix(".tmp.png")
+                        image.save(tmp)
+                        tmp.replace(target)
+                        self.generated += 1
+                    if bar is not None:
+                        bar.update(len(batch))
+            finally:
+                if bar is not None:
+                    bar.close()
+        return paths

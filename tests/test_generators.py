@@ -1,0 +1,96 @@
+"""Image generators (shapes, diffusers) and the generated-image cache."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.errors import BenchError
+from bench.generated import GeneratedImages
+from bench.generators import GENERATORS
+from bench.shapes.generator import ShapesGenerator
+
+PROMPTS = ["a red circle", "a blue box to the left of a green star", "a tiny yellow heart", "a red circle"]
+
+
+def tiny_pipeline(folder):
+    """A Stable Diffusion pipeline built from configs with random weights, saved to ``folder``."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
+
+    words = "a red blue green yellow circle box star heart tiny to the left of".split()
+    vocab = {"<|endoftext|>": 0, "<unk>": 1, **{w: i + 2 for i, w in enumerate(words)}}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                        model_max_length=16)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=1,
+                                        num_attention_heads=2, max_position_embeddings=16, projection_dim=32))
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 32),
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+                                attention_head_dim=8, norm_num_groups=8)
+    vae = AutoencoderKL(block_out_channels=(8, 8), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=8,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, sample_size=16)
+    StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=DDIMScheduler(),
+                            safety_checker=None, feature_extractor=None, requires_safety_checker=False).save_pretrained(folder)
+    return folder
+
+
+def test_generators_are_registered_lazily():
+    assert set(GENERATORS.list()) >= {"shapes", "diffusers"}
+    assert GENERATORS.get("shapes") is ShapesGenerator
+
+
+def test_diffusers_backend_from_a_local_folder(tmp_path):
+    gen = GENERATORS.get("diffusers")(str(tiny_pipeline(tmp_path / "sd")), steps=2, size=16, guidance=1.0, batch_size=3)
+    images = gen.generate(PROMPTS, seed=0)
+    assert len(images) == 4 and images[0].size == (16, 16) and images[0].mode == "RGB"
+    arrays = [np.asarray(i) for i in images]
+    assert np.array_equal(arrays[0], arrays[3])  # one prompt, one image, whatever its batch
+    again = [np.asarray(i) for i in gen.generate(PROMPTS[:2], seed=0)]
+    assert np.array_equal(again[1], arrays[1])
+    assert not np.array_equal(np.asarray(gen.generate(PROMPTS[:1], seed=1)[0]), arrays[0])
+    assert gen.id.startswith("diffusers-") and gen.id.endswith("2steps-16px-cfg1")
+
+
+def test_diffusers_bad_folders(tmp_path):
+    with pytest.raises(BenchError, match="does not exist"):
+        GENERATORS.get("diffusers")(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BenchError, match="no model_index.json"):
+        GENERATORS.get("diffusers")(str(tmp_path / "empty"))
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    DDPMPipeline(unet=UNet2DModel(sample_size=8, block_out_channels=(8, 8), norm_num_groups=4, layers_per_block=1,
+                                  down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D")),
+                 scheduler=DDPMScheduler()).save_pretrained(tmp_path / "ddpm")
+    gen = GENERATORS.get("diffusers")(str(tmp_path / "ddpm"))
+    with pytest.raises(BenchError, match="is not a text-to-image pipeline \\(it holds a DDPMPipeline\\)"):
+        gen.generate(["a red circle"])
+
+
+def test_generated_images_are_cached_by_prompt_and_resume(tmp_path):
+    cache = GeneratedImages(tmp_path, ShapesGenerator())
+    calls = []
+
+    class Flaky(ShapesGenerator):
+        def generate(self, prompts, seed=0):
+            calls.append(len(prompts))
+            if len(calls) == 2:
+                raise KeyboardInterrupt  # the second batch is interrupted
+            return super().generate(prompts, seed)
+
+    flaky = GeneratedImages(tmp_path, Flaky())
+    assert flaky.folder == cache.folder  # same generator id, same images
+    with pytest.raises(KeyboardInterrupt):
+        flaky.ensure(PROMPTS, batch_size=2)
+    assert flaky.generated == 2  # the first batch was kept
+    paths = cache.ensure(PROMPTS, batch_size=2)
+    assert cache.generated == 1  # only the missing unique prompt was made
+    assert paths[0] == paths[3] and all(p.is_file() for p in paths)
+    assert json.loads((cache.folder / "generator.json").read_text())["id"] == ShapesGenerator().id
+    assert GeneratedImages(tmp_path, ShapesGenerator()).ensure(PROMPTS) == paths
+    other_seed = cache.ensure(PROMPTS[:1], seed=1)
+    assert other_seed[0] != paths[0]
