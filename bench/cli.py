@@ -21,7 +21,7 @@ EXAMPLES = {
     "ls": "examples:\n  python -m bench ls\n  python -m bench ls 'cap*'\n  python -m bench ls datasets --json",
     "prepare": "examples:\n  python -m bench prepare shapes\n  python -m bench prepare coco flickr30k --data-root ~/data",
     "run": ("examples:\n  python -m bench run                       # the embedded default\n"
-            "  python -m bench run --methods capdec,decap --split coco->flickr --data-root ~/data\n"
+            "  python -m bench run --methods capdec,decap --split 'coco->flickr' --data-root ~/data\n"
             "  python -m bench run --methods capdec --split shapes-coco --noise 0,0.004,0.016 --seeds 0,1,2"),
     "score": ("examples:\n  python -m bench score --predictions preds.json --references dataset_coco.json --split test\n"
               "  python -m bench score --predictions flat_with_predictions.json --json"),
