@@ -13,6 +13,7 @@ can caption new images with ``bench caption``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -128,7 +129,8 @@ def _assign(target: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     for part in parts[:-1]:
         target = target.setdefault(part, {})
-    target[parts[-1]] = value
+    # A copy: a later per-method key must not write into the run's shared options.
+    target[parts[-1]] = copy.deepcopy(value)
 
 
 @dataclass
