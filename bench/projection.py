@@ -12,13 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.errors import ConfigError
-
-
-def _tensor(x: Any) -> Any:
-    import numpy as np
-    import torch
-
-    return x.float() if isinstance(x, torch.Tensor) else torch.tensor(np.asarray(x), dtype=torch.float32)
+from bench.tensors import as_float_tensor
 
 
 def projection_weights(x: Any, memory: Any, tau: float) -> Any:
@@ -27,7 +21,7 @@ def projection_weights(x: Any, memory: Any, tau: float) -> Any:
 
     if tau <= 0:
         raise ConfigError(f"projection temperature τ must be > 0, got {tau}")
-    x, memory = F.normalize(_tensor(x), dim=-1), F.normalize(_tensor(memory), dim=-1)
+    x, memory = F.normalize(as_float_tensor(x), dim=-1), F.normalize(as_float_tensor(memory), dim=-1)
     return (x @ memory.T / tau).softmax(dim=-1)
 
 
@@ -38,8 +32,8 @@ def project(x: Any, memory: Any, tau: float = 0.01, chunk_size: int = 65536, bat
 
     if tau <= 0:
         raise ConfigError(f"projection temperature τ must be > 0, got {tau}")
-    x = F.normalize(_tensor(x), dim=-1)
-    memory = F.normalize(_tensor(memory), dim=-1)
+    x = F.normalize(as_float_tensor(x), dim=-1)
+    memory = F.normalize(as_float_tensor(memory), dim=-1)
     out = torch.empty_like(x)
     with torch.inference_mode():
         for b in range(0, len(x), batch_size):

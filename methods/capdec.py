@@ -21,6 +21,7 @@ from bench.decoders import CaptionDecoder, DecoderConfig
 from bench.errors import ConfigError
 from bench.noise import inject_noise
 from bench.plugins import register_method
+from bench.tensors import as_float_tensor
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class CapDec(Captioner):
         import torch.nn.functional as F
 
         assert self.decoder is not None, "caption() before fit()"
-        x = F.normalize(_tensor(image_embeddings), dim=-1)
+        x = F.normalize(as_float_tensor(image_embeddings), dim=-1)
         return self.decoder.decode(x)
 
     def state_dict(self) -> dict[str, Any]:
@@ -69,9 +70,3 @@ class CapDec(Captioner):
         self.decoder = CaptionDecoder(self.config.decoder, int(state["decoder"]["embed_dim"]))
         self.decoder.load_state_dict(state["decoder"])
 
-
-def _tensor(x: Any) -> Any:
-    import numpy as np
-    import torch
-
-    return x.float() if isinstance(x, torch.Tensor) else torch.tensor(np.asarray(x), dtype=torch.float32)

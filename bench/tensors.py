@@ -1,0 +1,15 @@
+"""Small conversions shared by methods and building blocks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def as_float_tensor(x: Any) -> Any:
+    """A float32 torch tensor from a tensor, a NumPy array or a (memory-mapped) array-like.
+
+    Arrays are copied: cached embeddings are read-only memory maps."""
+    import numpy as np
+    import torch
+
+    return x.float() if isinstance(x, torch.Tensor) else torch.tensor(np.asarray(x), dtype=torch.float32)
