@@ -13,12 +13,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 
 from bench.errors import BenchError, ConfigError
+from bench.training import decay_groups
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,6 @@ class FitStats:
     first_loss: float = float("nan")
     final_loss: float = float("nan")
     tokens: int = 0
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         total = max(self.seconds, 1e-9)
@@ -155,10 +155,7 @@ class CaptionDecoder:
         n = len(encoded)
         per_epoch = max(1, math.ceil(n / cfg.batch_size))
         total = max(1, int(round(cfg.epochs * per_epoch)))
-        decay = [p for name, p in net.named_parameters() if p.ndim >= 2 and "tok" not in name and "wte" not in name]
-        no_decay = [p for name, p in net.named_parameters() if not (p.ndim >= 2 and "tok" not in name and "wte" not in name)]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+        opt = torch.optim.AdamW(decay_groups(net, cfg.weight_decay, ("tok", "wte")), lr=cfg.lr)
         warmup = min(cfg.warmup, max(1, total // 10))
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: min(1.0, (s + 1) / warmup) * (0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))))

@@ -32,6 +32,7 @@ import numpy as np
 from bench.errors import BenchError
 from bench.io import atomic_path, sha256_file, write_json_atomic, write_text_atomic
 from bench.shapes.domains import WorldConfig, pretrain_arrays
+from bench.training import decay_groups
 
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
 MODEL_NAME = "ShapesCLIP-RN"
@@ -114,13 +115,8 @@ def train_clip(world: WorldConfig, cfg: ClipTrainConfig, progress: Callable | No
         # embeddings or the scale.
         model.logit_scale.data.fill_(math.log(cfg.logit_scale))
         model.logit_scale.requires_grad_(False)
-        decay, no_decay = [], []
-        for name, p in model.named_parameters():
-            if not p.requires_grad:
-                continue
-            (no_decay if p.ndim < 2 or "embedding" in name or "positional" in name else decay).append(p)
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+        opt = torch.optim.AdamW(decay_groups(model, cfg.weight_decay, ("embedding", "positional")),
+                                lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
 
         def scale_at(step: int) -> float:
             ramp = cfg.logit_scale_ramp * cfg.steps
