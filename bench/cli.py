@@ -220,7 +220,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.config import RunConfig, config_to_dict, resolve_config
     from bench.encoders import _check_device
     from bench.plugins import METHODS, load_plugins
-    from bench.runner import Runner, build_grid, summary_table
+    from bench.runner import DEFAULT_METHODS, Runner, build_grid, check_options, summary_table
 
     options: dict[str, Any] = {}
     if args.decoder:
@@ -242,7 +242,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not len(METHODS):
         raise BenchError("no methods are registered (methods/ has no method plugins), so there is nothing to run")
     _check_device(config.device)
-    _check_overrides(config)
+    check_options([METHODS.canonical(m) for m in (config.methods or DEFAULT_METHODS)], config.method_options)
     cells = build_grid(config)
     log = _stderr
     runner = Runner(config, log=log)
@@ -259,24 +259,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     for label, error in report.failed:
         log(f"failed: {label}: {error.splitlines()[0]}")
     return 1 if report.failed else 0
-
-
-def _check_overrides(config: Any) -> None:
-    """Every --set key must name a setting of at least one selected method."""
-    import dataclasses
-
-    from bench.plugins import METHODS
-    from bench.runner import DEFAULT_METHODS
-
-    methods = [METHODS.canonical(m) for m in (config.methods or DEFAULT_METHODS)]
-    for key in config.method_options:
-        head, _, rest = key.partition(".")
-        if head in METHODS:
-            targets, field_name = [METHODS.canonical(head)], rest.split(".")[0]
-        else:
-            targets, field_name = methods, head
-        if not any(field_name in {f.name for f in dataclasses.fields(METHODS.get(m).Config)} for m in targets):
-            raise ConfigError(f"--set {key}: no selected method has a setting {field_name!r}")
 
 
 def _literal(text: str) -> Any:

@@ -83,11 +83,15 @@ def build_grid(run: RunConfig) -> list[Cell]:
     splits = [parse_split(s) for s in (run.splits or DEFAULT_SPLITS)]
     cells: list[Cell] = []
 
+    def sweeps(method: str) -> bool:
+        """The method injects noise and no preset fixes its level."""
+        field_name = METHODS.get(method).noise_field
+        return bool(field_name) and field_name not in METHODS.entry(method).tags.get("preset", {})
+
     def add(method: str, split: SplitSpec, seed: int, noise: float | None) -> None:
         overrides = _options_for(method, run.method_options)
         cls = METHODS.get(method)
-        preset = METHODS.entry(method).tags.get("preset", {})
-        if noise is not None and cls.noise_field and cls.noise_field not in preset:
+        if noise is not None and sweeps(method):
             overrides = {**overrides, cls.noise_field: noise}
         config = method_config(method, overrides)
         applied = getattr(config, cls.noise_field) if cls.noise_field else None
@@ -98,9 +102,7 @@ def build_grid(run: RunConfig) -> list[Cell]:
     for seed in run.seeds:
         for split in splits:
             for method in methods:
-                cls = METHODS.get(method)
-                sweeps = cls.noise_field and cls.noise_field not in METHODS.entry(method).tags.get("preset", {})
-                for noise in (run.noise if (run.noise and sweeps) else (None,)):
+                for noise in (run.noise if (run.noise and sweeps(method)) else (None,)):
                     add(method, split, seed, noise)
         if embedded:
             sweep_split = parse_split(SWEEP_SPLIT)
@@ -109,20 +111,39 @@ def build_grid(run: RunConfig) -> list[Cell]:
     return cells
 
 
-def _options_for(method: str, options: dict[str, Any]) -> dict[str, Any]:
-    """``--set`` values for ``method``: keys ``method.field`` for one method, ``field`` for all."""
+def _split_option(key: str) -> tuple[str | None, str]:
+    """A ``--set`` key as (the one method it names, or None for all; the dotted setting)."""
     from bench.plugins import METHODS
 
+    head, _, rest = key.partition(".")
+    return (METHODS.canonical(head), rest) if head in METHODS else (None, key)
+
+
+def _fields(method: str) -> set[str]:
+    from bench.plugins import METHODS
+
+    return {f.name for f in dataclasses.fields(METHODS.get(method).Config)}
+
+
+def _options_for(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``--set`` values for ``method``: keys ``method.field`` for one method, ``field`` for all."""
     out: dict[str, Any] = {}
-    fields = {f.name for f in dataclasses.fields(METHODS.get(method).Config)}
+    fields = _fields(method)
     for key, value in options.items():
-        head, _, rest = key.partition(".")
-        if head in METHODS:
-            if METHODS.canonical(head) == method and rest:
-                _assign(out, rest, value)
-        elif head in fields:
-            _assign(out, key, value)
+        target, setting = _split_option(key)
+        if setting and (target == method or (target is None and setting.split(".")[0] in fields)):
+            _assign(out, setting, value)
     return out
+
+
+def check_options(methods: list[str], options: dict[str, Any]) -> None:
+    """Every ``--set`` key must name a setting of at least one of ``methods`` (or of the method it names)."""
+    from bench.errors import ConfigError
+
+    for key in options:
+        target, setting = _split_option(key)
+        if not any(setting.split(".")[0] in _fields(m) for m in ([target] if target else methods)):
+            raise ConfigError(f"--set {key}: no selected method has a setting {setting.split('.')[0]!r}")
 
 
 def _assign(target: dict[str, Any], dotted: str, value: Any) -> None:
@@ -154,7 +175,10 @@ class Runner:
         self.cache = EmbeddingCache(run.cache_dir, log=log)
         self._encoder: Any = None
         self._splits: dict[tuple[str, str], Any] = {}
+        self._corpora: dict[str, tuple[Corpus, str]] = {}
+        self._images: dict[str, tuple[Any, np.ndarray]] = {}
         self._fits: dict[str, Captioner] = {}
+        self._provenance: dict[str, Any] | None = None
 
     @property
     def encoder(self) -> Any:
@@ -174,6 +198,12 @@ class Runner:
         return self._splits[key]
 
     def corpus(self, dataset: str) -> tuple[Corpus, str]:
+        """The training corpus and its fingerprint (encoded or read from the cache once per run)."""
+        if dataset not in self._corpora:
+            self._corpora[dataset] = self._load_corpus(dataset)
+        return self._corpora[dataset]
+
+    def _load_corpus(self, dataset: str) -> tuple[Corpus, str]:
         data = self.dataset_split(dataset, "train")
         captions = data.captions()
         content = fingerprint(captions)
@@ -183,6 +213,12 @@ class Runner:
         return Corpus(captions, emb, dataset, "train"), content
 
     def eval_images(self, dataset: str) -> tuple[Any, np.ndarray]:
+        """The test split and its image embeddings (encoded or read from the cache once per run)."""
+        if dataset not in self._images:
+            self._images[dataset] = self._load_images(dataset)
+        return self._images[dataset]
+
+    def _load_images(self, dataset: str) -> tuple[Any, np.ndarray]:
         data = self.dataset_split(dataset, "test")
         paths = data.require_images()
         content = fingerprint(f"{p}:{p.stat().st_size}" for p in paths)
@@ -190,6 +226,12 @@ class Runner:
         emb = self.cache.get(key, lambda: self.encoder.encode_images(paths, progress=progress,
                                                                        desc=f"encoding {dataset} test images")[0])
         return data, emb
+
+    def provenance(self) -> dict[str, Any]:
+        """Library versions and the git commit: the same for every cell of a run, looked up once."""
+        if self._provenance is None:
+            self._provenance = {"versions": library_versions(), "git_commit": git_commit()}
+        return self._provenance
 
     # -- cells ------------------------------------------------------------------------------
     def fitted(self, cell: Cell, corpus: Corpus, content: str) -> tuple[Captioner, str, bool]:
@@ -245,7 +287,7 @@ class Runner:
             method=cell.method, split=str(cell.split), train=cell.split.train, eval=cell.split.eval, kind=cell.split.kind,
             seed=cell.seed, config=cell.config_dict, metrics={k: round(v, 4) for k, v in result.metrics.items()},
             noise_variance=cell.noise_variance, n_images=result.n_images, encoder=self.encoder.id,
-            timings={k: round(v, 3) for k, v in timings.items()}, versions=library_versions(), git_commit=git_commit(),
+            timings={k: round(v, 3) for k, v in timings.items()}, **self.provenance(),
             extra={"fit_key": fit_key, "fit_reused": reused, "fit_info": method.fit_info, "device": self.run.device,
                    "unavailable": result.unavailable, "note": data.note},
         )
