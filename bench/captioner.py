@@ -28,7 +28,9 @@ class Corpus:
 
     ``captions[i]`` is embedded as ``embeddings[i]``: a float32 array of shape ``(N, D)``,
     L2-normalised along D unless ``normalized`` is False. ``dataset`` and ``split`` name where
-    the text came from (for caches and records).
+    the text came from (for caches and records). ``objects`` are the dataset's object words (a
+    tagger's vocabulary; empty when the dataset names none) and ``generator`` the name of the
+    dataset's own text-to-image generator (``shapes`` for the shapes world; empty for real data).
     """
 
     captions: Sequence[str]
@@ -36,6 +38,8 @@ class Corpus:
     dataset: str = ""
     split: str = "train"
     normalized: bool = True
+    objects: tuple[str, ...] = ()
+    generator: str = ""
 
     def __post_init__(self) -> None:
         shape = getattr(self.embeddings, "shape", None)
@@ -60,7 +64,8 @@ class FitContext:
     same frozen CLIP; ``cache`` is the embedding cache; ``device`` is a torch device string;
     ``seed`` seeds every random choice of the fit; ``progress`` wraps iterables with a bar;
     ``work_dir`` is a folder the method may use for intermediate files that should survive
-    an interruption.
+    an interruption; ``cache_dir`` holds what outlives a run (generated images, tags);
+    ``decoders`` is a ``DecoderCache`` through which identical decoder fits are shared.
     """
 
     encoder: Any = None
@@ -70,6 +75,8 @@ class FitContext:
     progress: Callable[..., Iterable] = default_progress
     work_dir: Path | None = None
     log: Callable[[str], None] = field(default=lambda message: None)
+    cache_dir: Path | None = None
+    decoders: Any = None
 
 
 class Captioner(ABC):
@@ -111,6 +118,12 @@ class Captioner(ABC):
     @abstractmethod
     def caption(self, image_embeddings: Any) -> list[str]:
         """Caption a batch of image embeddings ``(B, D)``; returns ``B`` strings."""
+
+    def caption_images(self, image_embeddings: Any, images: Sequence[str | Path]) -> list[str]:
+        """``caption`` with the images' files at hand, for methods that also look at pixels at
+        test time (SynTIC with a detector tagger). The runner and ``bench caption`` call this;
+        a method that needs only the embeddings does not override it."""
+        return self.caption(image_embeddings)
 
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:

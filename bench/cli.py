@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder", help="decoder preset for decoding methods: transformer (default) or gpt2")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
                    help="a method setting, for all methods (decoder.width=256) or one (capdec.noise_variance=0.01); repeatable")
+    p.add_argument("--sweep", dest="sweeps", action="append", metavar="KEY=V1,V2", default=[],
+                   help="run every value of a setting (decap.tau=0.005,0.01,0.02); several --sweep give every "
+                        "combination, e.g. syntic's ablation grid; repeatable")
     p.add_argument("--config", help="a .toml or .json file of run settings; flags override it")
     _data_options(p)
 
@@ -232,9 +235,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not sep or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         options[key.strip()] = _literal(value.strip())
+    sweep: dict[str, list[Any]] = {}
+    for item in args.sweeps:
+        key, sep, values = item.partition("=")
+        if not sep or not key.strip() or not values.strip():
+            raise ConfigError(f"--sweep expects KEY=V1,V2,..., got {item!r}")
+        if key.strip() in sweep or key.strip() in options:
+            raise ConfigError(f"--sweep {key.strip()} is given twice (or also with --set)")
+        sweep[key.strip()] = [_literal(v.strip()) for v in values.split(",")]
     cli = {"methods": args.methods, "noise": args.noise, "seeds": args.seeds, "out": args.out, "device": args.device,
            "encoder": args.encoder, "data_root": args.data_root, "cache_dir": args.cache_dir,
-           "splits": _comma_join(args.splits), "method_options": options or None}
+           "splits": _comma_join(args.splits), "method_options": options or None, "sweep": sweep or None}
     config: RunConfig = resolve_config(RunConfig, cli, args.config)
     load_plugins()
     for name in config.methods:
@@ -242,7 +253,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not len(METHODS):
         raise BenchError("no methods are registered (methods/ has no method plugins), so there is nothing to run")
     _check_device(config.device)
-    check_options([METHODS.canonical(m) for m in (config.methods or DEFAULT_METHODS)], config.method_options)
+    check_options([METHODS.canonical(m) for m in (config.methods or DEFAULT_METHODS)], {**config.method_options, **config.sweep})
     cells = build_grid(config)
     log = _stderr
     runner = Runner(config, log=log)
@@ -379,7 +390,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
 
     emb, kept = encoder.encode_images(files, progress=progress, skip_unreadable=True)
     skipped = [files[i] for i in sorted(set(range(len(files))) - set(kept))]
-    captions = method.caption(emb) if len(kept) else []
+    captions = method.caption_images(emb, [files[i] for i in kept]) if len(kept) else []
     result = {files[i].name: c for i, c in zip(kept, captions)}
     if args.json:
         print(json.dumps(result, ensure_ascii=False))

@@ -51,6 +51,9 @@ class RunConfig:
     data_root: Path | None = None
     cache_dir: Path = field(default_factory=default_cache_dir)
     method_options: dict = field(default_factory=dict)
+    #: ``--sweep`` settings: each key (as in ``method_options``) maps to a list of values; the
+    #: grid holds every combination for the methods a key applies to.
+    sweep: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from bench.splits import parse_split
@@ -66,6 +69,11 @@ class RunConfig:
             raise ConfigError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
         for spec in self.splits:
             parse_split(spec, resolve=False)
+        for key, values in self.sweep.items():
+            if not isinstance(values, (list, tuple)) or not values:
+                raise ConfigError(f"sweep {key} needs a non-empty list of values, got {values!r}")
+            if len({json.dumps(v, sort_keys=True, default=str) for v in values}) != len(values):
+                raise ConfigError(f"sweep {key} lists a value twice: {list(values)}")
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError(f"methods must be distinct, got {','.join(self.methods)}")
 

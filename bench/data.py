@@ -81,6 +81,10 @@ class CaptionDataset(ABC):
     folder: ClassVar[str] = ""
     style: ClassVar[str | None] = None
     splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
+    #: The object words of this data (a CLIP tagger's vocabulary); empty when it names none.
+    object_vocabulary: ClassVar[tuple[str, ...]] = ()
+    #: The name of the data's own text-to-image generator (``shapes``); empty for real data.
+    generator: ClassVar[str] = ""
 
     def __init__(self, root: str | Path | None = None, **options: Any) -> None:
         self.root = Path(root).expanduser() if root is not None else default_data_root()

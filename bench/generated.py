@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.generators import ImageGenerator
 from bench.io import write_json_atomic
@@ -50,3 +51,29 @@ class GeneratedImages:
                 if bar is not None:
                     bar.close()
         return paths
+
+
+def embed_generated(prompts: Sequence[str], generator: ImageGenerator, ctx: Any, dataset: str,
+                    batch_size: int = 64) -> tuple[list[Path], Any]:
+    """Generate (or find on disk) one image per prompt and embed them with ``ctx.encoder``
+    through the embedding cache; returns the image paths and their (N, D) embeddings."""
+    from bench.cache import CacheKey, fingerprint
+    from bench.errors import BenchError
+
+    if ctx.cache_dir is None:
+        raise BenchError("generating images needs a cache folder (FitContext.cache_dir)")
+    store = GeneratedImages(ctx.cache_dir, generator)
+    key = CacheKey(ctx.encoder.id, dataset, f"generated-{generator.id}-seed{ctx.seed}", "image",
+                   fingerprint([f"{ctx.seed}|{p}" for p in prompts]))
+    paths: list[Path] = []
+
+    def encode() -> Any:
+        emb, kept = ctx.encoder.encode_images(paths, progress=ctx.progress, desc="encoding generated images")
+        if len(kept) != len(paths):
+            raise BenchError(f"{len(paths) - len(kept)} generated images could not be read back")
+        return emb
+
+    paths.extend(store.ensure(prompts, ctx.seed, batch_size, progress=ctx.progress))
+    if store.generated:
+        ctx.log(f"generated {store.generated} images with {generator.id} into {store.folder}")
+    return paths, (ctx.cache.get(key, encode) if ctx.cache is not None else encode())

@@ -11,8 +11,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.errors import ConfigError
+from bench.errors import BenchError, ConfigError
 from bench.tensors import as_float_tensor
+
+
+def support_memory(embeddings: Any, size: int = 0, seed: int = 0, what: str = "memory_size") -> Any:
+    """The support memory: every row of ``embeddings`` (``size`` 0) or a seeded random ``size`` of
+    them, in corpus order, as a float32 copy (cached embeddings are read-only memory maps)."""
+    import numpy as np
+
+    n = len(embeddings)
+    if size < 0:
+        raise ConfigError(f"{what} must be >= 0 (0 = the whole corpus), got {size}")
+    if size > n:
+        raise BenchError(f"{what} {size} is larger than the training corpus ({n} captions)")
+    index = np.sort(np.random.default_rng(seed).choice(n, size, replace=False)) if size else slice(None)
+    return np.array(np.asarray(embeddings, dtype=np.float32)[index])
 
 
 def projection_weights(x: Any, memory: Any, tau: float) -> Any:

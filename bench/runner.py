@@ -38,11 +38,15 @@ from bench.records import Record, RecordStore, git_commit, library_versions
 from bench.splits import SplitSpec, parse_split
 
 #: The embedded default: every method on an in-domain, a cross-domain and a style split of the
-#: shapes world, and capdec's noise-variance sweep (log-spaced, with 0 and the paper's 0.016).
-DEFAULT_METHODS = ("capdec", "nonoise", "clipre")
+#: shapes world, capdec's noise-variance sweep (log-spaced, with 0 and the paper's 0.016) and
+#: syntic's ablation grid (its three switches, all eight combinations) in and across domains.
+DEFAULT_METHODS = ("capdec", "nonoise", "clipre", "decap", "syntic")
 DEFAULT_SPLITS = ("shapes-coco", "shapes-coco->shapes-flickr", "shapes-romantic")
 DEFAULT_SWEEP = (0.0, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.1)
 SWEEP_METHOD, SWEEP_SPLIT = "capdec", "shapes-coco"
+ABLATION_METHOD = "syntic"
+ABLATION_SWEEP = {"syntic.optimise": (True, False), "syntic.project": (True, False), "syntic.auxiliary": (True, False)}
+ABLATION_SPLITS = ("shapes-coco", "shapes-coco->shapes-flickr")
 
 
 @dataclass(frozen=True)
@@ -88,8 +92,8 @@ def build_grid(run: RunConfig) -> list[Cell]:
         field_name = METHODS.get(method).noise_field
         return bool(field_name) and field_name not in METHODS.entry(method).tags.get("preset", {})
 
-    def add(method: str, split: SplitSpec, seed: int, noise: float | None) -> None:
-        overrides = _options_for(method, run.method_options)
+    def add(method: str, split: SplitSpec, seed: int, noise: float | None, combo: dict[str, Any] | None = None) -> None:
+        overrides = _options_for(method, {**run.method_options, **(combo or {})})
         cls = METHODS.get(method)
         if noise is not None and sweeps(method):
             overrides = {**overrides, cls.noise_field: noise}
@@ -102,13 +106,31 @@ def build_grid(run: RunConfig) -> list[Cell]:
     for seed in run.seeds:
         for split in splits:
             for method in methods:
-                for noise in (run.noise if (run.noise and sweeps(method)) else (None,)):
-                    add(method, split, seed, noise)
+                for combo in sweep_combinations(method, run.sweep):
+                    for noise in (run.noise if (run.noise and sweeps(method)) else (None,)):
+                        add(method, split, seed, noise, combo)
         if embedded:
             sweep_split = parse_split(SWEEP_SPLIT)
             for noise in (run.noise or DEFAULT_SWEEP):
                 add(SWEEP_METHOD, sweep_split, seed, noise)
+            for spec in ABLATION_SPLITS:
+                for combo in sweep_combinations(ABLATION_METHOD, ABLATION_SWEEP):
+                    add(ABLATION_METHOD, parse_split(spec), seed, None, combo)
     return cells
+
+
+def sweep_combinations(method: str, sweep: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of the ``--sweep`` values that apply to ``method`` (one empty dict when
+    none does), as ``--set``-style overrides; the first value of each key varies slowest."""
+    import itertools
+
+    keys = [k for k in sweep if _applies(k, method)]
+    return [dict(zip(keys, values)) for values in itertools.product(*(sweep[k] for k in keys))] or [{}]
+
+
+def _applies(key: str, method: str) -> bool:
+    target, setting = _split_option(key)
+    return bool(setting) and (target == method or (target is None and setting.split(".")[0] in _fields(method)))
 
 
 def _split_option(key: str) -> tuple[str | None, str]:
@@ -128,11 +150,9 @@ def _fields(method: str) -> set[str]:
 def _options_for(method: str, options: dict[str, Any]) -> dict[str, Any]:
     """``--set`` values for ``method``: keys ``method.field`` for one method, ``field`` for all."""
     out: dict[str, Any] = {}
-    fields = _fields(method)
     for key, value in options.items():
-        target, setting = _split_option(key)
-        if setting and (target == method or (target is None and setting.split(".")[0] in fields)):
-            _assign(out, setting, value)
+        if _applies(key, method):
+            _assign(out, _split_option(key)[1], value)
     return out
 
 
@@ -176,8 +196,11 @@ class Runner:
         self._encoder: Any = None
         self._splits: dict[tuple[str, str], Any] = {}
         self._corpora: dict[str, tuple[Corpus, str]] = {}
-        self._images: dict[str, tuple[Any, np.ndarray]] = {}
+        self._images: dict[str, tuple[Any, np.ndarray, list[Path]]] = {}
         self._fits: dict[str, Captioner] = {}
+        from bench.decoders.shared import DecoderCache
+
+        self.decoders = DecoderCache(self.out / "decoders")
         self._provenance: dict[str, Any] | None = None
 
     @property
@@ -204,28 +227,32 @@ class Runner:
         return self._corpora[dataset]
 
     def _load_corpus(self, dataset: str) -> tuple[Corpus, str]:
+        from bench.plugins import DATASETS
+
+        cls = DATASETS.get(dataset)
         data = self.dataset_split(dataset, "train")
         captions = data.captions()
         content = fingerprint(captions)
         key = CacheKey(self.encoder.id, dataset, "train", "text", content)
         emb = self.cache.get(key, lambda: self.encoder.encode_texts(captions, progress=progress,
                                                                       desc=f"encoding {dataset} train captions"))
-        return Corpus(captions, emb, dataset, "train"), content
+        return Corpus(captions, emb, dataset, "train", objects=tuple(getattr(cls, "object_vocabulary", ())),
+                      generator=getattr(cls, "generator", "")), content
 
-    def eval_images(self, dataset: str) -> tuple[Any, np.ndarray]:
-        """The test split and its image embeddings (encoded or read from the cache once per run)."""
+    def eval_images(self, dataset: str) -> tuple[Any, np.ndarray, list[Path]]:
+        """The test split, its image embeddings (encoded or read from the cache once per run) and files."""
         if dataset not in self._images:
             self._images[dataset] = self._load_images(dataset)
         return self._images[dataset]
 
-    def _load_images(self, dataset: str) -> tuple[Any, np.ndarray]:
+    def _load_images(self, dataset: str) -> tuple[Any, np.ndarray, list[Path]]:
         data = self.dataset_split(dataset, "test")
         paths = data.require_images()
         content = fingerprint(f"{p}:{p.stat().st_size}" for p in paths)
         key = CacheKey(self.encoder.id, dataset, "test", "image", content)
         emb = self.cache.get(key, lambda: self.encoder.encode_images(paths, progress=progress,
                                                                        desc=f"encoding {dataset} test images")[0])
-        return data, emb
+        return data, emb, paths
 
     def provenance(self) -> dict[str, Any]:
         """Library versions and the git commit: the same for every cell of a run, looked up once."""
@@ -254,7 +281,8 @@ class Runner:
         torch.manual_seed(cell.seed)
         np.random.seed(cell.seed)
         ctx = FitContext(encoder=self.encoder, cache=self.cache, device=self.run.device, seed=cell.seed,
-                         progress=progress, work_dir=folder / "work", log=self.log)
+                         progress=progress, work_dir=folder / "work", log=self.log, cache_dir=Path(self.run.cache_dir),
+                         decoders=self.decoders)
         method.fit(corpus, ctx)
         (folder / "encoder.json").unlink(missing_ok=True)
         method.save(folder)
@@ -269,13 +297,13 @@ class Runner:
         timings: dict[str, float] = {}
         t = time.perf_counter()
         corpus, content = self.corpus(cell.split.train)
-        data, image_emb = self.eval_images(cell.split.eval)
+        data, image_emb, image_paths = self.eval_images(cell.split.eval)
         timings["encode"] = time.perf_counter() - t
         t = time.perf_counter()
         method, fit_key, reused = self.fitted(cell, corpus, content)
         timings["fit"] = time.perf_counter() - t
         t = time.perf_counter()
-        predictions = method.caption(np.asarray(image_emb))
+        predictions = method.caption_images(np.asarray(image_emb), image_paths)
         timings["caption"] = time.perf_counter() - t
         if len(predictions) != len(data.items):
             raise BenchError(f"{cell.method} returned {len(predictions)} captions for {len(data.items)} images")
@@ -339,13 +367,47 @@ def _append_failure(out: Path, cell: Cell, error: str) -> None:
 
 
 def summary_table(records: list[Record]) -> str:
-    """A plain-text table of every record: method, split, σ², BLEU-4, METEOR, ROUGE-L, CIDEr."""
-    rows = sorted(records, key=lambda r: (r.kind != "in-domain", r.split, r.method, r.noise_variance or 0, r.seed))
-    head = f"{'method':<9} {'split':<28} {'kind':<12} {'σ²':>7} {'seed':>4} {'BLEU-4':>7} {'METEOR':>7} {'ROUGE-L':>8} {'CIDEr':>7}"
+    """A plain-text table of every record: method, split, σ², BLEU-4, METEOR, ROUGE-L, CIDEr, and
+    the settings that vary between a method's records (an ablation's switches, a swept τ)."""
+    settings = varying_settings(records)
+    rows = sorted(records, key=lambda r: (r.kind != "in-domain", r.split, r.method, r.noise_variance or 0, r.seed,
+                                          settings.get(r.cell_id, "")))
+    head = (f"{'method':<9} {'split':<28} {'kind':<12} {'σ²':>7} {'seed':>4} {'BLEU-4':>7} {'METEOR':>7} {'ROUGE-L':>8} "
+            f"{'CIDEr':>7}  setting")
     lines = [head, "-" * len(head)]
     for r in rows:
         noise = f"{r.noise_variance:g}" if r.noise_variance is not None else "-"
         m = r.metrics
         lines.append(f"{r.method:<9} {r.split:<28} {r.kind:<12} {noise:>7} {r.seed:>4} {m.get('bleu4', float('nan')):7.2f} "
-                     f"{m.get('meteor', float('nan')):7.2f} {m.get('rouge_l', float('nan')):8.2f} {m.get('cider', float('nan')):7.2f}")
+                     f"{m.get('meteor', float('nan')):7.2f} {m.get('rouge_l', float('nan')):8.2f} "
+                     f"{m.get('cider', float('nan')):7.2f}  {settings.get(r.cell_id, '')}".rstrip())
     return "\n".join(lines)
+
+
+def varying_settings(records: list[Record]) -> dict[str, str]:
+    """For each record (by cell id), its values of the config settings that differ between the
+    records of its method, as ``key=value`` (booleans as on/off); the noise variance is left to
+    its own column."""
+    flat = {r.cell_id: _flatten(r.config) for r in records}
+    out: dict[str, str] = {}
+    for method in {r.method for r in records}:
+        mine = [r for r in records if r.method == method]
+        keys = [k for k in flat[mine[0].cell_id] if k != "noise_variance"
+                and len({json.dumps(flat[r.cell_id].get(k), sort_keys=True) for r in mine}) > 1]
+        for r in mine:
+            out[r.cell_id] = " ".join(f"{k}={_show(flat[r.cell_id].get(k))}" for k in keys)
+    return out
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _show(value: Any) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)

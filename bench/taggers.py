@@ -44,25 +44,34 @@ class ClipZeroShotTagger(ObjectTagger):
     """Zero-shot tags from CLIP: the vocabulary words whose prompt the image matches best."""
 
     def __init__(self, encoder: Any, vocabulary: Sequence[str], template: str = "a photo of a {}.", top_k: int = 3,
-                 threshold: float = 0.1) -> None:
+                 threshold: float = 0.1, text_embeddings: Any = None, encoder_id: str = "") -> None:
         words = [w.strip() for w in vocabulary if w and w.strip()]
         if not words:
             raise BenchError("the tag vocabulary is empty: give the tagger at least one object word")
         if len(set(words)) != len(words):
             raise BenchError("the tag vocabulary lists a word twice")
+        if "{}" not in template:
+            raise BenchError(f"the tag prompt template {template!r} has no {{}} for the word")
+        if top_k < 1 or not 0 <= threshold <= 1:
+            raise BenchError(f"clip tagger: top_k must be >= 1 and threshold in [0, 1], got {top_k} and {threshold}")
         self.encoder, self.vocabulary, self.template = encoder, words, template
         self.top_k, self.threshold = top_k, threshold
-        self._text = encoder.encode_texts([template.format(w) for w in words], progress=None)
+        self.encoder_id = encoder_id or getattr(encoder, "id", "")
+        # The prompts' text embeddings: computed here, or given (a fitted method restores them without an encoder).
+        self.text_embeddings = (text_embeddings if text_embeddings is not None
+                                else encoder.encode_texts([template.format(w) for w in words], progress=None))
+        if len(self.text_embeddings) != len(words):
+            raise BenchError(f"{len(self.text_embeddings)} prompt embeddings for {len(words)} tag words")
 
     @property
     def id(self) -> str:
         vocab = hashlib.sha256("|".join(self.vocabulary).encode()).hexdigest()[:8]
-        return f"clip-{self.encoder.id}-{vocab}-{self.template}-top{self.top_k}-p{self.threshold:g}"
+        return f"clip-{self.encoder_id}-{vocab}-{self.template}-top{self.top_k}-p{self.threshold:g}"
 
     def tag_embeddings(self, image_embeddings: Any) -> list[list[str]]:
         import numpy as np
 
-        logits = 100.0 * np.asarray(image_embeddings, np.float32) @ self._text.T
+        logits = 100.0 * np.asarray(image_embeddings, np.float32) @ np.asarray(self.text_embeddings, np.float32).T
         probs = np.exp(logits - logits.max(1, keepdims=True))
         probs /= probs.sum(1, keepdims=True)
         order = np.argsort(-probs, axis=1)[:, : self.top_k]
@@ -99,6 +108,12 @@ class DetectorTagger(ObjectTagger):
         digest = hashlib.sha256((self.folder / "config.json").read_bytes()).hexdigest()[:12]
         return f"detector-{digest}-t{self.threshold:g}"
 
+    @property
+    def vocabulary(self) -> list[str]:
+        """The detector's label names (placeholders such as COCO's ``N/A`` left out)."""
+        names = self.model.config.id2label
+        return list(dict.fromkeys(n for _, n in sorted(names.items(), key=lambda kv: int(kv[0])) if n and n != "N/A"))
+
     def tag(self, paths: Sequence[str | Path]) -> list[list[str]]:
         import torch
         from PIL import Image
@@ -134,3 +149,16 @@ class TagCache:
             self._tags.update(zip(batch, self.tagger.tag(batch)))
             write_json_atomic(self.path, self._tags, indent=None)
         return [self._tags[k] for k in keys]
+
+
+def tag_indices(tags: Sequence[Sequence[str]], vocabulary: Sequence[str], max_tags: int) -> Any:
+    """Tag words per image -> an (N, max_tags) int64 array of vocabulary indices, ``-1`` padded.
+    Words outside the vocabulary are dropped; at most ``max_tags`` per image, in the given order."""
+    import numpy as np
+
+    position = {w: i for i, w in enumerate(vocabulary)}
+    out = np.full((len(tags), max(max_tags, 1)), -1, dtype=np.int64)
+    for row, words in enumerate(tags):
+        ids = [position[w] for w in dict.fromkeys(words) if w in position][:max_tags]
+        out[row, : len(ids)] = ids
+    return out

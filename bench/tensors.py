@@ -13,3 +13,13 @@ def as_float_tensor(x: Any) -> Any:
     import torch
 
     return x.float() if isinstance(x, torch.Tensor) else torch.tensor(np.asarray(x), dtype=torch.float32)
+
+
+def unit_rows(x: Any, normalized: bool = False) -> Any:
+    """``x`` with L2-normalised rows as float32 (returned as is when ``normalized`` says it already is)."""
+    import numpy as np
+
+    if normalized:
+        return x
+    a = np.asarray(x, dtype=np.float32)
+    return a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)

@@ -23,6 +23,7 @@ from bench.annotations import AnnotatedImage, parse_flattened, parse_karpathy, r
 from bench.data import CaptionDataset, DatasetSplit, ImageItem
 from bench.errors import DataError
 from bench.plugins import register_dataset
+from bench.vocabularies import COCO_OBJECTS
 
 
 @functools.lru_cache(maxsize=4)
@@ -34,6 +35,8 @@ def _read(path: str, mtime: float, flattened: bool) -> tuple[AnnotatedImage, ...
 
 class KarpathyDataset(CaptionDataset):
     """A Karpathy-split dataset: 5 human captions per image, train (with restval) / val / test."""
+
+    object_vocabulary = COCO_OBJECTS  # what COCO-trained detectors name; Flickr30k photos show the same things
 
     def annotation_files(self, split: str) -> list[Path]:
         return [self.directory / f"dataset_{self.name}.json", self.directory / f"{self.name}_karpathy_{split}.json"]

@@ -45,6 +45,8 @@ class Shapes(KarpathyDataset):
     family = "shapes"
     #: The world's object words: what a tagger is scored on.
     object_vocabulary: tuple[str, ...] = SHAPES
+    #: SynTIC-style methods generate their training images with the world's own renderer.
+    generator = "shapes"
 
     def __init__(self, root: str | Path | None = None, **options: Any) -> None:
         super().__init__(root, **options)

@@ -18,10 +18,11 @@ from typing import Any
 
 from bench.captioner import Captioner, Corpus, FitContext
 from bench.decoders import CaptionDecoder, DecoderConfig
+from bench.decoders.shared import fit_decoder
 from bench.errors import ConfigError
 from bench.noise import inject_noise
 from bench.plugins import register_method
-from bench.tensors import as_float_tensor
+from bench.tensors import as_float_tensor, unit_rows
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,11 @@ class CapDec(Captioner):
 
     def fit(self, corpus: Corpus, ctx: FitContext) -> None:
         variance = self.config.noise_variance
-        self.decoder = CaptionDecoder(self.config.decoder, corpus.dim)
-        encoded = self.decoder.build(corpus.captions)
-        stats = self.decoder.fit(corpus.embeddings, encoded, seed=ctx.seed, device=ctx.device,
-                                 transform=lambda x, g: inject_noise(x, variance, g), progress=ctx.progress, log=ctx.log)
-        self.fit_info = {**stats.to_dict(), "vocab_size": len(self.decoder.vocab)}
+        # σ² = 0 trains on the clean embeddings, exactly as decap's decoder does: the fit is shared.
+        self.decoder, self.fit_info = fit_decoder(
+            self.config.decoder, corpus.captions, unit_rows(corpus.embeddings, corpus.normalized), ctx,
+            transform=(lambda x, g: inject_noise(x, variance, g)) if variance > 0 else None,
+            transform_id=f"capdec-noise:{variance!r}" if variance > 0 else None)
 
     def caption(self, image_embeddings: Any) -> list[str]:
         import torch.nn.functional as F

@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from bench.captioner import Captioner, Corpus, FitContext
 from bench.decoders import CaptionDecoder, DecoderConfig
-from bench.errors import BenchError, ConfigError
+from bench.decoders.shared import fit_decoder
+from bench.errors import ConfigError
 from bench.plugins import register_method
-from bench.projection import project
+from bench.projection import project, support_memory
+from bench.tensors import unit_rows
 
 
 @dataclass(frozen=True)
@@ -46,15 +46,10 @@ class DeCap(Captioner):
         self.memory: Any = None
 
     def fit(self, corpus: Corpus, ctx: FitContext) -> None:
-        size = self.config.memory_size
-        if size > len(corpus):
-            raise BenchError(f"decap.memory_size {size} is larger than the training corpus ({len(corpus)} captions)")
-        index = np.sort(np.random.default_rng(ctx.seed).choice(len(corpus), size, replace=False)) if size else slice(None)
-        self.memory = np.array(np.asarray(corpus.embeddings, dtype=np.float32)[index])  # a copy: the cache is read-only
-        self.decoder = CaptionDecoder(self.config.decoder, corpus.dim)
-        encoded = self.decoder.build(corpus.captions)
-        stats = self.decoder.fit(corpus.embeddings, encoded, seed=ctx.seed, device=ctx.device, progress=ctx.progress, log=ctx.log)
-        self.fit_info = {**stats.to_dict(), "vocab_size": len(self.decoder.vocab), "memory_size": len(self.memory)}
+        self.memory = support_memory(corpus.embeddings, self.config.memory_size, ctx.seed, "decap.memory_size")
+        # The decoder sees clean text embeddings only: the same fit as nonoise's, shared when both run.
+        self.decoder, info = fit_decoder(self.config.decoder, corpus.captions, unit_rows(corpus.embeddings, corpus.normalized), ctx)
+        self.fit_info = {**info, "memory_size": len(self.memory)}
 
     def caption(self, image_embeddings: Any) -> list[str]:
         assert self.decoder is not None, "caption() before fit()"

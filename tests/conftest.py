@@ -92,3 +92,35 @@ def tiny_datasets():
 
 TINY_DECODER = {"decoder": {"width": 32, "layers": 1, "heads": 2, "epochs": 40, "batch_size": 16, "warmup": 5, "lr": 3e-3,
                             "max_length": 24, "dropout": 0.0}}
+
+
+SHAPE_CAPTIONS = [
+    "a red circle next to a blue square",
+    "a small green triangle above a yellow star",
+    "a large purple heart",
+    "an orange cross left of a white ring",
+    "a pink pentagon and a black arrow",
+    "a brown crescent below a blue diamond",
+]
+
+
+@pytest.fixture(scope="module")
+def world_context(tiny_clip_checkpoint, tmp_path_factory):
+    """A corpus of shapes captions embedded by a tiny random CLIP, and a fit context with that
+    encoder and real caches: what a run gives a method (image-generating ones included)."""
+    from bench.cache import EmbeddingCache
+    from bench.captioner import Corpus, FitContext
+    from bench.encoders import create_encoder
+    from bench.shapes.world import SHAPES
+
+    encoder = create_encoder(tiny_clip_checkpoint, log=lambda m: None)
+    captions = [c for c in SHAPE_CAPTIONS for _ in range(4)]
+    corpus = Corpus(captions, encoder.encode_texts(captions, progress=None), "tiny-shapes", "train",
+                    objects=SHAPES, generator="shapes")
+    root = tmp_path_factory.mktemp("method_cache")
+
+    def context(seed=0):
+        return FitContext(encoder=encoder, cache=EmbeddingCache(root, log=lambda m: None), seed=seed, cache_dir=root)
+
+    queries = encoder.encode_texts(SHAPE_CAPTIONS[:3], progress=None)
+    return corpus, context, queries

@@ -31,19 +31,21 @@ def tiny_config(name):
 
 
 @pytest.mark.parametrize("name", METHODS.list())
-def test_every_method_meets_the_contract(name, tmp_path):
-    corpus, base = tiny_corpus()
+def test_every_method_meets_the_contract(name, tmp_path, world_context):
+    corpus, context, queries = world_context
     method = create_method(name, tiny_config(name))
-    method.fit(corpus, FitContext(seed=0))
-    queries = np.stack([base[c] for c in CAPTIONS[:3]]).astype(np.float32)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    method.fit(corpus, context())
     captions = method.caption(queries)
     assert isinstance(captions, list) and len(captions) == 3 and all(isinstance(c, str) for c in captions)
     assert method.caption(torch.from_numpy(queries)) == captions  # tensors and arrays alike
+    assert method.caption_images(queries, [tmp_path / f"{i}.png" for i in range(3)]) == captions
     method.save(tmp_path / name)
     again = type(method).load(tmp_path / name)
     assert again.config == method.config
     assert again.caption(queries) == captions
+    refit = create_method(name, tiny_config(name))
+    refit.fit(corpus, context())
+    assert refit.caption(queries) == captions  # deterministic for a seed
 
 
 def test_nonoise_is_a_capdec_preset_not_a_class():
@@ -150,3 +152,46 @@ def test_missing_gpt2_folder_is_one_line_error(tmp_path):
     corpus, _ = tiny_corpus()
     with pytest.raises(BenchError, match="does not exist"):
         method.fit(corpus, FitContext())
+
+
+def test_length_buckets_cover_every_item_once_and_cut_padding():
+    from bench.decoders import _epoch_batches
+
+    lengths = torch.randint(3, 30, (1000,), generator=torch.Generator().manual_seed(0))
+    for pool in (1, 8):
+        batches = _epoch_batches(lengths, 32, torch.Generator().manual_seed(1), pool)
+        assert sorted(torch.cat(batches).tolist()) == list(range(1000))
+    padded = {pool: sum(int(lengths[b].max()) * len(b) for b in _epoch_batches(lengths, 32, torch.Generator().manual_seed(1), pool))
+              for pool in (1, 8)}
+    assert padded[8] < 0.8 * padded[1]
+
+
+def test_identical_decoder_fits_are_shared_between_methods(tmp_path):
+    from bench.decoders.shared import DecoderCache
+
+    corpus, base = tiny_corpus()
+    cache = DecoderCache(tmp_path / "decoders")
+    context = lambda seed=0: FitContext(seed=seed, decoders=cache)  # noqa: E731
+    nonoise = create_method("nonoise", tiny_config("nonoise"))
+    nonoise.fit(corpus, context())
+    decap = create_method("decap", tiny_config("decap"))
+    decap.fit(corpus, context())
+    assert not nonoise.fit_info["decoder_reused"] and decap.fit_info["decoder_reused"]
+    assert decap.fit_info["decoder_key"] == nonoise.fit_info["decoder_key"]
+    for a, b in zip(nonoise.decoder.net.state_dict().values(), decap.decoder.net.state_dict().values()):
+        assert torch.equal(a, b)
+    queries = np.stack([base[c] for c in CAPTIONS]).astype(np.float32)
+    assert decap.decoder.decode(queries) == nonoise.decoder.decode(queries)
+    # Anything the decoder sees makes another fit: noise, the seed, the decoder's settings.
+    noisy = create_method("capdec", method_config("capdec", {**TINY_DECODER, "noise_variance": 0.01}))
+    noisy.fit(corpus, context())
+    other_seed = create_method("decap", tiny_config("decap"))
+    other_seed.fit(corpus, context(seed=1))
+    wider = create_method("decap", method_config("decap", {"decoder": {**TINY_DECODER["decoder"], "width": 48}}))
+    wider.fit(corpus, context())
+    assert not any(m.fit_info["decoder_reused"] for m in (noisy, other_seed, wider))
+    assert len({m.fit_info["decoder_key"] for m in (nonoise, noisy, other_seed, wider)}) == 4
+    # A new run folder's cache finds the fit on disk.
+    again = create_method("decap", method_config("decap", {**TINY_DECODER, "tau": 0.5}))
+    again.fit(corpus, FitContext(seed=0, decoders=DecoderCache(tmp_path / "decoders")))
+    assert again.fit_info["decoder_reused"] and again.decoder.decode(queries) == nonoise.decoder.decode(queries)

@@ -19,9 +19,16 @@ def tiny_run(tmp_path, encoder, **kw):
 
 def test_grid_of_the_embedded_default():
     cells = build_grid(RunConfig())
-    labels = {(c.method, str(c.split), c.noise_variance) for c in cells}
-    assert len(cells) == len(labels) == 16  # 3 methods x 3 splits + an 8-point sweep sharing one cell
+    assert len({c.id for c in cells}) == len(cells) == 36
+    # 5 methods x 3 splits, 7 more points of capdec's 8-point sweep (0.016 is the capdec cell), and
+    # syntic's 8 switch combinations in and across domains (the all-on one is the syntic cell).
+    assert {c.method for c in cells} == {"capdec", "nonoise", "clipre", "decap", "syntic"}
     assert {str(c.split) for c in cells} == {"shapes-coco", "shapes-coco->shapes-flickr", "shapes-romantic"}
+    for split in ("shapes-coco", "shapes-coco->shapes-flickr"):
+        combos = {(c.config.optimise, c.config.project, c.config.auxiliary) for c in cells
+                  if c.method == "syntic" and str(c.split) == split}
+        assert len(combos) == 8
+    assert sum(c.method == "syntic" and str(c.split) == "shapes-romantic" for c in cells) == 1
     assert {c.split.kind for c in cells} == {"in-domain", "cross-domain", "style"}
     sweep = sorted(c.noise_variance for c in cells if c.method == "capdec" and str(c.split) == "shapes-coco")
     assert sweep == [0.0, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.1]
@@ -33,6 +40,15 @@ def test_noise_grid_applies_only_to_methods_that_take_noise():
     cells = build_grid(RunConfig(methods=("capdec", "nonoise", "clipre"), splits=("coco",), noise=(0.0, 0.01), seeds=(0, 1)))
     counts = {m: sum(c.method == m for c in cells) for m in ("capdec", "nonoise", "clipre")}
     assert counts == {"capdec": 4, "nonoise": 2, "clipre": 2}
+
+
+def test_sweep_expands_only_the_methods_it_names():
+    sweep = {"decap.tau": [0.005, 0.01, 0.02], "decoder.width": [32, 64]}
+    cells = build_grid(RunConfig(methods=("decap", "clipre", "nonoise"), splits=("coco",), sweep=sweep))
+    decap = sorted((c.config.tau, c.config.decoder.width) for c in cells if c.method == "decap")
+    assert decap == [(t, w) for t in (0.005, 0.01, 0.02) for w in (32, 64)]
+    assert sorted(c.config.decoder.width for c in cells if c.method == "nonoise") == [32, 64]
+    assert sum(c.method == "clipre" for c in cells) == 1
 
 
 def test_set_options_for_one_method_do_not_leak_into_others():

@@ -42,8 +42,10 @@ def test_clip_zero_shot_tagger(tiny_clip_checkpoint, images):
     assert len(tags) == 3 and all(len(t) == 2 and set(t) <= {"circle", "square", "star", "heart"} for t in tags)
     emb, _ = enc.encode_images(images, progress=None)
     assert tagger.tag_embeddings(emb) == tags
-    strict = TAGGERS.get("clip")(enc, ["circle", "square"], top_k=2, threshold=1.01)
-    assert strict.tag(images) == [[], [], []]  # no tag reaches a probability above 1
+    strict = TAGGERS.get("clip")(enc, ["circle", "square"], top_k=2, threshold=1.0)
+    assert all(len(t) <= 1 for t in strict.tag(images))  # probabilities sum to 1: at most one word reaches 1
+    with pytest.raises(BenchError, match="threshold in"):
+        TAGGERS.get("clip")(enc, ["circle"], threshold=1.5)
 
 
 def test_empty_or_repeated_vocabulary_is_refused(tiny_clip_checkpoint):

@@ -5,7 +5,14 @@ BPE vocabulary the corpus uses, DeCap / SynTIC style) or ``gpt2`` (a GPT-2 prefi
 ClipCap / CapDec style). ``PRESETS`` holds each kind's defaults from its paper, scaled where
 noted. ``CaptionDecoder`` trains on (embedding, caption) pairs with an optional transform of
 the embeddings per batch (CapDec's noise) and decodes batches of embeddings with greedy or beam
-search and a key-value cache.
+search and a key-value cache. With a tag table it also learns SynTIC's fusion of object tags
+into an auxiliary prefix vector (``bench.decoders.fusion``).
+
+Batches are drawn in length buckets: each pool of ``bucket_pool`` random batches is sorted by
+caption length before it is cut into batches, so a batch pads to nearly its own length (on the
+shapes world this removes most of the padding, a third of the compute), and the batches are
+then shuffled. ``fit_decoder`` trains through a ``DecoderCache``: two methods whose decoders
+train on the very same inputs (nonoise and decap, say) share one fit.
 """
 
 from __future__ import annotations
@@ -41,12 +48,14 @@ class DecoderConfig:
     weight_decay: float = 0.01
     dropout: float = 0.1
     grad_clip: float = 1.0
+    bucket_pool: int = 32  # batches per length-sorted pool; 1: plain random batches
     beam_size: int = 1
     decode_batch_size: int = 256
     length_penalty: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("layers", "heads", "width", "prefix_length", "max_length", "batch_size", "beam_size", "decode_batch_size"):
+        for name in ("layers", "heads", "width", "prefix_length", "max_length", "batch_size", "beam_size", "decode_batch_size",
+                     "bucket_pool"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"decoder.{name} must be >= 1, got {getattr(self, name)}")
         if self.epochs <= 0 or self.lr <= 0:
@@ -88,13 +97,22 @@ class FitStats:
 
 
 class CaptionDecoder:
-    """A vocabulary plus a prefix decoder network; trained and used on CLIP embeddings."""
+    """A vocabulary plus a prefix decoder network; trained and used on CLIP embeddings.
 
-    def __init__(self, config: DecoderConfig, embed_dim: int, vocab: Any = None, net: Any = None) -> None:
+    With ``tag_table`` (one CLIP text embedding per tag word), ``fit`` and ``decode`` also take
+    each row's tag indices and a ``TagFusion`` module, trained with the decoder, adds an
+    auxiliary prefix vector.
+    """
+
+    def __init__(self, config: DecoderConfig, embed_dim: int, vocab: Any = None, net: Any = None,
+                 tag_table: Any = None, fusion_heads: int = 8) -> None:
         self.config = config
         self.embed_dim = embed_dim
         self.vocab = vocab
         self.net = net
+        self.tag_table = tag_table
+        self.fusion_heads = fusion_heads
+        self.fusion: Any = None
 
     # -- building ---------------------------------------------------------------------------
     def build(self, captions: Sequence[str]) -> list[list[int]]:
@@ -113,15 +131,26 @@ class CaptionDecoder:
                 self.vocab = HFVocab.train(captions)
             encoded = self.vocab.encode_many(captions)
         self.net = self._network()
+        self.fusion = self._fusion()
         return encoded
+
+    def _fusion(self) -> Any:
+        if self.tag_table is None:
+            return None
+        import torch
+
+        from bench.decoders.fusion import TagFusion
+
+        return TagFusion(torch.as_tensor(np.asarray(self.tag_table), dtype=torch.float32), self.fusion_heads)
 
     def _network(self, gpt2_config: dict | None = None) -> Any:
         cfg = self.config
+        inputs = 1 if self.tag_table is None else 2
         if cfg.kind == "transformer":
             from bench.decoders.transformer import PrefixTransformer
 
             return PrefixTransformer(len(self.vocab), self.embed_dim, cfg.width, cfg.layers, cfg.heads, cfg.prefix_length,
-                                     cfg.max_length, cfg.mapper, cfg.dropout)
+                                     cfg.max_length, cfg.mapper, cfg.dropout, prefix_inputs=inputs)
         from bench.decoders.gpt2 import GPT2Prefix, load_gpt2
 
         if gpt2_config is not None:
@@ -130,19 +159,43 @@ class CaptionDecoder:
             gpt = load_gpt2(cfg.gpt2_path)
         else:
             gpt = load_gpt2(config={"vocab_size": len(self.vocab), "n_layer": cfg.layers, "n_head": cfg.heads, "n_embd": cfg.width,
-                                    "n_positions": cfg.prefix_length + cfg.max_length + 2, "bos_token_id": self.vocab.eos,
+                                    "n_positions": cfg.prefix_length * inputs + cfg.max_length + 2, "bos_token_id": self.vocab.eos,
                                     "eos_token_id": self.vocab.eos, "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout,
                                     "attn_pdrop": cfg.dropout})
         mapper = cfg.mapper if cfg.mapper != "linear" else "mlp"
-        return GPT2Prefix(gpt, self.embed_dim, cfg.prefix_length, mapper)
+        return GPT2Prefix(gpt, self.embed_dim, cfg.prefix_length, mapper, prefix_inputs=inputs)
+
+    def _condition(self, embeddings: Any, tags: Any) -> Any:
+        """The conditioning the network maps to its prefix: the embeddings, or (B, 2, D) with fused tags."""
+        if self.fusion is None:
+            return embeddings
+        return self.fusion(embeddings, tags)
+
+    def _check_tags(self, tags: Any, n: int) -> Any:
+        import torch
+
+        if self.fusion is None:
+            if tags is not None:
+                raise BenchError("this decoder was built without a tag table; it takes no tags")
+            return None
+        if tags is None:
+            raise BenchError("this decoder fuses object tags: pass the tag indices of every row")
+        tags = torch.as_tensor(np.asarray(tags), dtype=torch.long)
+        if tags.ndim != 2 or tags.shape[0] != n:
+            raise BenchError(f"tags must be an (N, T) index array with N = {n}, got shape {tuple(tags.shape)}")
+        if tags.numel() and int(tags.max()) >= len(self.tag_table):
+            raise BenchError(f"a tag index {int(tags.max())} is outside the tag table ({len(self.tag_table)} words)")
+        return tags
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, embeddings: np.ndarray, encoded: Sequence[Sequence[int]], seed: int = 0, device: str = "cpu",
             transform: Callable[[Any, Any], Any] | None = None, progress: Callable | None = None,
-            log: Callable[[str], None] = print) -> FitStats:
+            log: Callable[[str], None] = print, tags: Any = None) -> FitStats:
         """Train on (embedding, caption) pairs; ``transform(batch, generator)`` alters each batch
-        of embeddings (CapDec's noise). Raises NonFiniteLoss on a NaN loss."""
+        of embeddings (CapDec's noise); ``tags`` (N, T) are the rows' tag indices when the
+        decoder fuses tags. Raises NonFiniteLoss on a NaN loss."""
         import torch
+        import torch.nn as nn
         import torch.nn.functional as F
 
         cfg = self.config
@@ -150,12 +203,16 @@ class CaptionDecoder:
         gen = torch.Generator().manual_seed(seed)
         net = self.net.to(device)
         net.train()
+        modules = nn.ModuleDict({"net": net})
+        if self.fusion is not None:
+            modules["fusion"] = self.fusion.to(device).train()
         tokens, lengths = _pad(encoded, self.vocab, cfg.max_length)
         emb = torch.tensor(np.asarray(embeddings), dtype=torch.float32)  # a copy: the cache is memory-mapped, read-only
         n = len(encoded)
+        tag_ids = self._check_tags(tags, n)
         per_epoch = max(1, math.ceil(n / cfg.batch_size))
         total = max(1, int(round(cfg.epochs * per_epoch)))
-        opt = torch.optim.AdamW(decay_groups(net, cfg.weight_decay, ("tok", "wte")), lr=cfg.lr)
+        opt = torch.optim.AdamW(decay_groups(modules, cfg.weight_decay, ("tok", "wte", "null")), lr=cfg.lr)
         warmup = min(cfg.warmup, max(1, total // 10))
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: min(1.0, (s + 1) / warmup) * (0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))))
@@ -166,7 +223,7 @@ class CaptionDecoder:
         bar = progress(range(total), total=total, desc="training the decoder", unit="step") if progress else range(total)
         for step in bar:
             if not batches:
-                batches = _epoch_batches(n, cfg.batch_size, gen)
+                batches = _epoch_batches(lengths, cfg.batch_size, gen, cfg.bucket_pool)
             idx = batches.pop()
             t_data = time.perf_counter()
             width = int(lengths[idx].max()) + 1
@@ -175,6 +232,8 @@ class CaptionDecoder:
             if transform is not None:
                 prefix = transform(prefix, gen)
             prefix = prefix.to(device)
+            if tag_ids is not None:
+                prefix = self.fusion(prefix, tag_ids[idx].to(device))
             inputs, targets = batch_tokens[:, :-1], batch_tokens[:, 1:]
             inputs = inputs.masked_fill(inputs < 0, self.vocab.pad)  # after eos: any real id, never a target
             t0 = time.perf_counter()
@@ -187,7 +246,7 @@ class CaptionDecoder:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(modules.parameters(), cfg.grad_clip)
             t_opt = time.perf_counter()
             stats.compute_seconds += t_opt - t0
             opt.step()
@@ -200,13 +259,14 @@ class CaptionDecoder:
         stats.seconds = time.perf_counter() - start
         stats.first_loss = float(np.mean(losses[:10]))
         stats.final_loss = float(np.mean(losses[-10:]))
-        net.eval()
+        modules.eval()
         return stats
 
     # -- decoding ---------------------------------------------------------------------------
     def decode(self, embeddings: Any, device: str = "cpu", beam_size: int | None = None,
-               progress: Callable | None = None) -> list[str]:
-        """Captions for a batch of embeddings (B, D), in order."""
+               progress: Callable | None = None, tags: Any = None) -> list[str]:
+        """Captions for a batch of embeddings (B, D), in order (with their tag indices when the
+        decoder fuses tags)."""
         import torch
 
         from bench.decoders.search import beam_search
@@ -214,7 +274,10 @@ class CaptionDecoder:
         cfg = self.config
         beam = beam_size or cfg.beam_size
         emb = torch.tensor(np.asarray(embeddings), dtype=torch.float32)
+        tag_ids = self._check_tags(tags, len(emb))
         net = self.net.to(device).eval()
+        if self.fusion is not None:
+            self.fusion.to(device).eval()
         bos = getattr(self.vocab, "bos", 1)
 
         class _Bound:  # start() needs the vocabulary's beginning-of-sentence id
@@ -232,8 +295,10 @@ class CaptionDecoder:
         bar = progress(starts, total=len(starts), desc="decoding", unit="batch") if progress else starts
         with torch.inference_mode():
             for s in bar:
-                ids = beam_search(_Bound(), emb[s:s + cfg.decode_batch_size].to(device), self.vocab.eos, cfg.max_length,
-                                  beam, cfg.length_penalty)
+                prefix = emb[s:s + cfg.decode_batch_size].to(device)
+                if tag_ids is not None:
+                    prefix = self.fusion(prefix, tag_ids[s:s + cfg.decode_batch_size].to(device))
+                ids = beam_search(_Bound(), prefix, self.vocab.eos, cfg.max_length, beam, cfg.length_penalty)
                 out.extend(self.vocab.decode(seq) for seq in ids)
         return out
 
@@ -242,6 +307,9 @@ class CaptionDecoder:
         state = {"vocab": self.vocab.state_dict(), "net": self.net.state_dict(), "embed_dim": self.embed_dim}
         if self.config.kind == "gpt2":
             state["gpt2_config"] = self.net.gpt.config.to_dict()
+        if self.fusion is not None:
+            state["fusion"] = self.fusion.state_dict()
+            state["fusion_heads"] = self.fusion_heads
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -249,17 +317,34 @@ class CaptionDecoder:
 
         self.embed_dim = int(state["embed_dim"])
         self.vocab = vocab_from_state(state["vocab"])
+        self.tag_table = state["fusion"]["table"] if "fusion" in state else None
+        self.fusion_heads = int(state.get("fusion_heads", self.fusion_heads))
         self.net = self._network(state.get("gpt2_config"))
         self.net.load_state_dict(state["net"])
         self.net.eval()
+        self.fusion = self._fusion()
+        if self.fusion is not None:
+            self.fusion.load_state_dict(state["fusion"])
+            self.fusion.eval()
 
 
-def _epoch_batches(n: int, batch_size: int, gen: Any) -> list[Any]:
-    """One epoch of batches in a fresh random order (popped from the end); every item once."""
+def _epoch_batches(lengths: Any, batch_size: int, gen: Any, pool: int = 1) -> list[Any]:
+    """One epoch of batches (popped from the end); every item exactly once.
+
+    Items are shuffled; each run of ``pool`` batches' worth of items is sorted by length and
+    cut into batches (so each batch pads to about its own length); then the batches are
+    shuffled, so that lengths do not drift through the epoch. ``pool = 1``: random batches."""
     import torch
 
+    n = len(lengths)
     order = torch.randperm(n, generator=gen)
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)][::-1]
+    if pool > 1:
+        chunk = pool * batch_size
+        order = torch.cat([c[torch.argsort(lengths[c], stable=True)] for c in order.split(chunk)])
+    batches = list(order.split(batch_size))
+    if pool > 1:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+    return batches[::-1]
 
 
 def _pad(encoded: Sequence[Sequence[int]], vocab: Any, max_length: int):

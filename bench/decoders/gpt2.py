@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from bench.decoders.transformer import map_prefix
+
 
 class _TransformerMapper(nn.Module):
     def __init__(self, embed_dim: int, width: int, prefix_length: int, layers: int = 2, heads: int = 8) -> None:
@@ -34,12 +36,13 @@ class _TransformerMapper(nn.Module):
 
 
 class GPT2Prefix(nn.Module):
-    """prefix (B, D) + tokens (B, T) -> next-token logits (B, T, V), through GPT-2."""
+    """prefix (B, D) or (B, P, D) + tokens (B, T) -> next-token logits (B, T, V), through GPT-2."""
 
-    def __init__(self, gpt: Any, embed_dim: int, prefix_length: int = 10, mapper: str = "mlp") -> None:
+    def __init__(self, gpt: Any, embed_dim: int, prefix_length: int = 10, mapper: str = "mlp", prefix_inputs: int = 1) -> None:
         super().__init__()
         self.gpt = gpt
         self.prefix_length = prefix_length
+        self.prefix_tokens = prefix_length * prefix_inputs
         width = gpt.config.n_embd
         self.width = width
         if mapper == "transformer":
@@ -49,11 +52,11 @@ class GPT2Prefix(nn.Module):
             self.mapper = nn.Sequential(nn.Linear(embed_dim, hidden), nn.Tanh(), nn.Linear(hidden, prefix_length * width))
 
     def _prefix(self, prefix: torch.Tensor) -> torch.Tensor:
-        return self.mapper(prefix).view(prefix.shape[0], self.prefix_length, self.width)
+        return map_prefix(self.mapper, prefix, self.prefix_length, self.width)
 
     def forward(self, prefix: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         embeds = torch.cat([self._prefix(prefix), self.gpt.transformer.wte(tokens)], dim=1)
-        return self.gpt(inputs_embeds=embeds).logits[:, self.prefix_length:]
+        return self.gpt(inputs_embeds=embeds).logits[:, self.prefix_tokens:]
 
     def start(self, prefix: torch.Tensor, bos: int) -> tuple[torch.Tensor, Any]:
         tokens = torch.full((prefix.shape[0], 1), bos, dtype=torch.long, device=prefix.device)

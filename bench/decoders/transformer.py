@@ -1,7 +1,8 @@
 """A small causal transformer decoder trained from scratch (DeCap / SynTIC style).
 
 The CLIP embedding is mapped to ``prefix_length`` vectors by a linear map (DeCap) or an MLP,
-placed before the beginning-of-sentence token; a pre-LN GPT-style stack (4 layers, 4 heads by
+placed before the beginning-of-sentence token (a method may condition on several vectors, e.g.
+SynTIC's image feature and its fused object tags: each is mapped the same way, in order); a pre-LN GPT-style stack (4 layers, 4 heads by
 default) predicts the caption. Output weights are tied to the token embedding. Generation
 keeps a key-value cache per layer.
 """
@@ -41,14 +42,16 @@ class _Block(nn.Module):
 
 
 class PrefixTransformer(nn.Module):
-    """prefix (B, D) + tokens (B, T) -> next-token logits (B, T, V)."""
+    """prefix (B, D) or (B, P, D) + tokens (B, T) -> next-token logits (B, T, V)."""
 
     def __init__(self, vocab_size: int, embed_dim: int, width: int = 256, layers: int = 4, heads: int = 4,
-                 prefix_length: int = 1, max_length: int = 40, mapper: str = "linear", dropout: float = 0.1) -> None:
+                 prefix_length: int = 1, max_length: int = 40, mapper: str = "linear", dropout: float = 0.1,
+                 prefix_inputs: int = 1) -> None:
         super().__init__()
         if width % heads:
             raise ValueError(f"decoder width {width} is not divisible by heads {heads}")
         self.prefix_length = prefix_length
+        self.prefix_tokens = prefix_length * prefix_inputs  # every input vector becomes prefix_length tokens
         self.width = width
         if mapper == "linear":
             self.mapper: nn.Module = nn.Linear(embed_dim, prefix_length * width)
@@ -56,7 +59,7 @@ class PrefixTransformer(nn.Module):
             hidden = max(width, prefix_length * width // 2)
             self.mapper = nn.Sequential(nn.Linear(embed_dim, hidden), nn.Tanh(), nn.Linear(hidden, prefix_length * width))
         self.tok = nn.Embedding(vocab_size, width)
-        self.pos = nn.Embedding(prefix_length + max_length + 1, width)
+        self.pos = nn.Embedding(self.prefix_tokens + max_length + 1, width)
         self.blocks = nn.ModuleList(_Block(width, heads, dropout) for _ in range(layers))
         self.ln_f = nn.LayerNorm(width)
         self.head = nn.Linear(width, vocab_size, bias=False)
@@ -74,7 +77,7 @@ class PrefixTransformer(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def _prefix(self, prefix: torch.Tensor) -> torch.Tensor:
-        return self.mapper(prefix).view(prefix.shape[0], self.prefix_length, self.width)
+        return map_prefix(self.mapper, prefix, self.prefix_length, self.width)
 
     def _run(self, x: torch.Tensor, start: int, caches: list | None):
         x = x + self.pos(torch.arange(start, start + x.shape[1], device=x.device))
@@ -88,7 +91,7 @@ class PrefixTransformer(nn.Module):
         """Logits for every token position (the prefix positions are dropped)."""
         x = torch.cat([self._prefix(prefix), self.tok(tokens)], dim=1)
         logits, _ = self._run(x, 0, None)
-        return logits[:, self.prefix_length:]
+        return logits[:, self.prefix_tokens:]
 
     # -- the search protocol -----------------------------------------------------------------
     def start(self, prefix: torch.Tensor, bos: int = 1) -> tuple[torch.Tensor, Any]:
@@ -105,3 +108,11 @@ class PrefixTransformer(nn.Module):
     @staticmethod
     def reorder(caches: Any, index: torch.Tensor) -> Any:
         return [(k.index_select(0, index), v.index_select(0, index)) for k, v in caches]
+
+
+def map_prefix(mapper: nn.Module, prefix: torch.Tensor, prefix_length: int, width: int) -> torch.Tensor:
+    """(B, D) or (B, P, D) conditioning vectors -> (B, P * prefix_length, width) prefix tokens."""
+    if prefix.dim() == 2:
+        prefix = prefix[:, None]
+    b, p, d = prefix.shape
+    return mapper(prefix.reshape(b * p, d)).reshape(b, p * prefix_length, width)

@@ -1,0 +1,130 @@
+"""Decoder fits keyed by what they train on, so that identical fits are made once.
+
+nonoise and decap train the very same decoder (same config, same clean text embeddings, same
+captions, same seed); they differ only in what they do with an image embedding at test time.
+A sweep over decap's τ or memory size changes nothing the decoder sees either. ``fit_decoder``
+hashes everything a fit depends on (the decoder config, the captions, the conditioning
+arrays' bytes, the tag table, the name of the per-batch transform, the seed) and trains only
+when no fit with that key exists: in this run (memory) or in the run folder's ``decoders/``
+(on disk, for decoders up to ``DISK_LIMIT`` bytes; a fine-tuned GPT-2 is kept in memory only,
+the method's own checkpoint already holds it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.captioner import config_dict
+from bench.decoders import CaptionDecoder, DecoderConfig
+from bench.io import atomic_path, write_json_atomic
+
+#: Decoder states larger than this stay in memory only.
+DISK_LIMIT = 64 * 2**20
+KEY_VERSION = 1
+
+
+class DecoderCache:
+    """Fitted decoders by key: in memory for a run, and on disk under ``folder``."""
+
+    def __init__(self, folder: str | Path | None) -> None:
+        self.folder = Path(folder) if folder is not None else None
+        self._memory: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self.hits = 0
+
+    def load(self, key: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """(decoder state, fit info) for ``key``, or None."""
+        if key in self._memory:
+            return self._memory[key]
+        if self.folder is None:
+            return None
+        entry = self.folder / key
+        if not (entry / "info.json").is_file() or not (entry / "state.pt").is_file():
+            return None
+        import torch
+
+        try:
+            state = torch.load(entry / "state.pt", map_location="cpu", weights_only=False)
+            info = json.loads((entry / "info.json").read_text())
+        except (OSError, RuntimeError, ValueError, EOFError):
+            return None  # unreadable: fit again
+        self._memory[key] = (state, info)
+        return self._memory[key]
+
+    def store(self, key: str, state: dict[str, Any], info: dict[str, Any]) -> None:
+        self._memory[key] = (state, info)
+        size = sum(t.numel() * t.element_size() for t in _tensors(state))
+        if self.folder is None or size > DISK_LIMIT:
+            return
+        import torch
+
+        entry = self.folder / key
+        entry.mkdir(parents=True, exist_ok=True)
+        (entry / "info.json").unlink(missing_ok=True)  # written last: marks the entry complete
+        with atomic_path(entry / "state.pt") as tmp:
+            torch.save(state, tmp)
+        write_json_atomic(entry / "info.json", info)
+
+
+def _tensors(state: Any):
+    import torch
+
+    if isinstance(state, torch.Tensor):
+        yield state
+    elif isinstance(state, dict):
+        for value in state.values():
+            yield from _tensors(value)
+
+
+def _array_digest(array: Any) -> str:
+    if array is None:
+        return ""
+    a = np.ascontiguousarray(np.asarray(array))
+    return hashlib.sha256(f"{a.dtype}{a.shape}".encode() + a.view(np.uint8).reshape(-1).data).hexdigest()
+
+
+def fit_key(config: DecoderConfig, captions: Sequence[str], embeddings: Any, seed: int, transform_id: str = "",
+            tags: Any = None, tag_table: Any = None, fusion_heads: int = 0) -> str:
+    text = hashlib.sha256("\n".join(captions).encode()).hexdigest()
+    blob = json.dumps([KEY_VERSION, config_dict(config), text, _array_digest(embeddings), seed, transform_id,
+                       _array_digest(tags), _array_digest(tag_table), fusion_heads if tag_table is not None else 0])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def fit_decoder(config: DecoderConfig, captions: Sequence[str], embeddings: Any, ctx: Any, *,
+                transform: Callable[[Any, Any], Any] | None = None, transform_id: str | None = None,
+                tags: Any = None, tag_table: Any = None, fusion_heads: int = 8) -> tuple[CaptionDecoder, dict[str, Any]]:
+    """Build and train a decoder on (embedding, caption) pairs, or reuse an identical fit.
+
+    ``transform`` alters each training batch (CapDec's noise); it must come with a
+    ``transform_id`` naming it and its settings, or the fit is never shared. Returns the
+    decoder and its fit info (steps, seconds, losses, ``decoder_key``, ``decoder_reused``).
+    """
+    import torch
+
+    embeddings = np.asarray(embeddings)
+    decoder = CaptionDecoder(config, int(embeddings.shape[1]), tag_table=tag_table, fusion_heads=fusion_heads)
+    cache = getattr(ctx, "decoders", None)
+    shareable = cache is not None and (transform is None or transform_id is not None)
+    key = fit_key(config, captions, embeddings, ctx.seed, transform_id or "", tags, tag_table, fusion_heads) if shareable else ""
+    if shareable:
+        found = cache.load(key)
+        if found is not None:
+            cache.hits += 1
+            state, info = found
+            decoder.load_state_dict(state)
+            ctx.log(f"reusing an identical decoder fit ({key})")
+            return decoder, {**info, "decoder_key": key, "decoder_reused": True}
+    torch.manual_seed(ctx.seed)  # the initialisation depends on the seed only, not on what ran before
+    encoded = decoder.build(captions)
+    stats = decoder.fit(embeddings, encoded, seed=ctx.seed, device=ctx.device, transform=transform,
+                        progress=ctx.progress, log=ctx.log, tags=tags)
+    info = {**stats.to_dict(), "vocab_size": len(decoder.vocab)}
+    if shareable:
+        cache.store(key, decoder.state_dict(), info)
+    return decoder, {**info, "decoder_key": key, "decoder_reused": False}

@@ -1,0 +1,297 @@
+"""SynTIC (Liu, Liu, Ma, AAAI 2024): synthetic image-text pairs for text-only captioning.
+
+For every training caption an image is generated (Stable Diffusion v1-5 in the paper; the
+world's own renderer on ``shapes``) and embedded with the frozen CLIP. Then, each a switch of
+the paper's ablation:
+
+* ``optimise``: the pseudo image features are optimised toward their captions' text features
+  with a contrastive loss (temperature 1/100, Adam at lr 1e-5; ``bench.alignment``);
+* ``project``: features are projected onto the support set of training-text embeddings
+  (softmax over cosine / τ, τ 1/100 for COCO and 1/80 for Flickr30k; ``bench.projection``);
+* ``auxiliary``: objects tagged in the generated image (a DETR detector in the paper; CLIP
+  zero-shot over the world's object words on ``shapes``) are embedded with the CLIP text
+  encoder and fused with the feature by multi-head attention into a second prefix vector
+  (``bench.decoders.fusion``), learnt with the decoder.
+
+The decoder (from scratch, 4 layers, 4 heads) is trained on these prefixes. At test time a real
+image's embedding goes through the same projection, and the real image is tagged the same way
+(the CLIP tagger works on the embedding; a detector reads the image file, see
+``caption_images``). Feature optimisation needs a paired text, so it applies to training
+features only, as in the paper. With every switch off, the decoder learns from the raw
+generated-image embeddings: a plain synthetic-pairs baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from bench.captioner import Captioner, Corpus, FitContext
+from bench.decoders import CaptionDecoder, DecoderConfig
+from bench.errors import BenchError, ConfigError
+from bench.plugins import register_method
+
+#: The paper's projection temperature per training dataset (1/100 for COCO, 1/80 for
+#: Flickr30k); the shapes domains that mirror them use the same. Anything else: 1/100.
+PAPER_TAU = {"coco": 1 / 100, "flickr30k": 1 / 80, "shapes-coco": 1 / 100, "shapes-flickr": 1 / 80}
+DEFAULT_TAU = 1 / 100
+TAGGER_THRESHOLD = {"clip": 0.1, "detr": 0.7}
+
+
+@dataclass(frozen=True)
+class GeneratorSettings:
+    """Which text-to-image generator makes the training images."""
+
+    kind: Literal["auto", "shapes", "diffusers"] = "auto"  # auto: the dataset's own (shapes), else diffusers
+    path: str = ""  # diffusers: a local pipeline folder (or a hub id when online)
+    steps: int = 20
+    size: int = 512
+    guidance: float = 7.5
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "size", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"syntic.generator.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class TaggerSettings:
+    """Which object tagger names the objects of an image (the auxiliary feature)."""
+
+    kind: Literal["clip", "detr"] = "clip"
+    path: str = ""  # detr: a local transformers object-detection folder
+    threshold: float | None = None  # clip: min softmax probability (0.1); detr: min detection score (0.7)
+    top_k: int = 3  # at most this many tags per image
+    vocabulary: tuple[str, ...] = ()  # clip: the object words; empty: the training dataset's own
+    template: str = "a photo of a {}."  # how a tag word is put to the CLIP text encoder
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ConfigError(f"syntic.tagger.top_k must be >= 1, got {self.top_k}")
+        if self.threshold is not None and not 0 <= self.threshold <= 1:
+            raise ConfigError(f"syntic.tagger.threshold must be in [0, 1], got {self.threshold}")
+        if "{}" not in self.template:
+            raise ConfigError(f"syntic.tagger.template must contain {{}} for the tag word, got {self.template!r}")
+
+
+@dataclass(frozen=True)
+class SynTICConfig:
+    # The three switches of the paper's ablation.
+    optimise: bool = True
+    project: bool = True
+    auxiliary: bool = True
+    # Feature optimisation.
+    opt_temperature: float = 0.01
+    opt_lr: float = 1e-5
+    opt_epochs: float = 10.0
+    opt_batch_size: int = 256
+    # Projection onto the training texts: τ (None: the paper's value for the dataset) and size.
+    tau: float | None = None
+    memory_size: int = 0  # 0: the whole training corpus
+    fusion_heads: int = 8
+    generator: GeneratorSettings = field(default_factory=GeneratorSettings)
+    tagger: TaggerSettings = field(default_factory=TaggerSettings)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+
+    def __post_init__(self) -> None:
+        if self.tau is not None and not self.tau > 0:
+            raise ConfigError(f"syntic.tau must be > 0, got {self.tau}")
+        if not self.opt_temperature > 0 or not self.opt_lr > 0 or not self.opt_epochs > 0:
+            raise ConfigError("syntic.opt_temperature, opt_lr and opt_epochs must be > 0")
+        if self.opt_batch_size < 2:
+            raise ConfigError(f"syntic.opt_batch_size must be >= 2 (a contrastive batch), got {self.opt_batch_size}")
+        if self.memory_size < 0:
+            raise ConfigError(f"syntic.memory_size must be >= 0 (0 = the whole corpus), got {self.memory_size}")
+        if self.fusion_heads < 1:
+            raise ConfigError(f"syntic.fusion_heads must be >= 1, got {self.fusion_heads}")
+
+    def tau_for(self, dataset: str) -> float:
+        return self.tau if self.tau is not None else PAPER_TAU.get(dataset, DEFAULT_TAU)
+
+
+def make_generator(settings: GeneratorSettings, corpus: Corpus, device: str = "cpu") -> Any:
+    from bench.generators import GENERATORS
+
+    kind = settings.kind
+    if kind == "auto":
+        kind = corpus.generator or "diffusers"
+    if kind == "diffusers":
+        if not settings.path:
+            raise BenchError(f"syntic on {corpus.dataset or 'this dataset'} needs a text-to-image model: "
+                             "--set syntic.generator.path=/path/to/stable-diffusion-v1-5 (a diffusers folder)")
+        return GENERATORS.get("diffusers")(settings.path, steps=settings.steps, size=settings.size,
+                                           guidance=settings.guidance, batch_size=settings.batch_size, device=device)
+    return GENERATORS.get(kind)()
+
+
+def make_tagger(settings: TaggerSettings, encoder: Any, objects: tuple[str, ...] = (), dataset: str = "",
+                device: str = "cpu") -> Any:
+    from bench.taggers import TAGGERS
+
+    threshold = settings.threshold if settings.threshold is not None else TAGGER_THRESHOLD[settings.kind]
+    if settings.kind == "detr":
+        if not settings.path:
+            raise BenchError("syntic.tagger.kind=detr needs a detector: --set syntic.tagger.path=/path/to/detr-resnet-50")
+        return TAGGERS.get("detr")(settings.path, threshold=threshold, device=device)
+    vocabulary = settings.vocabulary or objects
+    if not vocabulary:
+        raise BenchError(f"the clip tagger needs object words: {dataset or 'the dataset'} names none; "
+                         "pass --set syntic.tagger.vocabulary=word1,word2,... or use a detector")
+    return TAGGERS.get("clip")(encoder, vocabulary, settings.template, settings.top_k, threshold)
+
+
+@register_method("syntic")
+class SynTIC(Captioner):
+    """SynTIC: a decoder trained on generated-image features, optimised, projected and tag-fused."""
+
+    Config = SynTICConfig
+    generates_images = True
+
+    def __init__(self, config: SynTICConfig | None = None) -> None:
+        super().__init__(config)
+        self.decoder: CaptionDecoder | None = None
+        self.memory: Any = None  # the projection's support set (when projecting)
+        self.tau = DEFAULT_TAU
+        self.tag_words: list[str] = []
+        self.tag_table: Any = None  # CLIP text embedding of each tag word's prompt
+        self._tagger: Any = None
+
+    # -- the stages, each a function of the switches that own it ---------------------------------
+    def training_features(self, raw: np.ndarray, texts: np.ndarray, seed: int = 0,
+                          progress: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Generated-image embeddings -> the decoder's training prefixes: optimised when
+        ``optimise``, then projected onto the support memory when ``project``."""
+        from bench.alignment import optimise_features
+        from bench.projection import project
+        from bench.tensors import unit_rows
+
+        cfg = self.config
+        info: dict[str, Any] = {}
+        features = unit_rows(raw)
+        if cfg.optimise:
+            features, info["optimisation"] = optimise_features(features, texts, cfg.opt_temperature, cfg.opt_lr,
+                                                               cfg.opt_epochs, cfg.opt_batch_size, seed, progress)
+        if cfg.project:
+            features = project(features, self.memory, self.tau).numpy()
+        return np.asarray(features, dtype=np.float32), info
+
+    def test_features(self, image_embeddings: Any) -> np.ndarray:
+        """Real image embeddings -> the decoder's prefixes: projected when ``project``."""
+        from bench.projection import project
+
+        x = _unit(image_embeddings)
+        return project(x, self.memory, self.tau).numpy() if self.config.project else x
+
+    def _tags_of_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
+        from bench.taggers import tag_indices
+
+        return tag_indices(self._tagger.tag_embeddings(embeddings), self.tag_words, self.config.tagger.top_k)
+
+    # -- fit -----------------------------------------------------------------------------------
+    def fit(self, corpus: Corpus, ctx: FitContext) -> None:
+        from bench.decoders.shared import fit_decoder
+        from bench.generated import embed_generated
+        from bench.projection import support_memory
+        from bench.tensors import unit_rows
+
+        cfg = self.config
+        texts = unit_rows(corpus.embeddings, corpus.normalized)
+        self.tau = cfg.tau_for(corpus.dataset)
+        if cfg.project:
+            self.memory = support_memory(texts, cfg.memory_size, ctx.seed, "syntic.memory_size")
+        generator = make_generator(cfg.generator, corpus, ctx.device)
+        tagger = make_tagger(cfg.tagger, ctx.encoder, corpus.objects, corpus.dataset, ctx.device) if cfg.auxiliary else None
+        paths, raw = embed_generated(corpus.captions, generator, ctx, corpus.dataset)
+        features, info = self.training_features(np.asarray(raw), texts, ctx.seed, ctx.progress)
+        tags = None
+        if tagger is not None:
+            self._set_tagger(tagger, ctx.encoder)
+            if hasattr(tagger, "tag_embeddings"):  # CLIP zero-shot: the image embeddings are all it needs
+                tags = self._tags_of_embeddings(np.asarray(raw))
+            else:
+                from bench.taggers import TagCache, tag_indices
+
+                tags = tag_indices(TagCache(ctx.cache_dir, tagger).tags(paths), self.tag_words, cfg.tagger.top_k)
+            info["tagged_fraction"] = round(float((tags >= 0).any(1).mean()), 4)
+            info["tags_per_image"] = round(float((tags >= 0).sum(1).mean()), 3)
+        self.decoder, decoder_info = fit_decoder(cfg.decoder, corpus.captions, features, ctx, tags=tags,
+                                                 tag_table=self.tag_table, fusion_heads=cfg.fusion_heads)
+        self.fit_info = {**decoder_info, **info, "generator": generator.id, "tau": self.tau,
+                         "memory_size": 0 if self.memory is None else len(self.memory),
+                         "tagger": None if tagger is None else tagger.id}
+
+    def _set_tagger(self, tagger: Any, encoder: Any) -> None:
+        """Keep the tagger and the CLIP text embedding of each of its words (the tag table)."""
+        self._tagger = tagger
+        self.tag_words = list(tagger.vocabulary)
+        if hasattr(tagger, "text_embeddings"):  # the clip tagger's prompts are the tag embeddings
+            self.tag_table = np.asarray(tagger.text_embeddings, dtype=np.float32)
+        else:
+            template = self.config.tagger.template
+            self.tag_table = np.asarray(encoder.encode_texts([template.format(w) for w in self.tag_words], progress=None),
+                                        dtype=np.float32)
+
+    # -- caption ---------------------------------------------------------------------------------
+    def caption(self, image_embeddings: Any) -> list[str]:
+        assert self.decoder is not None, "caption() before fit()"
+        x = _unit(image_embeddings)
+        tags = None
+        if self.config.auxiliary:
+            if self.config.tagger.kind != "clip":
+                raise BenchError("syntic with a detector tagger reads the test images' files: caption through "
+                                 "`bench run` or `bench caption`, which pass them")
+            tags = self._tags_of_embeddings(x)  # the real image is tagged, not its projection
+        return self.decoder.decode(self.test_features(x), tags=tags)
+
+    def caption_images(self, image_embeddings: Any, images: Any) -> list[str]:
+        if not (self.config.auxiliary and self.config.tagger.kind == "detr"):
+            return self.caption(image_embeddings)
+        assert self.decoder is not None, "caption() before fit()"
+        from bench.taggers import tag_indices
+
+        if len(images) != len(image_embeddings):
+            raise BenchError(f"{len(images)} image files for {len(image_embeddings)} embeddings")
+        if self._tagger is None:
+            self._tagger = make_tagger(self.config.tagger, None)
+        tags = tag_indices(self._tagger.tag(list(images)), self.tag_words, self.config.tagger.top_k)
+        return self.decoder.decode(self.test_features(image_embeddings), tags=tags)
+
+    # -- persistence -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        import torch
+
+        assert self.decoder is not None, "state_dict() before fit()"
+        state: dict[str, Any] = {"decoder": self.decoder.state_dict(), "tau": self.tau, "tag_words": self.tag_words}
+        if self.memory is not None:
+            state["memory"] = torch.from_numpy(np.ascontiguousarray(self.memory))
+        if self.tag_table is not None:
+            state["tag_table"] = torch.from_numpy(np.ascontiguousarray(self.tag_table))
+            state["tagger_encoder"] = getattr(self._tagger, "encoder_id", "")
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.tau = float(state["tau"])
+        self.memory = state["memory"].numpy() if "memory" in state else None
+        self.tag_words = list(state.get("tag_words", []))
+        self.tag_table = state["tag_table"].numpy() if "tag_table" in state else None
+        self.decoder = CaptionDecoder(self.config.decoder, int(state["decoder"]["embed_dim"]))
+        self.decoder.load_state_dict(state["decoder"])
+        self._tagger = None
+        if self.tag_table is not None and self.config.tagger.kind == "clip":
+            from bench.taggers import ClipZeroShotTagger
+
+            t = self.config.tagger
+            threshold = t.threshold if t.threshold is not None else TAGGER_THRESHOLD["clip"]
+            self._tagger = ClipZeroShotTagger(None, self.tag_words, t.template, t.top_k, threshold,
+                                              text_embeddings=self.tag_table, encoder_id=state.get("tagger_encoder", ""))
+
+
+
+def _unit(x: Any) -> np.ndarray:
+    """Unit rows as a float32 NumPy array, from a tensor or an array."""
+    from bench.tensors import unit_rows
+
+    return unit_rows(np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float32))
