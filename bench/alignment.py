@@ -4,6 +4,12 @@ The CLIP embeddings of generated images are the starting point; they become free
 and a symmetric contrastive (InfoNCE) loss against the frozen text embeddings of their own
 captions pulls each one toward its caption and away from the other captions of its batch
 (temperature 1/100 and Adam at lr 1e-5, the paper's values). Rows stay L2-normalised.
+
+Each row is its own parameter and only a batch's rows have a gradient, so the optimiser is
+the row-wise ("lazy") Adam, ``torch.optim.SparseAdam``: a step touches the batch's rows and
+their moments, not all N x D of them (dense Adam would also drift every other row along its
+stale momentum, and costs a full pass over the features per step: 40 s instead of 2 s for
+20,000 features over 10 epochs).
 """
 
 from __future__ import annotations
@@ -55,8 +61,8 @@ def optimise_features(features: Any, texts: Any, temperature: float = 0.01, lr: 
     gen = torch.Generator().manual_seed(seed)
     original = F.normalize(torch.tensor(np.asarray(features), dtype=torch.float32), dim=-1)
     text = F.normalize(torch.tensor(np.asarray(texts), dtype=torch.float32), dim=-1)
-    param = torch.nn.Parameter(original.clone())
-    opt = torch.optim.Adam([param], lr=lr)
+    table = torch.nn.Embedding.from_pretrained(original.clone(), freeze=False, sparse=True)
+    opt = torch.optim.SparseAdam(list(table.parameters()), lr=lr)
     n = len(original)
     per_epoch = max(1, -(-n // batch_size))
     total = max(1, int(round(epochs * per_epoch)))
@@ -70,12 +76,12 @@ def optimise_features(features: Any, texts: Any, temperature: float = 0.01, lr: 
         idx = batches.pop()
         if len(idx) < 2:
             continue
-        loss = contrastive_loss(param[idx], text[idx], temperature)
+        loss = contrastive_loss(table(idx), text[idx], temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     with torch.no_grad():
-        result = F.normalize(param.detach(), dim=-1)
+        result = F.normalize(table.weight.detach(), dim=-1)
     after = mean_loss(result, text, temperature, batch_size, seed)
     moved = float((result * original).sum(-1).mean())
     stats = {"loss_before": round(before, 4), "loss_after": round(after, 4), "steps": total,

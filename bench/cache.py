@@ -24,6 +24,14 @@ from bench.io import atomic_path, write_json_atomic
 CACHE_VERSION = 1
 
 
+def array_digest(array: Any) -> str:
+    """A content hash of an array: dtype, shape and bytes ("" for None)."""
+    if array is None:
+        return ""
+    a = np.ascontiguousarray(np.asarray(array))
+    return hashlib.sha256(f"{a.dtype}{a.shape}".encode() + a.view(np.uint8).reshape(-1).data).hexdigest()
+
+
 def fingerprint(items: Sequence[Any]) -> str:
     """A content hash of a sequence of strings (or paths, or ids)."""
     digest = hashlib.sha256()

@@ -160,22 +160,39 @@ class SynTIC(Captioner):
         self._tagger: Any = None
 
     # -- the stages, each a function of the switches that own it ---------------------------------
-    def training_features(self, raw: np.ndarray, texts: np.ndarray, seed: int = 0,
-                          progress: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def training_features(self, raw: np.ndarray, texts: np.ndarray, seed: int = 0, progress: Any = None,
+                          cache: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Generated-image embeddings -> the decoder's training prefixes: optimised when
-        ``optimise``, then projected onto the support memory when ``project``."""
-        from bench.alignment import optimise_features
+        ``optimise``, then projected onto the support memory when ``project``.
+
+        ``cache(stage, inputs, compute)`` may return a stored result of a stage for the same
+        inputs (the ablation's cells share them: projecting 20,000 features onto 20,000 texts is
+        0.8 TFLOP); by default every stage is computed."""
+        from bench.alignment import mean_loss, optimise_features
+        from bench.cache import array_digest
         from bench.projection import project
         from bench.tensors import unit_rows
 
         cfg = self.config
         info: dict[str, Any] = {}
-        features = unit_rows(raw)
+        features = np.asarray(unit_rows(raw), dtype=np.float32)
+        cache = cache or (lambda stage, inputs, compute: compute())
         if cfg.optimise:
-            features, info["optimisation"] = optimise_features(features, texts, cfg.opt_temperature, cfg.opt_lr,
-                                                               cfg.opt_epochs, cfg.opt_batch_size, seed, progress)
+            settings = [cfg.opt_temperature, cfg.opt_lr, cfg.opt_epochs, cfg.opt_batch_size, seed]
+
+            def optimise() -> np.ndarray:
+                out, info["optimisation"] = optimise_features(features, texts, *settings[:4], seed, progress)
+                return out
+
+            start = features
+            features = np.asarray(cache("optimised", [array_digest(features), array_digest(texts), settings], optimise))
+            if "optimisation" not in info:  # from the cache: the losses again, on the same batches
+                info["optimisation"] = {"loss_before": round(mean_loss(start, texts, cfg.opt_temperature, cfg.opt_batch_size, seed), 4),
+                                        "loss_after": round(mean_loss(features, texts, cfg.opt_temperature, cfg.opt_batch_size, seed), 4),
+                                        "mean_cosine_to_start": round(float((features * start).sum(1).mean()), 4), "cached": True}
         if cfg.project:
-            features = project(features, self.memory, self.tau).numpy()
+            inputs = [array_digest(features), array_digest(self.memory), self.tau]
+            features = np.asarray(cache("projected", inputs, lambda: project(features, self.memory, self.tau).numpy()))
         return np.asarray(features, dtype=np.float32), info
 
     def test_features(self, image_embeddings: Any) -> np.ndarray:
@@ -205,7 +222,7 @@ class SynTIC(Captioner):
         generator = make_generator(cfg.generator, corpus, ctx.device)
         tagger = make_tagger(cfg.tagger, ctx.encoder, corpus.objects, corpus.dataset, ctx.device) if cfg.auxiliary else None
         paths, raw = embed_generated(corpus.captions, generator, ctx, corpus.dataset)
-        features, info = self.training_features(np.asarray(raw), texts, ctx.seed, ctx.progress)
+        features, info = self.training_features(np.asarray(raw), texts, ctx.seed, ctx.progress, _stage_cache(ctx, corpus))
         tags = None
         if tagger is not None:
             self._set_tagger(tagger, ctx.encoder)
@@ -295,3 +312,19 @@ def _unit(x: Any) -> np.ndarray:
     from bench.tensors import unit_rows
 
     return unit_rows(np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float32))
+
+
+def _stage_cache(ctx: FitContext, corpus: Corpus) -> Any:
+    """``cache(stage, inputs, compute)`` through the embedding cache (None without one)."""
+    if ctx.cache is None:
+        return None
+    import json
+
+    from bench.cache import CacheKey, fingerprint
+
+    def cached(stage: str, inputs: list[Any], compute: Any) -> Any:
+        key = CacheKey(getattr(ctx.encoder, "id", ""), corpus.dataset or "corpus", f"syntic-{stage}", "image",
+                       fingerprint([json.dumps(inputs, default=str)]))
+        return ctx.cache.get(key, compute)
+
+    return cached

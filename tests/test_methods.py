@@ -195,3 +195,22 @@ def test_identical_decoder_fits_are_shared_between_methods(tmp_path):
     again = create_method("decap", method_config("decap", {**TINY_DECODER, "tau": 0.5}))
     again.fit(corpus, FitContext(seed=0, decoders=DecoderCache(tmp_path / "decoders")))
     assert again.fit_info["decoder_reused"] and again.decoder.decode(queries) == nonoise.decoder.decode(queries)
+
+
+def test_length_pieces_give_the_same_update_as_the_whole_batch():
+    from bench.decoders import CaptionDecoder, DecoderConfig
+
+    corpus, _ = tiny_corpus()
+    nets = []
+    for split in (1, 3):
+        config = DecoderConfig(width=32, layers=1, heads=2, epochs=2, batch_size=len(corpus), warmup=1, dropout=0.0,
+                               length_split=split)
+        torch.manual_seed(0)
+        decoder = CaptionDecoder(config, corpus.dim)
+        encoded = decoder.build(corpus.captions)
+        stats = decoder.fit(corpus.embeddings, encoded, seed=0, progress=None)
+        nets.append((decoder.net.state_dict(), stats))
+    (whole, whole_stats), (pieces, piece_stats) = nets
+    assert piece_stats.tokens == whole_stats.tokens and piece_stats.final_loss == pytest.approx(whole_stats.final_loss, rel=1e-5)
+    for name in whole:
+        assert torch.allclose(whole[name], pieces[name], atol=1e-6), name
