@@ -1,6 +1,7 @@
-"""Images/s of the shapes text-to-image generator, raw and through the generated-image cache.
+"""Images/s of a text-to-image generator, raw and through the generated-image cache.
 
-    python benchmarks/generator_speed.py [--n 2000]
+    python benchmarks/generator_speed.py [--n 2000]                       # the shapes generator
+    python benchmarks/generator_speed.py --diffusers DIR --device cuda --n 64 [--steps 20 --size 512 --batch-size 8]
 """
 
 from __future__ import annotations
@@ -17,9 +18,21 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--diffusers", metavar="DIR", help="a diffusers text-to-image folder instead of the shapes generator")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=4)
     args = parser.parse_args()
     prompts = [captions_of(WorldConfig(), "coco", "train", i)[0] for i in range(args.n)]
-    gen = ShapesGenerator()
+    if args.diffusers:
+        from bench.diffusers_generator import DiffusersGenerator
+
+        gen = DiffusersGenerator(args.diffusers, steps=args.steps, size=args.size, batch_size=args.batch_size,
+                                 device=args.device)
+        gen.generate(prompts[:1])  # load the pipeline outside the timing
+    else:
+        gen = ShapesGenerator()
     t = time.perf_counter()
     gen.generate(prompts)
     raw = args.n / (time.perf_counter() - t)
@@ -31,7 +44,7 @@ def main() -> None:
         t = time.perf_counter()
         cache.ensure(prompts)
         again = args.n / (time.perf_counter() - t)
-    print(f"shapes generator, {args.n} prompts: {raw:,.0f} images/s raw; {cached:,.0f} images/s generated and written "
+    print(f"{gen.id}, {args.n} prompts on {args.device}: {raw:,.0f} images/s raw; {cached:,.0f} images/s generated and written "
           f"as PNG; {again:,.0f} prompts/s when all are cached")
 
 
