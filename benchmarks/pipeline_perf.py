@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("BENCH_PROGRESS", "0")
@@ -48,21 +49,19 @@ def main() -> None:
     captions = train.captions()[:8192]
     paths = test.require_images() * 4  # 2,000 image files
 
-    tokens = enc.tokenize(captions)
-    raw_bs, raw_rate, raw_all = best(lambda bs: [enc.encode_tokens(tokens[i:i + bs]) for i in range(0, len(tokens), bs)],
-                                     (256, 512, 1024, 2048), len(captions))
-    stage_bs, stage_rate, stage_all = best(lambda bs: enc.encode_texts(captions, batch_size=bs, progress=None),
-                                           (256, 512, 1024, 2048), len(captions))
-    print(f"text encode: raw forward {raw_rate:,.0f} captions/s (batch {raw_bs}); stage {stage_rate:,.0f} captions/s "
-          f"(batch {stage_bs}); ratio {stage_rate / raw_rate:.2f}")
+    def compare(name: str, unit: str, raw: Callable, stage: Callable, sizes: tuple[int, ...], n: int) -> None:
+        """The encode stage against the raw forward on the same inputs, each at its best batch size."""
+        raw_bs, raw_rate, _ = best(raw, sizes, n)
+        stage_bs, stage_rate, _ = best(stage, sizes, n)
+        print(f"{name} encode: raw forward {raw_rate:,.0f} {unit}/s (batch {raw_bs}); stage {stage_rate:,.0f} {unit}/s "
+              f"(batch {stage_bs}); ratio {stage_rate / raw_rate:.2f}")
 
+    tokens = enc.tokenize(captions)
+    compare("text", "captions", lambda bs: [enc.encode_tokens(tokens[i:i + bs]) for i in range(0, len(tokens), bs)],
+            lambda bs: enc.encode_texts(captions, batch_size=bs, progress=None), (256, 512, 1024, 2048), len(captions))
     pixels = enc.batch_images([enc.load_image(p) for p in paths])
-    raw_bs, raw_rate, _ = best(lambda bs: [enc.encode_pixels(pixels[i:i + bs]) for i in range(0, len(pixels), bs)],
-                               (64, 128, 256, 512), len(paths))
-    stage_bs, stage_rate, _ = best(lambda bs: enc.encode_images(paths, batch_size=bs, progress=None),
-                                   (64, 128, 256, 512), len(paths))
-    print(f"image encode: raw forward {raw_rate:,.0f} images/s (batch {raw_bs}); stage {stage_rate:,.0f} images/s "
-          f"(batch {stage_bs}); ratio {stage_rate / raw_rate:.2f}")
+    compare("image", "images", lambda bs: [enc.encode_pixels(pixels[i:i + bs]) for i in range(0, len(pixels), bs)],
+            lambda bs: enc.encode_images(paths, batch_size=bs, progress=None), (64, 128, 256, 512), len(paths))
 
     all_captions = train.captions()
     emb = enc.encode_texts(all_captions, progress=None)

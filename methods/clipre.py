@@ -16,6 +16,7 @@ import numpy as np
 from bench.captioner import Captioner, Corpus, FitContext
 from bench.errors import ConfigError
 from bench.plugins import register_method
+from bench.tensors import as_array
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class CLIPRe(Captioner):
 
     def nearest(self, image_embeddings: Any) -> np.ndarray:
         """Index of the nearest caption for each image (B,)."""
-        x = np.asarray(image_embeddings.detach().cpu() if hasattr(image_embeddings, "detach") else image_embeddings, np.float32)
+        x = as_array(image_embeddings)
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         out = np.empty(len(x), dtype=np.int64)
         cfg = self.config

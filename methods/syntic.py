@@ -309,9 +309,9 @@ class SynTIC(Captioner):
 
 def _unit(x: Any) -> np.ndarray:
     """Unit rows as a float32 NumPy array, from a tensor or an array."""
-    from bench.tensors import unit_rows
+    from bench.tensors import as_array, unit_rows
 
-    return unit_rows(np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float32))
+    return unit_rows(as_array(x))
 
 
 def _stage_cache(ctx: FitContext, corpus: Corpus) -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.cache import array_digest
+from bench.cache import array_digest, fingerprint
 from bench.captioner import config_dict
 from bench.decoders import CaptionDecoder, DecoderConfig
 from bench.io import atomic_path, write_json_atomic
@@ -84,8 +84,7 @@ def _tensors(state: Any):
 
 def fit_key(config: DecoderConfig, captions: Sequence[str], embeddings: Any, seed: int, transform_id: str = "",
             tags: Any = None, tag_table: Any = None, fusion_heads: int = 0) -> str:
-    text = hashlib.sha256("\n".join(captions).encode()).hexdigest()
-    blob = json.dumps([KEY_VERSION, config_dict(config), text, array_digest(embeddings), seed, transform_id,
+    blob = json.dumps([KEY_VERSION, config_dict(config), fingerprint(captions), array_digest(embeddings), seed, transform_id,
                        array_digest(tags), array_digest(tag_table), fusion_heads if tag_table is not None else 0])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

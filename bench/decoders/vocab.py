@@ -12,7 +12,6 @@ weights (nothing to download either way).
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +26,7 @@ def clip_tokenizer() -> Any:
     return SimpleTokenizer()
 
 
-#: BPE ids of recently built corpora: sha256 of the captions -> (sorted ids used, per-caption ids).
+#: BPE ids of recently built corpora: fingerprint of the captions -> (sorted ids used, per-caption ids).
 _BUILT: dict[str, tuple[list[int], list[tuple[int, ...]]]] = {}
 
 
@@ -45,7 +44,9 @@ class ClipBpeVocab:
 
         BPE-encoding 20,000 captions takes 2 s, and a run fits many decoders on one corpus: the
         last few corpora's results are kept (the ids are copied out, so callers may not share them)."""
-        digest = hashlib.sha256("\0".join(captions).encode("utf-8", "surrogatepass")).hexdigest()
+        from bench.cache import fingerprint
+
+        digest = fingerprint(captions)
         if digest not in _BUILT:
             tok = clip_tokenizer()
             bpe = [tuple(tok.encode(c)) for c in captions]
