@@ -40,6 +40,8 @@ class ScoreResult:
     per_image: dict[str, list[float]]
     image_ids: list[str]
     unavailable: dict[str, str] = field(default_factory=dict)
+    #: per image, BLEU's sufficient statistics (``bench.stats.BLEU_STATS``), aligned with image_ids
+    bleu_stats: list[list[int]] = field(default_factory=list)
 
     @property
     def n_images(self) -> int:
@@ -159,6 +161,7 @@ def score(
     metrics: dict[str, float] = {}
     per_image: dict[str, list[float]] = {}
     gts = res = None
+    bleu_stats: list[list[int]] = []
     for stage in bar:
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(stage)
@@ -169,9 +172,7 @@ def score(
             gts = {i: tok[("r", i)] for i in image_ids}
             res = {i: tok[("p", i)] for i in image_ids}
         elif stage == "bleu":
-            from pycocoevalcap.bleu.bleu import Bleu
-
-            corpus, per = Bleu(4).compute_score(gts, res, verbose=0)
+            corpus, per, bleu_stats = _bleu(gts, res, image_ids)
             for n in range(4):
                 metrics[f"bleu{n + 1}"] = 100.0 * corpus[n]
                 per_image[f"bleu{n + 1}"] = [100.0 * s for s in per[n]]
@@ -197,7 +198,25 @@ def score(
                 unavailable["spice"] = str(exc)
             else:
                 metrics["spice"], per_image["spice"] = corpus, per
-    return ScoreResult(metrics=metrics, per_image=per_image, image_ids=image_ids, unavailable=unavailable)
+    return ScoreResult(metrics=metrics, per_image=per_image, image_ids=image_ids, unavailable=unavailable,
+                       bleu_stats=bleu_stats)
+
+
+def _bleu(gts: dict[str, list[str]], res: dict[str, list[str]], image_ids: list[str]) -> tuple[list[float], list[list[float]], list[list[int]]]:
+    """pycocoevalcap's BLEU (closest reference length), plus each image's sufficient statistics
+    (``bench.stats.BLEU_STATS``) so that a report can recompute corpus BLEU on a resample."""
+    from pycocoevalcap.bleu.bleu_scorer import BleuScorer
+
+    scorer = BleuScorer(n=4)
+    for i in image_ids:
+        scorer += (res[i][0], gts[i])
+    corpus, per = scorer.compute_score(option="closest", verbose=0)
+    stats = []
+    for comps in scorer.ctest:
+        testlen = comps["testlen"]
+        reflen = min((abs(length - testlen), length) for length in comps["reflen"])[1]
+        stats.append([testlen, reflen, *comps["guess"], *comps["correct"]])
+    return corpus, per, stats
 
 
 def predictions_get(predictions: Mapping[Any, str], image_id: str) -> str:

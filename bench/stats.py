@@ -1,0 +1,167 @@
+"""Uncertainty for caption metrics: bootstrap intervals over images, paired bootstrap tests,
+and intervals over seeds.
+
+Resampling is over test images (Koehn 2004; the unit a test set is drawn in). Every statistic
+is recomputed on each resample the way the scorer computes it on the whole set:
+
+- CIDEr-D is the mean of its per-image scores (the IDF stays that of the full test set, as in
+  every bootstrap of CIDEr: re-deriving it per resample would count a duplicated image twice);
+- BLEU is a corpus statistic, *not* the mean of sentence BLEU: each image contributes its
+  n-gram matches, n-gram counts, hypothesis length and closest reference length
+  (``BLEU_STATS``), and a resample sums them before the geometric mean and brevity penalty.
+
+A row that ran with several seeds is averaged over its seeds on every resample (seeds share
+their test images, so the resample is the same for all of them). Two rows of the same split
+are compared on the *same* resamples, which is what makes the test paired.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Per-image BLEU sufficient statistics, in this order: hypothesis length, closest reference
+#: length, guessed n-grams for n = 1..4, matched (clipped) n-grams for n = 1..4.
+BLEU_STATS = ("testlen", "reflen", "guess1", "guess2", "guess3", "guess4", "correct1", "correct2", "correct3", "correct4")
+#: The smoothing constants pycocoevalcap's BleuScorer uses (so that corpus values agree to 1e-9).
+_TINY, _SMALL = 1e-15, 1e-9
+#: Metrics with an interval in reports, and how each is aggregated over images.
+INTERVAL_METRICS = ("cider", "bleu4")
+
+
+def corpus_bleu(stats: np.ndarray, n: int = 4) -> np.ndarray:
+    """Corpus BLEU-n (0-100) from summed statistics.
+
+    ``stats``: (..., 10) sums of ``BLEU_STATS`` over a set of images (one row per resample).
+    Returns an array of shape ``stats.shape[:-1]``; identical to pycocoevalcap's corpus value.
+    """
+    stats = np.asarray(stats, dtype=np.float64)
+    testlen, reflen = stats[..., 0], stats[..., 1]
+    guess, correct = stats[..., 2:2 + n], stats[..., 6:6 + n]
+    log_precision = np.log((correct + _TINY) / (guess + _SMALL)).sum(axis=-1) / n
+    bleu = np.exp(log_precision)
+    ratio = (testlen + _TINY) / (reflen + _SMALL)
+    penalty = np.where(ratio < 1, np.exp(1 - 1 / np.maximum(ratio, _TINY)), 1.0)
+    return 100.0 * bleu * penalty
+
+
+def resample_counts(n_images: int, n_resamples: int, seed: int) -> np.ndarray:
+    """How often each image is drawn in each resample: (n_resamples, n_images) float64, rows sum
+    to ``n_images``. Counts instead of indices turn every statistic into one matrix product."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n_images, size=(n_resamples, n_images))
+    counts = np.zeros((n_resamples, n_images), dtype=np.float64)
+    np.add.at(counts, (np.arange(n_resamples)[:, None], idx), 1.0)
+    return counts
+
+
+@dataclass(frozen=True)
+class PerImage:
+    """One row's per-image evidence for one metric: ``values`` (seeds, images) for a mean metric
+    such as CIDEr, or ``stats`` (seeds, images, 10) for BLEU; images in the same order for every
+    row of a split."""
+
+    metric: str
+    values: np.ndarray | None = None
+    stats: np.ndarray | None = None
+
+    def point(self) -> float:
+        """The statistic on the full set, averaged over seeds."""
+        return float(self.resampled(np.ones((1, self.n_images)))[0])
+
+    @property
+    def n_images(self) -> int:
+        return (self.values if self.values is not None else self.stats).shape[1]
+
+    def resampled(self, counts: np.ndarray) -> np.ndarray:
+        """The seed-averaged statistic on each resample: (n_resamples,)."""
+        if self.values is not None:
+            per_seed = counts @ self.values.T / counts.sum(axis=1, keepdims=True)  # (R, seeds)
+            return per_seed.mean(axis=1)
+        n = int(self.metric[-1]) if self.metric.startswith("bleu") else 4
+        sums = np.einsum("ri,sik->rsk", counts, self.stats)  # (R, seeds, 10)
+        return corpus_bleu(sums, n).mean(axis=1)
+
+
+def bootstrap_interval(evidence: PerImage, counts: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the statistic over the resamples in ``counts``."""
+    draws = evidence.resampled(counts)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(draws, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def paired_bootstrap_pvalue(best: PerImage, other: PerImage, counts: np.ndarray) -> float:
+    """One-sided paired bootstrap p-value that ``best`` is not better than ``other``.
+
+    On each resample (the same images for both), the difference best - other is computed; the
+    p-value is the share of resamples where it is <= 0, with the usual +1 correction so that it
+    is never exactly 0. Two identical rows give 1.0.
+    """
+    delta = best.resampled(counts) - other.resampled(counts)
+    return float((np.count_nonzero(delta <= 0) + 1) / (len(delta) + 1))
+
+
+def seed_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and the Student-t confidence interval of the mean over seeds: (mean, lo, hi).
+    With one value the interval is the point itself."""
+    x = np.asarray(values, dtype=np.float64)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, mean, mean
+    half = t_quantile(1 - (1 - level) / 2, len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x))
+    return mean, mean - half, mean + half
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The ``p`` quantile of Student's t with ``df`` degrees of freedom (bisection on the CDF)."""
+    if not 0.5 <= p < 1:
+        raise ValueError("t_quantile supports 0.5 <= p < 1")
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, df) < p:
+        hi *= 2
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def t_cdf(t: float, df: int) -> float:
+    """Student's t CDF through the regularised incomplete beta function."""
+    x = df / (df + t * t)
+    tail = 0.5 * _betainc(df / 2, 0.5, x)
+    return 1 - tail if t >= 0 else tail
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b) by its continued fraction (Numerical Recipes §6.4)."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(1 - x))
+    if x > (a + 1) / (a + b + 2):
+        return 1 - _betainc(b, a, 1 - x)
+    f, c, d = 1.0, 1.0, 0.0
+    for i in range(400):
+        m = i // 2
+        if i == 0:
+            num = 1.0
+        elif i % 2 == 0:
+            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        else:
+            num = -((a + m) * (a + b + m) * x) / ((a + 2 * m) * (a + 2 * m + 1))
+        d = 1 + num * d
+        d = 1 / (d if abs(d) > 1e-300 else 1e-300)
+        c = 1 + num / c
+        c = c if abs(c) > 1e-300 else 1e-300
+        f *= c * d
+        if abs(1 - c * d) < 1e-14:
+            break
+    return front * (f - 1) / a

@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+
+from bench.stats import (
+    PerImage,
+    bootstrap_interval,
+    corpus_bleu,
+    paired_bootstrap_pvalue,
+    resample_counts,
+    seed_interval,
+    t_quantile,
+)
+
+HYPS = ["a red circle on the left", "two blue squares", "a green triangle next to a red circle", "a yellow star",
+        "the blue square is above the circle"]
+REFS = [["a red circle on the left side", "a red round shape"], ["two blue squares side by side", "blue squares"],
+        ["a green triangle beside a red circle", "triangle and circle"], ["a yellow star shape", "one star in yellow"],
+        ["a blue square above a circle", "the square is over the circle"]]
+
+
+def _bleu_inputs():
+    ids = [str(i) for i in range(len(HYPS))]
+    return ids, {i: REFS[k] for k, i in enumerate(ids)}, {i: [HYPS[k]] for k, i in enumerate(ids)}
+
+
+def test_corpus_bleu_from_per_image_statistics_equals_pycocoevalcap():
+    from pycocoevalcap.bleu.bleu import Bleu
+
+    from bench.scoring import _bleu
+
+    ids, gts, res = _bleu_inputs()
+    expected, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    corpus, _, stats = _bleu(gts, res, ids)
+    summed = np.asarray(stats, dtype=float).sum(axis=0)
+    for n in range(1, 5):
+        assert corpus_bleu(summed, n) == pytest.approx(100 * expected[n - 1], abs=1e-9)
+        assert corpus[n - 1] == pytest.approx(expected[n - 1], abs=1e-12)
+    # and it is not the mean of sentence BLEU (which is what a naive bootstrap would resample)
+    sentence = [float(corpus_bleu(np.asarray(s, dtype=float))) for s in stats]
+    assert abs(np.mean(sentence) - corpus_bleu(summed)) > 1.0
+
+
+def test_counts_are_resamples_with_replacement():
+    counts = resample_counts(50, 200, seed=3)
+    assert counts.shape == (200, 50)
+    assert np.all(counts.sum(axis=1) == 50)
+    assert counts.max() >= 3  # some image drawn several times, so it is not a permutation
+    assert np.array_equal(counts, resample_counts(50, 200, seed=3))
+    assert not np.array_equal(counts, resample_counts(50, 200, seed=4))
+
+
+def _cider_rows(n, seeds=1, shift=0.0, rng=None):
+    rng = rng or np.random.default_rng(0)
+    return PerImage("cider", values=rng.gamma(2.0, 40.0, size=(seeds, n)) + shift)
+
+
+def test_bootstrap_interval_contains_the_point_and_narrows_with_more_images():
+    widths = []
+    for n in (40, 160, 640, 2560):
+        evidence = _cider_rows(n, rng=np.random.default_rng(n))
+        lo, hi = bootstrap_interval(evidence, resample_counts(n, 1000, seed=0))
+        point = evidence.point()
+        assert point == pytest.approx(evidence.values.mean())
+        assert lo < point < hi
+        widths.append(hi - lo)
+    assert all(a > b for a, b in zip(widths, widths[1:])), widths
+    # the width of a mean's interval shrinks like 1/sqrt(n): 64 times the images, about an eighth
+    assert widths[-1] / widths[0] == pytest.approx(1 / 8, rel=0.35)
+
+
+def test_bleu_interval_contains_the_corpus_value():
+    rng = np.random.default_rng(1)
+    n = 300
+    testlen = rng.integers(6, 14, size=n)
+    guess = np.stack([np.maximum(testlen - k, 0) for k in range(4)], axis=1)
+    correct = (guess * rng.uniform(0.2, 0.9, size=(n, 1)) ** np.arange(1, 5)).round()
+    stats = np.concatenate([testlen[:, None], (testlen + rng.integers(-2, 3, size=n))[:, None], guess, correct], axis=1)
+    evidence = PerImage("bleu4", stats=stats[None].astype(float))
+    lo, hi = bootstrap_interval(evidence, resample_counts(n, 1000, seed=0))
+    assert lo < evidence.point() < hi
+    assert evidence.point() == pytest.approx(float(corpus_bleu(stats.sum(axis=0))))
+
+
+def test_seeds_are_averaged_on_every_resample():
+    evidence = _cider_rows(100, seeds=3)
+    counts = resample_counts(100, 50, seed=0)
+    per_seed = [PerImage("cider", values=evidence.values[s:s + 1]).resampled(counts) for s in range(3)]
+    assert np.allclose(evidence.resampled(counts), np.mean(per_seed, axis=0))
+
+
+def test_paired_test_gives_a_high_p_value_for_identical_methods_and_a_low_one_for_a_clear_gap():
+    counts = resample_counts(200, 1000, seed=0)
+    a = _cider_rows(200)
+    same = PerImage("cider", values=a.values.copy())
+    assert paired_bootstrap_pvalue(a, same, counts) == 1.0
+    better = PerImage("cider", values=a.values + 15.0)
+    assert paired_bootstrap_pvalue(better, a, counts) < 0.01
+    # pairing matters: a constant shift of 1 is invisible to unpaired intervals but certain when paired
+    slightly = PerImage("cider", values=a.values + 1.0)
+    lo, hi = bootstrap_interval(a, counts)
+    assert lo < slightly.point() < hi
+    assert paired_bootstrap_pvalue(slightly, a, counts) < 0.01
+
+
+def test_seed_interval_uses_student_t():
+    assert t_quantile(0.975, 1) == pytest.approx(12.7062, abs=1e-4)
+    assert t_quantile(0.975, 2) == pytest.approx(4.3027, abs=1e-4)
+    assert t_quantile(0.975, 1000) == pytest.approx(1.9623, abs=1e-3)
+    mean, lo, hi = seed_interval([10.0, 12.0, 14.0])
+    assert mean == 12.0
+    assert hi - mean == pytest.approx(4.3027 * 2.0 / np.sqrt(3), abs=1e-3)
+    assert seed_interval([5.0]) == (5.0, 5.0, 5.0)
