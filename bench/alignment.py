@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.tensors import as_float_tensor
+
 
 def contrastive_loss(images: Any, texts: Any, temperature: float = 0.01) -> Any:
     """Symmetric InfoNCE between row-aligned image and text features (both normalised here)."""
@@ -36,7 +38,7 @@ def mean_loss(images: Any, texts: Any, temperature: float, batch_size: int, seed
     """The contrastive loss averaged over fixed, seeded batches (comparable before and after)."""
     import torch
 
-    x, t = torch.as_tensor(np.asarray(images), dtype=torch.float32), torch.as_tensor(np.asarray(texts), dtype=torch.float32)
+    x, t = as_float_tensor(images), as_float_tensor(texts)  # copies: cached embeddings are read-only maps
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     total, count = 0.0, 0
     with torch.no_grad():

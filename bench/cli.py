@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run every value of a setting (decap.tau=0.005,0.01,0.02); several --sweep give every "
                         "combination, e.g. syntic's ablation grid; repeatable")
     p.add_argument("--config", help="a .toml or .json file of run settings; flags override it")
+    p.add_argument("--no-report", dest="report", action="store_false", help="do not render the report at the end")
     _data_options(p)
 
     p = add("score", "Score a prediction file against references (BLEU, METEOR, ROUGE-L, CIDEr, SPICE).")
@@ -88,12 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-image", metavar="FILE", help="also write per-image scores to FILE (JSON)")
 
     p = add("report", "Render report.md, report.html and figures/ from a run's records.")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (records.jsonl, samples/, run.json)")
+    p.add_argument("--out", help="where to write the report (default: RUN_DIR)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for intervals and tests (default: 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and of the gallery's sample (default: 0)")
+    p.add_argument("--gallery", type=int, default=6, metavar="N", help="test images per split in the HTML gallery (default: 6; 0: none)")
 
     p = add("check", "Compare a run with baseline records; exit 1 on a regression beyond tolerance.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--baseline", required=True, help="baseline records.jsonl (or a run folder)")
-    p.add_argument("--tolerance", help="metric=value pairs, e.g. cider=1.0,bleu4=0.5")
+    p.add_argument("--tolerance", help="metric=value pairs overriding the defaults "
+                                       "(cider 1.0, bleu1 1.0, bleu2 0.75, the rest 0.5), e.g. cider=2,bleu4=0.5")
 
     p = add("caption", "Caption a folder of your own images with a fitted method.")
     p.add_argument("--method", required=True)
@@ -256,7 +263,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_options([METHODS.canonical(m) for m in (config.methods or DEFAULT_METHODS)], {**config.method_options, **config.sweep})
     cells = build_grid(config)
     log = _stderr
-    runner = Runner(config, log=log)
+    runner = Runner(config, log=log, command=args.command_line)
     if any(c.id not in runner.store for c in cells):
         runner.encoder  # noqa: B018 - build it now: a bad --encoder is bad input, not a failed cell
     log(f"{len(cells)} cells -> {config.out}")
@@ -269,6 +276,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{len(report.failed)} failed, in {report.seconds:.1f} s; records: {runner.store.path}")
     for label, error in report.failed:
         log(f"failed: {label}: {error.splitlines()[0]}")
+    if args.report and records:
+        from bench.reporting import render_report
+
+        rendered = render_report(config.out, log=log)
+        print(f"report: {rendered.html} (and {rendered.markdown.name}, figures/)")
     return 1 if report.failed else 0
 
 
@@ -323,7 +335,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.per_image:
         from bench.io import write_json_atomic
 
-        write_json_atomic(args.per_image, {"image_ids": result.image_ids, "scores": result.per_image})
+        write_json_atomic(args.per_image, {"image_ids": result.image_ids, "scores": result.per_image,
+                                            "bleu_stats": result.bleu_stats})
     if args.json:
         print(json.dumps(result.to_json()))
         return 0
@@ -337,23 +350,45 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.records import read_records
+    from bench.reporting import render_report
 
-    result = read_records(args.run_dir)
-    if not result.records:
-        raise BenchError(f"{args.run_dir} has no complete records")
-    raise BenchError("rendering reports is not available in this version "
-                     f"({len(result.records)} records found in {args.run_dir})")
+    if args.resamples < 100:
+        raise ConfigError(f"--resamples must be at least 100 for a 95% interval, got {args.resamples}")
+    if args.gallery < 0:
+        raise ConfigError(f"--gallery must be >= 0, got {args.gallery}")
+    rendered = render_report(args.run_dir, args.out, resamples=args.resamples, seed=args.seed, gallery=args.gallery, log=_stderr)
+    print(f"report: {rendered.html}")
+    print(f"report: {rendered.markdown}")
+    for path in rendered.figures:
+        print(f"figure: {path}")
+    return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bench.records import read_records
+    from bench.check import DEFAULT_TOLERANCES, check
 
-    _parse_tolerance(args.tolerance)
-    for path in (args.run_dir, args.baseline):
-        if not read_records(path).records:
-            raise BenchError(f"{path} has no complete records")
-    raise BenchError("regression checks are not available in this version")
+    tolerances = _parse_tolerance(args.tolerance)
+    result = check(args.run_dir, args.baseline, tolerances, log=_stderr)
+    for line in result.config_changes:
+        _stderr(f"note: {line}")
+    for line in result.missing_metrics:
+        _stderr(f"warning: {line}")
+    if result.only_run:
+        _stderr(f"warning: {len(result.only_run)} cell(s) of the run are not in the baseline (not checked): "
+                + "; ".join(result.only_run[:5]) + (" ..." if len(result.only_run) > 5 else ""))
+    if result.only_baseline:
+        _stderr(f"warning: {len(result.only_baseline)} baseline cell(s) are missing from the run: "
+                + "; ".join(result.only_baseline[:5]) + (" ..." if len(result.only_baseline) > 5 else ""))
+    used = {**DEFAULT_TOLERANCES, **tolerances}
+    summary = (f"{result.compared} cells, {result.metrics_compared} metric values compared "
+               f"(tolerances: {', '.join(f'{k} {v:g}' for k, v in used.items())})")
+    if result.ok:
+        print(f"ok: no metric fell by more than its tolerance; {summary}")
+        return 0
+    print(f"regression: {len(result.drops)} metric value(s) fell by more than their tolerance; {summary}")
+    for drop in result.drops:
+        print(f"  {drop.describe()}")
+    return 1
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -432,6 +467,7 @@ COMMANDS = {"ls": cmd_ls, "prepare": cmd_prepare, "run": cmd_run, "score": cmd_s
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = "python -m bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     if not args.command:
         parser.print_help()
         return 0

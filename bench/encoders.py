@@ -58,6 +58,8 @@ class ClipEncoder:
         self.device = device
         self.config = config or EncoderConfig(name=spec)
         self.log = log
+        #: what is known about the weights (the shapes CLIP's manifest and model card), for reports
+        self.card: dict[str, Any] = {}
 
     @property
     def id(self) -> str:
@@ -230,7 +232,9 @@ def create_encoder(config: EncoderConfig | str = "shapes", device: str = "cpu", 
 
         register_model_configs()
         model, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME, pretrained=manifest["checkpoint"], device=device)
-        return ClipEncoder(model, preprocess, open_clip.get_tokenizer(MODEL_NAME), "shapes", manifest["sha256"], device, config, log)
+        encoder = ClipEncoder(model, preprocess, open_clip.get_tokenizer(MODEL_NAME), "shapes", manifest["sha256"], device, config, log)
+        encoder.card = {k: manifest[k] for k in ("key", "model", "world_key", "train", "training", "model_card") if k in manifest}
+        return encoder
 
     if spec.startswith("local-dir:"):
         folder = Path(spec.split(":", 1)[1]).expanduser()

@@ -168,3 +168,45 @@ class RecordStore:
         if not path.is_file():
             raise DataError(f"no samples for cell {cell}: {path} does not exist")
         return json.loads(path.read_text(encoding="utf-8"))
+
+
+def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"decoder": {"width": 128}}`` -> ``{"decoder.width": 128}``."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def varying_keys(records: list[Record]) -> dict[str, list[str]]:
+    """For each method, the flattened config keys whose values differ between its records
+    (the switches of an ablation, a swept τ), in config order; the noise variance, which has
+    its own column and figure, is left out."""
+    flat = {r.cell_id: flatten_config(r.config) for r in records}
+    out: dict[str, list[str]] = {}
+    for method in dict.fromkeys(r.method for r in records):
+        mine = [r for r in records if r.method == method]
+        keys = dict.fromkeys(k for r in mine for k in flat[r.cell_id])
+        out[method] = [k for k in keys if k != "noise_variance"
+                       and len({json.dumps(flat[r.cell_id].get(k), sort_keys=True) for r in mine}) > 1]
+    return out
+
+
+def varying_settings(records: list[Record]) -> dict[str, str]:
+    """For each record (by cell id), its values of its method's varying keys, as ``key=value``
+    (booleans as on/off)."""
+    keys = varying_keys(records)
+    out: dict[str, str] = {}
+    for r in records:
+        flat = flatten_config(r.config)
+        out[r.cell_id] = " ".join(f"{k}={show_value(flat.get(k))}" for k in keys[r.method])
+    return out
+
+
+def show_value(value: Any) -> str:
+    """A setting's value as tables show it: on/off, compact floats, the rest as text."""
+    return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+

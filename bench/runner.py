@@ -34,7 +34,7 @@ from bench.config import RunConfig
 from bench.errors import BenchError
 from bench.io import write_json_atomic
 from bench.progress import progress
-from bench.records import Record, RecordStore, git_commit, library_versions
+from bench.records import Record, RecordStore, git_commit, library_versions, varying_settings
 from bench.splits import SplitSpec, parse_split
 
 #: The embedded default: every method on an in-domain, a cross-domain and a style split of the
@@ -56,6 +56,10 @@ class Cell:
     seed: int
     config: Any  # the method's frozen config
     noise_variance: float | None = None
+    #: where the cell belongs in a report: "main" (the method tables), or an extra cell that the
+    #: embedded default adds for a figure ("noise-sweep") or a table ("ablation"); not part of
+    #: the cell's identity, so a sweep point equal to a main cell is that main cell
+    role: str = field(default="main", compare=False)
 
     @property
     def config_dict(self) -> dict[str, Any]:
@@ -92,14 +96,15 @@ def build_grid(run: RunConfig) -> list[Cell]:
         field_name = METHODS.get(method).noise_field
         return bool(field_name) and field_name not in METHODS.entry(method).tags.get("preset", {})
 
-    def add(method: str, split: SplitSpec, seed: int, noise: float | None, combo: dict[str, Any] | None = None) -> None:
+    def add(method: str, split: SplitSpec, seed: int, noise: float | None, combo: dict[str, Any] | None = None,
+            role: str = "main") -> None:
         overrides = _options_for(method, {**run.method_options, **(combo or {})})
         cls = METHODS.get(method)
         if noise is not None and sweeps(method):
             overrides = {**overrides, cls.noise_field: noise}
         config = method_config(method, overrides)
         applied = getattr(config, cls.noise_field) if cls.noise_field else None
-        cell = Cell(method, split, seed, config, applied)
+        cell = Cell(method, split, seed, config, applied, role)
         if cell not in cells:
             cells.append(cell)
 
@@ -112,10 +117,10 @@ def build_grid(run: RunConfig) -> list[Cell]:
         if embedded:
             sweep_split = parse_split(SWEEP_SPLIT)
             for noise in (run.noise or DEFAULT_SWEEP):
-                add(SWEEP_METHOD, sweep_split, seed, noise)
+                add(SWEEP_METHOD, sweep_split, seed, noise, role="noise-sweep")
             for spec in ABLATION_SPLITS:
                 for combo in sweep_combinations(ABLATION_METHOD, ABLATION_SWEEP):
-                    add(ABLATION_METHOD, parse_split(spec), seed, None, combo)
+                    add(ABLATION_METHOD, parse_split(spec), seed, None, combo, role="ablation")
     return cells
 
 
@@ -187,8 +192,9 @@ class RunReport:
 class Runner:
     """Executes cells against one encoder, one cache and one run folder."""
 
-    def __init__(self, run: RunConfig, log: Callable[[str], None] = print) -> None:
+    def __init__(self, run: RunConfig, log: Callable[[str], None] = print, command: str = "") -> None:
         self.run = run
+        self.command = command or " ".join(sys.argv)
         self.log = log
         self.out = Path(run.out)
         self.store = RecordStore(self.out)
@@ -316,11 +322,12 @@ class Runner:
             seed=cell.seed, config=cell.config_dict, metrics={k: round(v, 4) for k, v in result.metrics.items()},
             noise_variance=cell.noise_variance, n_images=result.n_images, encoder=self.encoder.id,
             timings={k: round(v, 3) for k, v in timings.items()}, **self.provenance(),
-            extra={"fit_key": fit_key, "fit_reused": reused, "fit_info": method.fit_info, "device": self.run.device,
+            extra={"role": cell.role, "fit_key": fit_key, "fit_reused": reused, "fit_info": method.fit_info, "device": self.run.device,
                    "unavailable": result.unavailable, "note": data.note},
         )
-        samples = [{"image_id": i, "prediction": p, "references": refs, **{m: round(result.per_image[m][k], 4) for m in result.per_image}}
-                   for k, (i, p, refs) in enumerate(zip(ids, predictions, (item.captions for item in data.items)))]
+        samples = [{"image_id": i, "image": str(path), "prediction": p, "references": refs,
+                    **{m: round(result.per_image[m][k], 4) for m in result.per_image}, "bleu_stats": result.bleu_stats[k]}
+                   for k, (i, path, p, refs) in enumerate(zip(ids, image_paths, predictions, (item.captions for item in data.items)))]
         self.store.add(record, samples)
         return record
 
@@ -331,10 +338,14 @@ class Runner:
         report.skipped = len(cells) - len(todo)
         if report.skipped:
             self.log(f"{report.skipped} of {len(cells)} cells are already complete in {self.out}; skipping them")
-        write_json_atomic(self.out / "run.json", {
-            "command": " ".join(sys.argv), "cells": len(cells), "run_config": config_dict(self.run),
-            "python": platform.python_version(), "platform": platform.platform(), "device": self.run.device,
-        })
+        info = {"command": self.command, "cells": len(cells), "run_config": config_dict(self.run),
+                "python": platform.python_version(), "platform": platform.platform(), "device": self.run.device,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if todo:  # the encoder is built anyway; say what it was (a finished run keeps what it said)
+            info["encoder"] = {"spec": self.run.encoder, "id": self.encoder.id, **getattr(self.encoder, "card", {})}
+        elif (self.out / "run.json").is_file():
+            info["encoder"] = json.loads((self.out / "run.json").read_text(encoding="utf-8")).get("encoder")
+        write_json_atomic(self.out / "run.json", info)
         bar = progress(todo, total=len(todo), desc="cells", unit="cell")
         for cell in bar:
             if hasattr(bar, "set_postfix_str"):
@@ -356,6 +367,8 @@ class Runner:
             report.fits_reused += bool(reused)
             report.fits += not reused
         report.seconds = time.perf_counter() - start
+        write_json_atomic(self.out / "run.json", {**info, "wall_s": round(report.seconds, 1),
+                                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         return report
 
 
@@ -382,32 +395,3 @@ def summary_table(records: list[Record]) -> str:
                      f"{m.get('meteor', float('nan')):7.2f} {m.get('rouge_l', float('nan')):8.2f} "
                      f"{m.get('cider', float('nan')):7.2f}  {settings.get(r.cell_id, '')}".rstrip())
     return "\n".join(lines)
-
-
-def varying_settings(records: list[Record]) -> dict[str, str]:
-    """For each record (by cell id), its values of the config settings that differ between the
-    records of its method, as ``key=value`` (booleans as on/off); the noise variance is left to
-    its own column."""
-    flat = {r.cell_id: _flatten(r.config) for r in records}
-    out: dict[str, str] = {}
-    for method in {r.method for r in records}:
-        mine = [r for r in records if r.method == method]
-        keys = [k for k in flat[mine[0].cell_id] if k != "noise_variance"
-                and len({json.dumps(flat[r.cell_id].get(k), sort_keys=True) for r in mine}) > 1]
-        for r in mine:
-            out[r.cell_id] = " ".join(f"{k}={_show(flat[r.cell_id].get(k))}" for k in keys)
-    return out
-
-
-def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _show(value: Any) -> str:
-    return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)

@@ -1,12 +1,15 @@
 """The runner and `bench run` / `bench caption`, end to end on tiny models and data."""
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.config import RunConfig
 from bench.records import read_records
 from bench.runner import Runner, build_grid
+from bench.stats import corpus_bleu
 from tests.conftest import TINY_DECODER
 
 
@@ -34,6 +37,12 @@ def test_grid_of_the_embedded_default():
     assert sweep == [0.0, 0.004, 0.016, 0.1]
     assert all(c.noise_variance == 0.0 for c in cells if c.method == "nonoise")
     assert all(c.noise_variance is None for c in cells if c.method == "clipre")
+    # the report's method tables show the 15 main cells; sweep points and ablation cells have their own sections
+    roles = [c.role for c in cells]
+    assert (roles.count("main"), roles.count("noise-sweep"), roles.count("ablation")) == (15, 3, 14)
+    main = {c.id for c in cells if c.role == "main"}
+    capdec_0016 = next(c for c in cells if c.method == "capdec" and c.noise_variance == 0.016 and str(c.split) == "shapes-coco")
+    assert capdec_0016.id in main  # a sweep point equal to a main cell is that main cell
 
 
 def test_noise_grid_applies_only_to_methods_that_take_noise():
@@ -92,6 +101,13 @@ def test_run_records_samples_reuse_and_resume(tmp_path, tiny_clip_checkpoint, ti
         assert record.n_images in (12, 10)
         samples = again.store.samples(record.cell_id)
         assert len(samples) == record.n_images and {"image_id", "prediction", "references", "cider"} <= set(samples[0])
+        assert all(Path(s["image"]).is_file() for s in samples) and record.extra["role"] == "main"
+        # corpus BLEU is recomputable from the per-image statistics a report resamples
+        summed = np.asarray([s["bleu_stats"] for s in samples], dtype=float).sum(axis=0)
+        assert corpus_bleu(summed) == pytest.approx(record.metrics["bleu4"], abs=1e-3)
+        assert np.mean([s["cider"] for s in samples]) == pytest.approx(record.metrics["cider"], abs=1e-3)
+    info = json.loads((run.out / "run.json").read_text())
+    assert info["encoder"]["id"] == records[0].encoder and info["wall_s"] >= 0
     # coco and coco->flickr share one fit per method; the cache encoded each input once.
     by_method = {}
     for r in records:
@@ -128,8 +144,13 @@ def test_cli_run_then_caption_your_own_images(run_cli, tmp_path, tiny_clip_check
     code, out, err = run_cli(*args)
     assert code == 0, err
     assert "clipre" in out and "nonoise" in out and "CIDEr" in out
-    code, out, err = run_cli(*args)  # a second identical run re-does nothing
-    assert code == 0 and "2 of 2 cells are already complete" in err
+    report = tmp_path / "run" / "report.html"
+    assert f"report: {report}" in out and report.is_file()  # every run ends with its report
+    markdown = (tmp_path / "run" / "report.md").read_text()
+    assert "### In-domain: tiny-coco" in markdown and "| clipre |" in markdown and "| nonoise |" in markdown
+    assert "command: `python -m bench run --methods clipre,nonoise" in markdown
+    code, out, err = run_cli(*args, "--no-report")  # a second identical run re-does nothing
+    assert code == 0 and "2 of 2 cells are already complete" in err and "report:" not in out
 
     record = next(r for r in read_records(tmp_path / "run").records if r.method == "clipre")
     checkpoint = tmp_path / "run" / "checkpoints" / record.extra["fit_key"]

@@ -1,0 +1,135 @@
+"""``bench check``: compare a run with baseline records and flag metrics that fell.
+
+Cells are matched by their id (method, split, seed, σ² and the whole method config). A cell
+whose config changed (a new default, a new field) has a new id; it is still compared with the
+baseline cell of the same method, split, seed and σ² when exactly one such cell exists on each
+side, and the config change is named, because a changed default is exactly what can move a
+number without anyone noticing.
+
+Tolerances are absolute, on the 0-100 scale: a metric regresses when it falls by more than its
+tolerance. Rises never fail a check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import DataError
+from bench.records import Record, flatten_config, read_records, show_value
+
+#: Default tolerances (absolute, 0-100 scale), per metric. CIDEr moves the most between
+#: otherwise identical runs (it is a sum of TF-IDF-weighted n-gram similarities), so it gets the
+#: widest band.
+DEFAULT_TOLERANCES: dict[str, float] = {
+    "bleu1": 1.0, "bleu2": 0.75, "bleu3": 0.5, "bleu4": 0.5, "meteor": 0.5, "rouge_l": 0.5, "cider": 1.0, "spice": 0.5,
+}
+
+
+@dataclass
+class Drop:
+    cell: str
+    metric: str
+    baseline: float
+    current: float
+    tolerance: float
+
+    @property
+    def delta(self) -> float:
+        return self.current - self.baseline
+
+    def describe(self) -> str:
+        return (f"{self.cell}: {self.metric} {self.baseline:.2f} -> {self.current:.2f} "
+                f"({self.delta:+.2f}, tolerance {self.tolerance:g})")
+
+
+@dataclass
+class CheckResult:
+    compared: int = 0
+    metrics_compared: int = 0
+    drops: list[Drop] = field(default_factory=list)
+    only_run: list[str] = field(default_factory=list)
+    only_baseline: list[str] = field(default_factory=list)
+    config_changes: list[str] = field(default_factory=list)
+    missing_metrics: list[str] = field(default_factory=list)
+    skipped_lines: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.drops
+
+
+def describe_cell(record: Record) -> str:
+    noise = f", σ²={record.noise_variance:g}" if record.noise_variance is not None else ""
+    return f"{record.method} on {record.split} (seed {record.seed}{noise}, cell {record.cell_id})"
+
+
+def load(path: str | Path, role: str, log: Callable[[str], None]) -> list[Record]:
+    result = read_records(path)
+    if not result.records:
+        raise DataError(f"{role} {path} has no complete records" + (f" ({result.skipped} unreadable lines)" if result.skipped else ""))
+    if result.skipped:
+        log(f"warning: skipped {result.skipped} unreadable line(s) of the {role} {path} ({result.problems[0]}); "
+            f"using its {len(result.records)} complete records")
+    return result.records
+
+
+def check(run: str | Path, baseline: str | Path, tolerances: dict[str, float] | None = None,
+          log: Callable[[str], None] = lambda m: None) -> CheckResult:
+    """Compare every cell present in both; ``tolerances`` override the defaults per metric."""
+    tol = {**DEFAULT_TOLERANCES, **(tolerances or {})}
+    current = load(run, "run", log)
+    base = load(baseline, "baseline", log)
+    pairs, only_run, only_base, changes = match(current, base)
+    if not pairs:
+        raise DataError(f"no cell of {run} is in the baseline {baseline} ({len(current)} vs {len(base)} cells; "
+                        "are they runs of the same grid?)")
+    result = CheckResult(compared=len(pairs), only_run=[describe_cell(r) for r in only_run],
+                         only_baseline=[describe_cell(r) for r in only_base], config_changes=changes)
+    for now, then in pairs:
+        for metric, old in then.metrics.items():
+            if metric not in tol:
+                continue
+            new = now.metrics.get(metric)
+            if new is None:
+                result.missing_metrics.append(f"{describe_cell(now)}: {metric} (baseline {old:.2f}) is missing from the run")
+                continue
+            result.metrics_compared += 1
+            if old - new > tol[metric] + 1e-9:
+                result.drops.append(Drop(describe_cell(now), metric, old, new, tol[metric]))
+    return result
+
+
+def match(current: list[Record], base: list[Record]) -> tuple[list[tuple[Record, Record]], list[Record], list[Record], list[str]]:
+    """Pairs (run record, baseline record), the unmatched of each side, and config changes."""
+    by_id = {r.cell_id: r for r in base}
+    pairs = [(r, by_id[r.cell_id]) for r in current if r.cell_id in by_id]
+    paired = {r.cell_id for r, _ in pairs}
+    rest_run = [r for r in current if r.cell_id not in paired]
+    rest_base = [r for r in base if r.cell_id not in paired]
+
+    def loose(r: Record) -> tuple:
+        return (r.method, r.split, r.seed, r.noise_variance)
+
+    changes = []
+    for r in list(rest_run):
+        mine = [x for x in rest_run if loose(x) == loose(r)]
+        theirs = [x for x in rest_base if loose(x) == loose(r)]
+        if len(mine) == 1 and len(theirs) == 1:
+            pairs.append((r, theirs[0]))
+            rest_run.remove(r)
+            rest_base.remove(theirs[0])
+            changes.append(f"{describe_cell(r)}: config changed ({config_diff(theirs[0].config, r.config)})")
+    return pairs, rest_run, rest_base, changes
+
+
+def config_diff(old: dict, new: dict, limit: int = 4) -> str:
+    a, b = flatten_config(old), flatten_config(new)
+    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k, "<absent>") != b.get(k, "<absent>")]
+    parts = [f"{k} {_show(a.get(k, '<absent>'))} -> {_show(b.get(k, '<absent>'))}" for k in keys[:limit]]
+    return ", ".join(parts) + (f", and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _show(value: object) -> str:
+    return value if value == "<absent>" else show_value(value)  # type: ignore[return-value]

@@ -1,0 +1,265 @@
+"""From a run folder to the rows a report shows: records grouped over seeds, per-image evidence
+from ``samples/``, bootstrap intervals and paired tests.
+
+Nothing here imports a method: a report is a function of the run folder alone (``records.jsonl``,
+``samples/``, ``run.json``), so a run can be rendered on another machine, or years later.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.errors import DataError
+from bench.records import SAMPLES_DIR, Record, flatten_config, read_records, show_value, varying_keys
+from bench.splits import KINDS
+from bench.stats import BLEU_STATS, INTERVAL_METRICS, PerImage, bootstrap_interval, paired_bootstrap_pvalue, resample_counts
+
+#: Columns of the method tables, in the order papers print them.
+TABLE_METRICS = ("bleu1", "bleu4", "meteor", "rouge_l", "cider", "spice")
+METRIC_NAMES = {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "bleu3": "BLEU-3", "bleu4": "BLEU-4", "meteor": "METEOR",
+                "rouge_l": "ROUGE-L", "cider": "CIDEr", "spice": "SPICE", "clipscore": "CLIPScore"}
+
+
+@dataclass
+class Interval:
+    """A bootstrap interval and the paired test against the best row of its table."""
+
+    lo: float
+    hi: float
+    p_value: float | None = None  # None for the best row itself
+
+
+@dataclass
+class Row:
+    """One method variant on one split, over all the seeds it ran with."""
+
+    method: str
+    split: str
+    kind: str
+    noise_variance: float | None
+    settings: tuple[tuple[str, Any], ...]  # the method's varying config keys and their values here
+    records: list[Record] = field(default_factory=list)
+    label: str = ""
+    intervals: dict[str, Interval] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)  # metric -> why this row has no interval for it
+
+    @property
+    def role(self) -> str:
+        roles = {r.extra.get("role", "main") for r in self.records}
+        return "main" if "main" in roles else sorted(roles)[0]
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(r.seed for r in self.records)
+
+    def values(self, metric: str) -> list[float]:
+        return [r.metrics[metric] for r in sorted(self.records, key=lambda r: r.seed) if metric in r.metrics]
+
+    def mean(self, metric: str) -> float | None:
+        values = self.values(metric)
+        return float(np.mean(values)) if values else None
+
+    def std(self, metric: str) -> float | None:
+        values = self.values(metric)
+        return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+@dataclass
+class RunData:
+    """Everything a report needs, read from one run folder."""
+
+    run_dir: Path
+    records: list[Record]
+    skipped: int
+    problems: list[str]
+    run_info: dict[str, Any]
+    rows: list[Row]
+    samples: dict[str, list[dict[str, Any]]]
+    resamples: int
+    seed: int
+
+    def rows_for(self, split: str, role: str | None = "main") -> list[Row]:
+        return [r for r in self.rows if r.split == split and (role is None or r.role == role)]
+
+    def splits(self, kind: str | None = None) -> list[str]:
+        seen = dict.fromkeys(r.split for r in self.rows if kind is None or r.kind == kind)
+        return list(seen)
+
+    def kinds(self) -> list[str]:
+        present = {r.kind for r in self.rows}
+        return [k for k in KINDS if k in present]
+
+
+def load_run(run_dir: str | Path, resamples: int = 1000, seed: int = 0,
+             log: Callable[[str], None] = lambda m: None) -> RunData:
+    """Read a run folder (or a bare ``records.jsonl``) and compute every row's intervals."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise DataError(f"{run_dir} does not exist")
+    result = read_records(run_dir)
+    folder = run_dir if run_dir.is_dir() else run_dir.parent
+    if not result.records:
+        raise DataError(f"{run_dir} has no complete records" + (f" ({result.skipped} unreadable lines)" if result.skipped else ""))
+    if result.skipped:
+        log(f"warning: skipped {result.skipped} unreadable line(s) of {folder / 'records.jsonl'} "
+            f"({result.problems[0]}); using the {len(result.records)} complete records")
+    info_path = folder / "run.json"
+    run_info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    samples = {}
+    for record in result.records:
+        path = folder / SAMPLES_DIR / f"{record.cell_id}.json"
+        if path.is_file():
+            try:
+                samples[record.cell_id] = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                log(f"warning: {path} is not valid JSON; its cell gets no interval")
+    data = RunData(folder, result.records, result.skipped, result.problems, run_info, group_rows(result.records),
+                   samples, resamples, seed)
+    add_intervals(data)
+    return data
+
+
+def group_rows(records: list[Record]) -> list[Row]:
+    """One row per (split, method, σ², varying settings), seeds pooled; in the records' order."""
+    keys = varying_keys(records)
+    rows: dict[tuple, Row] = {}
+    for record in records:
+        flat = flatten_config(record.config)
+        settings = tuple((k, flat.get(k)) for k in keys[record.method])
+        key = (record.split, record.method, record.noise_variance, json.dumps(settings, default=str))
+        if key not in rows:
+            rows[key] = Row(record.method, record.split, record.kind, record.noise_variance, settings)
+        rows[key].records.append(record)
+    out = list(rows.values())
+    for split in dict.fromkeys(r.split for r in out):
+        label_rows([r for r in out if r.split == split])
+    return out
+
+
+def label_rows(rows: list[Row]) -> None:
+    """A row is named by its method, plus σ² and settings only where the method has several
+    rows in the same table (so that a plain table reads like a paper's)."""
+    for row in rows:
+        siblings = [r for r in rows if r.method == row.method and r.role == row.role]
+        parts = []
+        if len({r.noise_variance for r in siblings}) > 1:
+            parts.append(f"σ²={row.noise_variance:g}")
+        for key, value in row.settings:
+            if len({json.dumps(v, default=str) for r in siblings for k, v in r.settings if k == key}) > 1:
+                parts.append(f"{short_key(key, row.method)}={show_value(value)}")
+        row.label = row.method + (f" ({', '.join(parts)})" if parts else "")
+
+
+def short_key(key: str, method: str) -> str:
+    """``syntic.optimise`` reads as ``optimise`` in syntic's own table."""
+    return key[len(method) + 1:] if key.startswith(method + ".") else key
+
+
+def evidence(row: Row, metric: str, samples: dict[str, list[dict[str, Any]]], image_ids: list[str]) -> PerImage:
+    """The row's per-image evidence for ``metric``, images in ``image_ids`` order."""
+    per_seed = []
+    for record in sorted(row.records, key=lambda r: r.seed):
+        rows = samples.get(record.cell_id)
+        if rows is None:
+            raise DataError(f"no samples for cell {record.cell_id}")
+        by_id = {str(s["image_id"]): s for s in rows}
+        if set(by_id) != set(image_ids):
+            raise DataError("its samples cover other test images than the rest of its table")
+        if metric.startswith("bleu"):
+            if any("bleu_stats" not in by_id[i] for i in image_ids):
+                raise DataError("its samples predate per-image BLEU statistics (re-run it to get BLEU intervals)")
+            per_seed.append([by_id[i]["bleu_stats"] for i in image_ids])
+        else:
+            if any(metric not in by_id[i] for i in image_ids):
+                raise DataError(f"its samples have no per-image {metric}")
+            per_seed.append([by_id[i][metric] for i in image_ids])
+    array = np.asarray(per_seed, dtype=np.float64)
+    if metric.startswith("bleu"):
+        if array.shape[-1] != len(BLEU_STATS):
+            raise DataError("its per-image BLEU statistics have the wrong length")
+        return PerImage(metric, stats=array)
+    return PerImage(metric, values=array)
+
+
+def best_row(rows: list[Row], metric: str) -> Row | None:
+    scored = [r for r in rows if r.mean(metric) is not None]
+    return max(scored, key=lambda r: r.mean(metric)) if scored else None
+
+
+def add_intervals(data: RunData) -> None:
+    """Bootstrap intervals for every row; paired tests against the best row of the same table.
+
+    The rows of a table (a split's main rows; a split's rows of one ablated method) share one set
+    of resamples, drawn from ``data.seed``, so their tests are paired and the report is
+    reproducible.
+    """
+    for split in data.splits():
+        rows = [r for r in data.rows if r.split == split]
+        ids = _image_ids(rows, data.samples)
+        if not ids:
+            for row in rows:
+                row.missing = {m: "the run folder has no per-image samples" for m in INTERVAL_METRICS}
+            continue
+        counts = resample_counts(len(ids), data.resamples, data.seed)
+        ev = _Evidence(data.samples, ids)
+        for table in _tables(rows):
+            for metric in INTERVAL_METRICS:
+                best = best_row(table, metric)
+                best_ev = ev.get(best, metric) if best else None
+                for row in table:
+                    mine = ev.get(row, metric)
+                    if mine is None:
+                        continue
+                    lo, hi = bootstrap_interval(mine, counts)
+                    p = None
+                    if row is not best and best_ev is not None:
+                        p = paired_bootstrap_pvalue(best_ev, mine, counts)
+                    # a row in two tables (a main row that is also an ablation point) keeps its main-table test
+                    row.intervals.setdefault(metric, Interval(lo, hi, p))
+
+
+class _Evidence:
+    """Per-image evidence of a split's rows, read once per (row, metric); a row without usable
+    samples gets None and the reason in ``row.missing``."""
+
+    def __init__(self, samples: dict[str, list[dict[str, Any]]], image_ids: list[str]) -> None:
+        self.samples, self.image_ids = samples, image_ids
+        self._memo: dict[tuple[int, str], PerImage | None] = {}
+
+    def get(self, row: Row, metric: str) -> PerImage | None:
+        key = (id(row), metric)
+        if key not in self._memo:
+            try:
+                self._memo[key] = evidence(row, metric, self.samples, self.image_ids)
+            except DataError as exc:
+                self._memo[key] = None
+                row.missing[metric] = str(exc)
+        return self._memo[key]
+
+
+def _tables(rows: list[Row]) -> list[list[Row]]:
+    """The tables a split's rows appear in: the main rows first, then each method's variants."""
+    main = [r for r in rows if r.role == "main"]
+    tables = [main] if main else []
+    for method in dict.fromkeys(r.method for r in rows):
+        mine = [r for r in rows if r.method == method]
+        if len(mine) > 1:
+            tables.append(mine)
+    covered = {id(r) for t in tables for r in t}
+    tables += [[r] for r in rows if id(r) not in covered]
+    return tables
+
+
+def _image_ids(rows: list[Row], samples: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The test images of a split: those of its first row with samples, sorted."""
+    for row in rows:
+        for record in row.records:
+            if record.cell_id in samples:
+                return sorted(str(s["image_id"]) for s in samples[record.cell_id])
+    return []

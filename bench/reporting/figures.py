@@ -1,0 +1,127 @@
+"""The noise-variance curve: CIDEr and BLEU-4 against σ², one line per (method, split).
+
+σ² spans orders of magnitude and includes 0 (no noise), which a log axis cannot show, so 0 is
+drawn one step to the left of the smallest positive σ² (the median spacing of the swept values
+on the log scale), labelled "0", and separated from the rest of the axis by a break mark.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.reporting.collect import METRIC_NAMES, Row, RunData
+from bench.stats import seed_interval
+
+CURVE_METRICS = ("cider", "bleu4")
+
+
+@dataclass
+class Point:
+    noise: float
+    mean: dict[str, float]
+    band: dict[str, tuple[float, float]] = field(default_factory=dict)  # 95% interval over seeds
+    seeds: int = 1
+
+
+@dataclass
+class Curve:
+    method: str
+    split: str
+    label: str
+    points: list[Point]
+
+
+def noise_curves(data: RunData) -> list[Curve]:
+    """Every (method, split, settings) whose rows ran at two or more noise variances."""
+    groups: dict[tuple, list[Row]] = {}
+    for row in data.rows:
+        if row.noise_variance is not None:
+            groups.setdefault((row.method, row.split, repr(row.settings)), []).append(row)
+    curves = []
+    for (method, split, _), rows in groups.items():
+        if len({r.noise_variance for r in rows}) < 2:
+            continue
+        points = []
+        for row in sorted(rows, key=lambda r: r.noise_variance):
+            point = Point(row.noise_variance, {}, seeds=len(row.records))
+            for metric in CURVE_METRICS:
+                values = row.values(metric)
+                if not values:
+                    continue
+                mean, lo, hi = seed_interval(values)
+                point.mean[metric] = mean
+                if len(values) > 1:
+                    point.band[metric] = (lo, hi)
+            points.append(point)
+        curves.append(Curve(method, split, "", points))
+    methods = {c.method for c in curves}
+    for c in curves:
+        c.label = c.split if len(methods) == 1 else f"{c.method} · {c.split}"
+    return curves
+
+
+def axis_positions(variances: list[float]) -> tuple[dict[float, float], float | None]:
+    """Where each σ² sits on the log-scaled x axis; 0 gets a stand-in position. Returns the
+    positions and the stand-in (None when 0 is not among the values)."""
+    positive = sorted(v for v in set(variances) if v > 0)
+    if not positive:
+        return {0.0: 1.0}, 1.0
+    logs = [math.log10(v) for v in positive]
+    steps = [b - a for a, b in zip(logs, logs[1:])]
+    step = sorted(steps)[len(steps) // 2] if steps else 1.0
+    zero = 10 ** (logs[0] - max(step, 0.5))
+    positions = {v: v for v in positive}
+    if 0.0 in variances:
+        positions[0.0] = zero
+        return positions, zero
+    return positions, None
+
+
+def plot_noise_curves(curves: list[Curve], out_dir: Path) -> list[Path]:
+    """Draw the curves; save ``noise_curve.png`` and ``noise_curve.svg`` under ``out_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variances = sorted({p.noise for c in curves for p in c.points})
+    positions, zero = axis_positions(variances)
+    fig, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(10, 3.8), constrained_layout=True)
+    for ax, metric in zip(axes, CURVE_METRICS):
+        for curve in curves:
+            pts = [p for p in curve.points if metric in p.mean]
+            xs = [positions[p.noise] for p in pts]
+            line, = ax.plot(xs, [p.mean[metric] for p in pts], marker="o", label=curve.label)
+            banded = [p for p in pts if metric in p.band]
+            if banded:
+                ax.fill_between([positions[p.noise] for p in banded], [p.band[metric][0] for p in banded],
+                                [p.band[metric][1] for p in banded], color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_xscale("log")
+        ax.set_xticks([positions[v] for v in variances])
+        ax.set_xticklabels([f"{v:g}" for v in variances])
+        ax.minorticks_off()
+        if zero is not None:
+            _axis_break(ax, zero, min(v for v in positions.values() if v != zero))
+        ax.set_xlabel("noise variance σ² (log scale; 0 = no noise)")
+        ax.set_ylabel(METRIC_NAMES[metric])
+        ax.set_title(f"{METRIC_NAMES[metric]} against σ²")
+        ax.grid(True, alpha=0.3)
+    if any(p.band for c in curves for p in c.points):
+        axes[0].text(0.01, 0.01, "bands: 95% interval over seeds", transform=axes[0].transAxes, fontsize=8, alpha=0.7)
+    axes[-1].legend(fontsize=8, loc="best")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "noise_curve.png", out_dir / "noise_curve.svg"]
+    fig.savefig(paths[0], dpi=120)
+    fig.savefig(paths[1], metadata={"Date": None})  # no timestamp: the same run gives the same file
+    plt.close(fig)
+    return paths
+
+
+def _axis_break(ax, zero: float, first: float) -> None:
+    """A "//" mark on the x axis between the stand-in for 0 and the first positive σ²."""
+    x = math.sqrt(zero * first)
+    kwargs = dict(transform=ax.get_xaxis_transform(), color="k", clip_on=False, linewidth=1)
+    for dx in (0.93, 1.07):
+        ax.plot([x * dx / 1.04, x * dx * 1.04], [-0.02, 0.02], **kwargs)

@@ -1,0 +1,253 @@
+"""The tables of a report, built once with pandas and written as Markdown or HTML.
+
+A table is a :class:`pandas.DataFrame` of display strings plus a same-shaped boolean frame that
+marks the best value of each column (bold in Markdown, ``class="best"`` in HTML).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.records import show_value
+from bench.reporting.collect import METRIC_NAMES, TABLE_METRICS, Row, RunData, short_key
+
+KIND_TITLES = {"in-domain": "In-domain", "cross-domain": "Cross-domain", "style": "Style"}
+
+
+@dataclass
+class Table:
+    frame: pd.DataFrame
+    best: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+    numeric: Sequence[str] = ()  # right-aligned columns
+
+    def markdown(self) -> str:
+        cols = list(self.frame.columns)
+        align = ["---:" if c in self.numeric else "---" for c in cols]
+        lines = ["| " + " | ".join(_md_cell(c) for c in cols) + " |", "| " + " | ".join(align) + " |"]
+        for i in range(len(self.frame)):
+            cells = []
+            for c in cols:
+                text = _md_cell(self.frame.iloc[i][c])
+                if self.best is not None and bool(self.best.iloc[i][c]) and text:
+                    text = f"**{text}**"
+                cells.append(text)
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += [""] + [f"{note}" for note in self.notes] if self.notes else []
+        return "\n".join(lines).rstrip() + "\n"
+
+    def html(self, css_class: str = "results") -> str:
+        cols = list(self.frame.columns)
+        out = [f'<table class="{css_class}">', "<thead><tr>"]
+        out += [f'<th class="{"num" if c in self.numeric else "text"}">{html.escape(str(c))}</th>' for c in cols]
+        out.append("</tr></thead><tbody>")
+        for i in range(len(self.frame)):
+            out.append("<tr>")
+            for c in cols:
+                classes = ["num" if c in self.numeric else "text"]
+                if self.best is not None and bool(self.best.iloc[i][c]):
+                    classes.append("best")
+                out.append(f'<td class="{" ".join(classes)}">{html.escape(str(self.frame.iloc[i][c]))}</td>')
+            out.append("</tr>")
+        out.append("</tbody></table>")
+        out += [f'<p class="note">{html.escape(note)}</p>' for note in self.notes]
+        return "".join(out) + "\n"
+
+
+def _md_cell(value: Any) -> str:
+    return str(value).replace("|", "\\|")
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None:
+        return "best"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _best_mask(rows: list[Row], metrics: Sequence[str], columns: Sequence[str], frame: pd.DataFrame) -> pd.DataFrame:
+    best = pd.DataFrame(False, index=frame.index, columns=frame.columns)
+    for metric, column in zip(metrics, columns):
+        means = [r.mean(metric) for r in rows]
+        valid = [m for m in means if m is not None]
+        if len(valid) < 2:
+            continue
+        top = max(valid)
+        for i, m in enumerate(means):
+            if m is not None and np.isclose(m, top, rtol=0, atol=5e-5):
+                best.iloc[i, list(frame.columns).index(column)] = True
+    return best
+
+
+def method_table(data: RunData, split: str) -> Table:
+    """Rows = the split's methods; columns = BLEU-1, BLEU-4, METEOR, ROUGE-L, CIDEr (SPICE when
+    any row has it); mean ± std over seeds when several ran; the best value per column in bold."""
+    rows = data.rows_for(split)
+    metrics = [m for m in TABLE_METRICS if any(r.mean(m) is not None for r in rows)]
+    several = any(len(r.records) > 1 for r in rows)
+    records = {}
+    for row in rows:
+        cells = {"method": row.label}
+        if several:
+            cells["seeds"] = str(len(row.records))
+        for m in metrics:
+            mean, std = row.mean(m), row.std(m)
+            cells[METRIC_NAMES[m]] = fmt(mean) + (f" ± {std:.2f}" if std is not None else "")
+        records[len(records)] = cells
+    frame = pd.DataFrame.from_dict(records, orient="index")
+    columns = [METRIC_NAMES[m] for m in metrics]
+    table = Table(frame, _best_mask(rows, metrics, columns, frame), numeric=columns + ["seeds"])
+    if several:
+        table.notes.append("Values are mean ± standard deviation over seeds.")
+    return table
+
+
+def significance_table(data: RunData, split: str) -> Table:
+    """95% bootstrap intervals of CIDEr and BLEU-4 and the paired test against the best row."""
+    rows = data.rows_for(split)
+    records = {}
+    for row in rows:
+        cells = {"method": row.label}
+        for metric in ("cider", "bleu4"):
+            name = METRIC_NAMES[metric]
+            interval = row.intervals.get(metric)
+            cells[name] = fmt(row.mean(metric))
+            cells[f"{name} 95% CI"] = f"[{interval.lo:.2f}, {interval.hi:.2f}]" if interval else "–"
+            cells[f"p vs best ({name})"] = fmt_p(interval.p_value) if interval else "–"
+        records[len(records)] = cells
+    frame = pd.DataFrame.from_dict(records, orient="index")
+    table = Table(frame, numeric=list(frame.columns[1:]))
+    n_images = rows[0].records[0].n_images if rows else 0
+    table.notes.append(f"95% percentile bootstrap intervals over the {n_images} test images ({data.resamples} resamples, "
+                       f"seed {data.seed}); p: one-sided paired bootstrap test that the best row is not better than this one "
+                       "(same resamples for every row).")
+    table.notes += missing_notes(rows)
+    return table
+
+
+def missing_notes(rows: list[Row]) -> list[str]:
+    """One note per (metric, reason) that left rows without an interval."""
+    reasons: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        for metric, reason in row.missing.items():
+            reasons.setdefault((metric, reason), []).append(row.label)
+    notes = []
+    for (metric, reason), labels in reasons.items():
+        who = "any row" if len(labels) == len(rows) else ", ".join(labels)
+        notes.append(f"No {METRIC_NAMES[metric]} interval for {who}: {reason}.")
+    return notes
+
+
+def ablation_tables(data: RunData) -> list[tuple[str, list[str], Table]]:
+    """For each method whose rows differ in settings (syntic's switches, a swept τ): a table
+    with one row per setting combination and, per split, CIDEr and BLEU-4 with their intervals."""
+    out = []
+    for method in dict.fromkeys(r.method for r in data.rows):
+        mine = [r for r in data.rows if r.method == method and r.settings]
+        splits = [s for s in dict.fromkeys(r.split for r in mine) if len([r for r in mine if r.split == s]) > 1]
+        if not splits:
+            continue
+        keys = [k for k, _ in mine[0].settings]
+        noise = len({r.noise_variance for r in mine}) > 1
+        combos: dict[tuple, dict[str, Row]] = {}
+        for row in mine:
+            if row.split in splits:
+                combos.setdefault((row.settings, row.noise_variance if noise else None), {})[row.split] = row
+        records = {}
+        best_cols = []
+        for (settings, nv), by_split in combos.items():
+            cells = {short_key(k, method): _switch(v) for k, v in settings}
+            if noise:
+                cells["σ²"] = f"{nv:g}" if nv is not None else "–"
+            for split in splits:
+                row = by_split.get(split)
+                for metric in ("cider", "bleu4"):
+                    col = f"{split} {METRIC_NAMES[metric]}"
+                    cells[col] = _with_interval(row, metric) if row else "–"
+            records[len(records)] = cells
+        frame = pd.DataFrame.from_dict(records, orient="index")
+        best = pd.DataFrame(False, index=frame.index, columns=frame.columns)
+        for split in splits:
+            for metric in ("cider", "bleu4"):
+                col = f"{split} {METRIC_NAMES[metric]}"
+                best_cols.append(col)
+                means = [by.get(split).mean(metric) if by.get(split) else None for by in combos.values()]
+                valid = [m for m in means if m is not None]
+                for i, m in enumerate(means):
+                    if m is not None and len(valid) > 1 and np.isclose(m, max(valid), atol=5e-5, rtol=0):
+                        best.iloc[i, list(frame.columns).index(col)] = True
+        table = Table(frame, best, numeric=best_cols)
+        table.notes.append("✓ on, ✗ off. Each value: the metric [its 95% bootstrap interval]; the best per column in bold.")
+        out.append((method, [short_key(k, method) for k in keys], table))
+    return out
+
+
+def _switch(value: Any) -> str:
+    return ("✓" if value else "✗") if isinstance(value, bool) else show_value(value)
+
+
+def _with_interval(row: Row, metric: str) -> str:
+    interval = row.intervals.get(metric)
+    text = fmt(row.mean(metric))
+    return f"{text} [{interval.lo:.1f}, {interval.hi:.1f}]" if interval else text
+
+
+def noise_table(curves: list[Any]) -> Table:
+    """The noise-variance sweep as numbers: one row per σ², CIDEr and BLEU-4 per curve."""
+    variances = sorted({p.noise for c in curves for p in c.points})
+    records = {}
+    for nv in variances:
+        cells = {"σ²": f"{nv:g}"}
+        for c in curves:
+            point = next((p for p in c.points if p.noise == nv), None)
+            for metric in ("cider", "bleu4"):
+                cells[f"{c.label} {METRIC_NAMES[metric]}"] = fmt(point.mean[metric]) if point else "–"
+        records[len(records)] = cells
+    frame = pd.DataFrame.from_dict(records, orient="index")
+    return Table(frame, numeric=list(frame.columns))
+
+
+def model_card_tables(card: dict[str, Any]) -> list[tuple[str, Table]]:
+    """The shapes CLIP's model card: retrieval recall per domain, and the modality gap."""
+    out = []
+    retrieval = card.get("retrieval", {})
+    if retrieval:
+        frame = pd.DataFrame.from_dict({i: {
+            "domain": f"shapes-{domain}", "images": str(s["images"]), "captions": str(s["captions"]),
+            "image→text R@1": fmt(s["i2t_r1"], 1), "image→text R@5": fmt(s["i2t_r5"], 1),
+            "text→image R@1": fmt(s["t2i_r1"], 1), "text→image R@5": fmt(s["t2i_r5"], 1),
+            "chance R@1": f"{s['chance_i2t_r1']:.2f} / {s['chance_t2i_r1']:.2f}"}
+            for i, (domain, s) in enumerate(retrieval.items())}, orient="index")
+        out.append(("Retrieval on the test split", Table(frame, numeric=list(frame.columns[1:]))))
+    gaps = {**{f"shapes-{d}": g for d, g in card.get("gap_by_domain", {}).items()}, **({"all": card["gap"]} if card.get("gap") else {})}
+    if gaps:
+        frame = pd.DataFrame.from_dict({i: {
+            "test pairs": name, "true-pair cosine": fmt(g["true_pair_cosine"], 3),
+            "random-pair cosine": fmt(g["random_pair_cosine"], 3), "centroid gap": fmt(g["centroid_gap"], 3),
+            "mean ℓ2": fmt(g["mean_l2"], 3), "mean ℓ∞": fmt(g["mean_linf"], 4),
+            "var(image − text) per dim": f"{g['diff_var_per_dim']:.5f}"}
+            for i, (name, g) in enumerate(gaps.items())}, orient="index")
+        table = Table(frame, numeric=list(frame.columns[1:]))
+        table.notes.append("Unit-norm embeddings. The centroid gap is the distance between the mean image and the mean "
+                           "caption embedding; mean ℓ∞ is CapDec's statistic for choosing its noise level.")
+        out.append(("Modality gap", table))
+    return out
+
+
+def unavailable_metrics(data: RunData) -> dict[str, str]:
+    """Metrics that no record of the run has, with the scorer's reason (e.g. SPICE offline)."""
+    out: dict[str, str] = {}
+    for record in data.records:
+        for metric, reason in (record.extra.get("unavailable") or {}).items():
+            if not any(metric in r.metrics for r in data.records):
+                out.setdefault(metric, reason)
+    return out

@@ -1,0 +1,1 @@
+"""Report templates (``report.html``); imported as ``bench.templates``."""

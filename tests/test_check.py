@@ -1,0 +1,123 @@
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench.check import DEFAULT_TOLERANCES, check, config_diff
+
+FIXTURE = Path(__file__).parent / "fixtures" / "report_run" / "records.jsonl"
+
+
+def _records() -> list[dict]:
+    return [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
+
+
+def _write(path: Path, records: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def baseline(tmp_path) -> Path:
+    return _write(tmp_path / "baseline" / "records.jsonl", _records())
+
+
+def _changed(tmp_path, change) -> Path:
+    records = _records()
+    change(records)
+    return _write(tmp_path / "run" / "records.jsonl", records)
+
+
+def test_identical_records_pass(run_cli, baseline, tmp_path):
+    run = shutil.copytree(baseline.parent, tmp_path / "run")
+    code, out, err = run_cli("check", str(run), "--baseline", str(baseline))
+    assert code == 0, out + err
+    assert out.startswith("ok: no metric fell") and f"{len(_records())} cells" in out
+    assert "warning" not in err
+
+
+def test_a_drop_beyond_tolerance_fails_and_names_the_cell(run_cli, baseline, tmp_path):
+    def drop(records):
+        records[0]["metrics"]["cider"] -= 1.5
+        records[1]["metrics"]["bleu4"] -= 0.3  # within BLEU-4's 0.5
+        records[2]["metrics"]["cider"] += 9.0  # rises never fail
+
+    run = _changed(tmp_path, drop)
+    code, out, _ = run_cli("check", str(run), "--baseline", str(baseline))
+    assert code == 1
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("regression: 1 metric value(s) fell")
+    first = _records()[0]
+    assert len(lines) == 2 and first["cell_id"] in lines[1] and first["method"] in lines[1]
+    assert "cider" in lines[1] and "(-1.50, tolerance 1)" in lines[1]
+
+
+def test_tolerances_come_from_the_flag(run_cli, baseline, tmp_path):
+    run = _changed(tmp_path, lambda r: r[0]["metrics"].update(cider=r[0]["metrics"]["cider"] - 1.5))
+    assert run_cli("check", str(run), "--baseline", str(baseline), "--tolerance", "cider=2")[0] == 0
+    assert run_cli("check", str(run), "--baseline", str(baseline), "--tolerance", "bleu4=0.1")[0] == 1  # cider default
+    run = _changed(tmp_path, lambda r: r[3]["metrics"].update(meteor=r[3]["metrics"]["meteor"] - 0.2))
+    assert run_cli("check", str(run), "--baseline", str(baseline))[0] == 0
+    assert run_cli("check", str(run), "--baseline", str(baseline), "--tolerance", "meteor=0.1")[0] == 1
+
+
+def test_cells_in_only_one_side_are_warned_about(run_cli, baseline, tmp_path):
+    records = _records()
+    run = _write(tmp_path / "run" / "records.jsonl", records[2:] + [{**records[0], "split": "shapes-flickr",
+                                                                       "cell_id": "feedfeedfeedfeed"}])
+    code, out, err = run_cli("check", str(run), "--baseline", str(baseline))
+    assert code == 0
+    assert "1 cell(s) of the run are not in the baseline" in err and "feedfeedfeedfeed" in err
+    assert "2 baseline cell(s) are missing from the run" in err
+    assert f"{len(records) - 2} cells" in out
+
+
+def test_a_changed_config_is_still_compared_and_named(baseline, tmp_path):
+    def change(records):
+        records[0]["config"] = {**records[0]["config"], "dropout": 0.1}
+        records[0]["cell_id"] = "0123456789abcdef"
+        records[0]["metrics"]["cider"] -= 5
+
+    run = _changed(tmp_path, change)
+    result = check(run, baseline)
+    assert not result.ok and result.drops[0].cell.endswith("cell 0123456789abcdef)")
+    assert result.compared == len(_records())
+    assert "config changed (dropout <absent> -> 0.1)" in result.config_changes[0]
+    assert config_diff({"a": {"b": 1, "c": True}}, {"a": {"b": 2, "c": False}}) == "a.b 1 -> 2, a.c on -> off"
+
+
+def test_truncated_baseline_uses_its_complete_lines(run_cli, tmp_path):
+    lines = FIXTURE.read_text(encoding="utf-8").splitlines()
+    base = tmp_path / "baseline.jsonl"
+    base.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:40], encoding="utf-8")
+    code, out, err = run_cli("check", str(FIXTURE.parent), "--baseline", str(base))
+    assert code == 0
+    assert "skipped 1 unreadable line(s) of the baseline" in err and f"using its {len(lines) - 1} complete records" in err
+    assert "1 cell(s) of the run are not in the baseline" in err
+
+
+@pytest.mark.parametrize("make_baseline, tolerance, fragment", [
+    (lambda p: _write(p, [{**r, "split": "other", "cell_id": f"x{i}"} for i, r in enumerate(_records())]), None,
+     "no cell of"),
+    (lambda p: _write(p, _records()), "cidr=1", "unknown metric 'cidr'"),
+    (lambda p: _write(p, _records()), "cider=-1", "must be >= 0"),
+    (lambda p: _write(p, _records()), "cider", "metric=value"),
+    (lambda p: p.write_text(""), None, "has no complete records"),
+    (lambda p: None, None, "does not exist"),
+])
+def test_bad_input_exits_2_with_one_line(run_cli, tmp_path, make_baseline, tolerance, fragment):
+    base = tmp_path / "b" / "records.jsonl"
+    base.parent.mkdir()
+    make_baseline(base)
+    argv = ["check", str(FIXTURE.parent), "--baseline", str(base)] + (["--tolerance", tolerance] if tolerance else [])
+    code, _, err = run_cli(*argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, err
+
+
+def test_default_tolerances_cover_every_metric():
+    from bench.scoring import ALL_METRICS
+
+    assert set(DEFAULT_TOLERANCES) == set(ALL_METRICS)
+    assert DEFAULT_TOLERANCES["cider"] == 1.0 and DEFAULT_TOLERANCES["bleu4"] == 0.5

@@ -1,0 +1,243 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURE = Path(__file__).parent / "fixtures" / "report_run"
+EXPECTED = Path(__file__).parent / "fixtures" / "report_expected.md"
+
+
+@pytest.fixture
+def fixture_run(tmp_path) -> Path:
+    """A copy of the saved run (records, samples, run.json, images) that a test may change."""
+    folder = tmp_path / "run"
+    shutil.copytree(FIXTURE, folder)
+    return folder
+
+
+def test_report_matches_the_saved_markdown(run_cli, fixture_run):
+    code, out, err = run_cli("report", str(fixture_run))
+    assert code == 0, err
+    assert f"report: {fixture_run / 'report.html'}" in out
+    text = (fixture_run / "report.md").read_text(encoding="utf-8")
+    if os.environ.get("BENCH_UPDATE_EXPECTED"):
+        EXPECTED.write_text(text, encoding="utf-8")
+    assert text == EXPECTED.read_text(encoding="utf-8"), (
+        "report.md differs from tests/fixtures/report_expected.md; if the change is intended, re-run with BENCH_UPDATE_EXPECTED=1")
+
+
+def test_report_layout(run_cli, fixture_run):
+    assert run_cli("report", str(fixture_run))[0] == 0
+    text = (fixture_run / "report.md").read_text(encoding="utf-8")
+    sections = [line for line in text.splitlines() if line.startswith("#")]
+    assert sections[:5] == ["# textcap-bench report: run", "## Results", "### In-domain: shapes-coco (12 test images)",
+                            "### Cross-domain: shapes-coco->shapes-flickr (12 test images)",
+                            "### Style: shapes-romantic (12 test images)"]
+    for title in ("## Noise variance", "## Ablation: syntic (optimise, project)", "## Encoder", "## Gallery", "## Provenance"):
+        assert title in sections
+    in_domain = text.split("### In-domain")[1].split("###")[0]
+    header = next(line for line in in_domain.splitlines() if line.startswith("| method"))
+    assert header == "| method | seeds | BLEU-1 | BLEU-4 | METEOR | ROUGE-L | CIDEr |"  # SPICE absent: unavailable
+    rows = in_domain.split(header)[1].split("\n\n")[0].strip().splitlines()[1:]  # below the alignment row
+    # the main table holds the four methods only: sweep points and ablation cells have their own sections
+    assert [r.split(" | ")[0][2:] for r in rows] == ["capdec", "nonoise", "decap", "syntic"]
+    assert all("±" in cell for cell in rows[0].split(" | ")[2:])  # two seeds: mean ± std
+    assert "SPICE is not reported: the CoreNLP jars are not installed." in text
+    for figure in ("noise_curve.png", "noise_curve.svg"):
+        assert (fixture_run / "figures" / figure).stat().st_size > 1000
+    assert "![noise-variance curve](figures/noise_curve.png)" in text
+
+
+def test_best_value_per_column_is_marked(run_cli, fixture_run):
+    from bench.records import read_records
+
+    assert run_cli("report", str(fixture_run))[0] == 0
+    records = [r for r in read_records(fixture_run).records if r.split == "shapes-coco" and r.extra["role"] == "main"]
+    means = {}
+    for r in records:
+        means.setdefault(r.method, []).append(r.metrics["cider"])
+    best = max(means, key=lambda m: sum(means[m]) / len(means[m]))
+    in_domain = (fixture_run / "report.md").read_text(encoding="utf-8").split("### In-domain")[1].split("Bootstrap")[0]
+    bold = [line for line in in_domain.splitlines() if line.startswith(f"| {best} |")][0].split(" | ")[-1]
+    assert bold.startswith("**") and bold.endswith("** |")
+    assert sum(line.count("**") for line in in_domain.splitlines()) // 2 >= 5  # one per column at least
+
+
+def test_report_of_a_truncated_records_file_uses_the_complete_lines(run_cli, fixture_run):
+    path = fixture_run / "records.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join(lines) + "\n" + lines[0][: len(lines[0]) // 2], encoding="utf-8")
+    code, out, err = run_cli("report", str(fixture_run))
+    assert code == 0
+    assert "skipped 1 unreadable line(s)" in err and f"using the {len(lines)} complete records" in err
+    assert "1 unreadable line(s) of records.jsonl skipped" in (fixture_run / "report.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("make, fragments", [
+    (lambda d: None, ["records.jsonl does not exist"]),
+    (lambda d: (d / "records.jsonl").write_text(""), ["has no complete records"]),
+    (lambda d: (d / "records.jsonl").write_text('{"method": "capdec", "spl'), ["has no complete records", "1 unreadable"]),
+])
+def test_report_bad_input_is_one_line(run_cli, tmp_path, make, fragments):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    make(folder)
+    code, _, err = run_cli("report", str(folder))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err
+
+
+def test_report_options_are_checked(run_cli, fixture_run, tmp_path):
+    code, _, err = run_cli("report", str(fixture_run), "--resamples", "10")
+    assert code == 2 and "--resamples must be at least 100" in err
+    code, _, err = run_cli("report", str(tmp_path / "nowhere"))
+    assert code == 2 and "does not exist" in err
+
+
+def test_report_without_samples_says_which_intervals_are_missing(run_cli, fixture_run):
+    shutil.rmtree(fixture_run / "samples")
+    code, _, err = run_cli("report", str(fixture_run), "--out", str(fixture_run / "elsewhere"))
+    assert code == 0, err
+    text = (fixture_run / "elsewhere" / "report.md").read_text(encoding="utf-8")
+    assert "No CIDEr interval for any row: the run folder has no per-image samples." in text
+    assert "[" not in text.split("### In-domain")[1].split("### Cross")[0].split("Bootstrap")[1]  # no interval shown
+    assert "No per-image samples to show." in (fixture_run / "elsewhere" / "report.html").read_text(encoding="utf-8")
+
+
+def test_report_reads_records_only_and_imports_no_method(fixture_run):
+    code = ("import sys; from bench.reporting import render_report; from bench.check import check; "
+            f"render_report({str(fixture_run)!r}); "
+            "bad = sorted(m for m in sys.modules if m.startswith(('bench.plugins.', 'torch', 'open_clip', 'bench.runner'))); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_html_is_self_contained(run_cli, fixture_run):
+    assert run_cli("report", str(fixture_run))[0] == 0
+    html = (fixture_run / "report.html").read_text(encoding="utf-8")
+    import re
+
+    sources = re.findall(r'(?:src|href)="([^"#][^"]*)"', html)
+    assert sources and all(s.startswith("data:") for s in sources), [s[:40] for s in sources if not s.startswith("data:")]
+    assert "<link" not in html and "@import" not in html and "url(" not in html
+    assert html.count('class="example"') == 3 * 6  # six gallery images for each of the three splits
+    assert html.count("data:image/png;base64,") == 1 + 3 * 6  # the curve and the gallery's images
+
+
+# -- the HTML as a person sees it ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    from tests.browser import find_chromium
+
+    binary = find_chromium()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Chromium for the report rendering tests (.ci/run installs Debian's chromium)")
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium; or set BENCH_CHROMIUM)")
+    return binary
+
+
+def _crop(png: bytes):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float64)
+
+
+def _source_image(data_uri: str, size):
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(base64.b64decode(data_uri.split(",", 1)[1]))).convert("RGB")
+    return np.asarray(image.resize(size, Image.BILINEAR), dtype=np.float64)
+
+
+MEASURE = """(() => {
+  const box = el => { const r = el.getBoundingClientRect();
+    return {x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height}; };
+  const visible = el => { const s = getComputedStyle(el); return s.display !== 'none' && s.visibility !== 'hidden'; };
+  return {
+    tables: [...document.querySelectorAll('table.results')].map(t => ({box: box(t), visible: visible(t),
+      rows: t.rows.length, best: t.querySelectorAll('td.best').length,
+      cells: [...t.tBodies[0].rows].flatMap(r => [...r.cells]).map(box),
+      bestColour: t.querySelector('td.best') ? getComputedStyle(t.querySelector('td.best')).backgroundColor : null})),
+    curve: [...document.querySelectorAll('img.curve')].map(i => ({box: box(i), complete: i.complete,
+      natural: [i.naturalWidth, i.naturalHeight], src: i.src})),
+    gallery: [...document.querySelectorAll('.gallery .example')].map(e => {
+      const img = e.querySelector('img.example-image');
+      return {box: box(e), image: img ? {box: box(img), complete: img.complete, natural: [img.naturalWidth, img.naturalHeight],
+              src: img.src} : null, captions: e.querySelectorAll('table.captions tr').length}; }),
+    pageHeight: document.documentElement.scrollHeight,
+  };
+})()"""
+
+
+def test_html_report_renders_in_chromium(run_cli, fixture_run, chromium, tmp_path):
+    """Open report.html in headless Chromium and look at the pixels of the tables, the curve and
+    the gallery: laid out, decoded, and showing what the source holds; nothing fetched."""
+    import numpy as np
+
+    from tests.browser import Browser
+
+    assert run_cli("report", str(fixture_run))[0] == 0
+    with Browser(chromium) as browser:
+        browser.open(fixture_run / "report.html")
+        page = browser.evaluate(MEASURE)
+        full_png = browser.screenshot()
+        (tmp_path / "report.png").write_bytes(full_png)  # kept for a person to look at when this fails
+        full = _crop(full_png)
+        shots = {"table": [_crop(browser.screenshot(t["box"])) for t in page["tables"]],
+                 "curve": [_crop(browser.screenshot(c["box"])) for c in page["curve"]],
+                 "gallery": [_crop(browser.screenshot(g["image"]["box"])) for g in page["gallery"][:6]]}
+        requests = browser.requests
+
+    # nothing but the page itself and its inline data was requested
+    assert requests and all(url.startswith(("file://", "data:")) for url in requests), requests
+    assert full.shape[0] >= page["pageHeight"] * 0.9 and full.std() > 10  # a whole, non-blank page
+
+    # tables: 3 method tables + 3 significance tables + noise + ablation + 2 model card tables
+    assert len(page["tables"]) == 10
+    for table, shot in zip(page["tables"], shots["table"]):
+        assert table["visible"] and table["box"]["width"] > 200 and table["box"]["height"] > 18 * table["rows"] * 0.8
+        # every body cell shows text: dark pixels inside it (its borders are light grey)
+        for cell in table["cells"]:
+            top, left = round(cell["y"] - table["box"]["y"]) + 3, round(cell["x"] - table["box"]["x"]) + 3
+            inner = shot[top:top + round(cell["height"]) - 6, left:left + round(cell["width"]) - 6]
+            assert inner.size and (inner.mean(axis=2) < 110).sum() >= 8, (cell, table["rows"])
+    best_tables = [t for t in page["tables"] if t["best"]]
+    assert len(best_tables) >= 4  # the three method tables and the ablation mark their best values
+    green = np.array([230, 244, 234])  # the .best background
+    for table, shot in zip(page["tables"], shots["table"]):
+        if table["best"]:
+            assert table["bestColour"] == "rgb(230, 244, 234)"
+            assert (np.abs(shot - green).sum(axis=2) < 6).mean() > 0.003  # the highlight is visible
+
+    # the curve: decoded, and what is on screen is the figure itself
+    (curve,) = page["curve"]
+    assert curve["complete"] and curve["natural"][0] > 500 and curve["box"]["width"] > 500
+    shot = shots["curve"][0]
+    source = _source_image(curve["src"], (shot.shape[1], shot.shape[0]))
+    assert np.abs(shot - source).mean() < 12, np.abs(shot - source).mean()
+    assert np.abs(shot - source[::-1]).mean() > 2 * np.abs(shot - source).mean()  # the comparison can tell images apart
+
+    # the gallery: six examples per split, each image decoded and shown, each method's caption beside it
+    assert len(page["gallery"]) == 18
+    for example, shot in zip(page["gallery"], shots["gallery"]):
+        image = example["image"]
+        assert image["complete"] and image["natural"] == [48, 48] and image["box"]["width"] >= 100
+        assert example["captions"] == 4
+        source = _source_image(image["src"], (shot.shape[1], shot.shape[0]))
+        assert np.abs(shot - source).mean() < 20
+        assert shot.std() > 20  # a coloured shape on a light background, not an empty box
