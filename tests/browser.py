@@ -9,11 +9,11 @@ terminated by a NUL byte.
 from __future__ import annotations
 
 import base64
-import fcntl
 import json
 import os
+import select
 import shutil
-import subprocess
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -36,34 +36,35 @@ class Browser:
         self.binary, self.width, self.height, self.timeout = binary, width, height, timeout
         self._id = 0
         self._buffer = b""
+        self.pid: int | None = None
         self.events: list[dict[str, Any]] = []
 
     def __enter__(self) -> Browser:
         self.profile = tempfile.mkdtemp(prefix="bench-chromium-")
         to_chrome_r, self._out = os.pipe()
         self._in, from_chrome_w = os.pipe()
-        # move the child's ends out of the way of 3 and 4 before the child dup2s them there
-        high_r, high_w = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 20), fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 20)
-        os.close(to_chrome_r)
-        os.close(from_chrome_w)
-
-        def child_fds() -> None:
-            os.dup2(high_r, 3)
-            os.dup2(high_w, 4)
-
         args = [self.binary, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={self.profile}",
                 "--remote-debugging-pipe", "--no-first-run", "--no-default-browser-check", "--disable-extensions",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--disable-default-apps", "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio",
                 f"--window-size={self.width},{self.height}", "about:blank"]
-        self.proc = subprocess.Popen(args, pass_fds=(3, 4), preexec_fn=child_fds,  # noqa: PLW1509 - test helper
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(high_r)
-        os.close(high_w)
-        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Page", "Network", "Runtime"):
-            self.send(f"{domain}.enable", session=True)
+        # posix_spawn puts the pipe ends on the child's fds 3 and 4 without running Python in the
+        # child (safe with the threads torch starts); stdio goes to /dev/null
+        actions = [(os.POSIX_SPAWN_DUP2, to_chrome_r, 3), (os.POSIX_SPAWN_DUP2, from_chrome_w, 4)]
+        actions += [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+        try:
+            self.pid = os.posix_spawnp(self.binary, args, dict(os.environ), file_actions=actions)
+        finally:
+            os.close(to_chrome_r)
+            os.close(from_chrome_w)
+        try:
+            target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+            self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+            for domain in ("Page", "Network", "Runtime"):
+                self.send(f"{domain}.enable", session=True)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -71,13 +72,23 @@ class Browser:
             self.send("Browser.close")
         except Exception:  # noqa: BLE001 - closing anyway
             pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        deadline = time.monotonic() + 10
+        while self._alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self._alive():
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
         for fd in (self._in, self._out):
             os.close(fd)
         shutil.rmtree(self.profile, ignore_errors=True)
+
+    def _alive(self) -> bool:
+        if self.pid is None:
+            return False
+        if os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+            return True
+        self.pid = None
+        return False
 
     # -- protocol ---------------------------------------------------------------------------
     def send(self, method: str, params: dict[str, Any] | None = None, session: bool = False) -> dict[str, Any]:
@@ -97,8 +108,10 @@ class Browser:
     def _read(self) -> dict[str, Any]:
         deadline = time.monotonic() + self.timeout
         while b"\0" not in self._buffer:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
+            if time.monotonic() > deadline or not self._alive():
                 raise RuntimeError("chromium stopped answering")
+            if not select.select([self._in], [], [], 0.5)[0]:
+                continue
             chunk = os.read(self._in, 1 << 16)
             if not chunk:
                 raise RuntimeError("chromium closed its pipe")
