@@ -12,6 +12,7 @@ tolerance. Rises never fail a check.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,14 +92,22 @@ def check(run: str | Path, baseline: str | Path, tolerances: dict[str, float] | 
         for metric, old in then.metrics.items():
             if metric not in tol:
                 continue
-            new = now.metrics.get(metric)
+            old, new = _number(old), _number(now.metrics.get(metric))
+            if old is None or math.isnan(old):
+                result.missing_metrics.append(f"{describe_cell(then)}: the baseline's {metric} is not a number; not checked")
+                continue
             if new is None:
                 result.missing_metrics.append(f"{describe_cell(now)}: {metric} (baseline {old:.2f}) is missing from the run")
                 continue
             result.metrics_compared += 1
-            if old - new > tol[metric] + 1e-9:
+            if math.isnan(new) or old - new > tol[metric] + 1e-9:  # a metric that became NaN has regressed
                 result.drops.append(Drop(describe_cell(now), metric, old, new, tol[metric]))
     return result
+
+
+def _number(value: object) -> float | None:
+    """A metric value as a float; None when a record holds something else (null, a string)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def match(current: list[Record], base: list[Record]) -> tuple[list[tuple[Record, Record]], list[Record], list[Record], list[str]]:

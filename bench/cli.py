@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 from collections.abc import Sequence
@@ -279,8 +280,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.report and records:
         from bench.reporting import render_report
 
-        rendered = render_report(config.out, log=log)
-        print(f"report: {rendered.html} (and {rendered.markdown.name}, figures/)")
+        try:
+            rendered = render_report(config.out, log=log)
+        except Exception as exc:  # the cells are done and recorded; a report problem must not hide that
+            log(f"warning: the report could not be rendered ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                f"the records are complete: retry with `python -m bench report {config.out}`")
+        else:
+            print(f"report: {rendered.html} (and {rendered.markdown.name}, figures/)")
     return 1 if report.failed else 0
 
 
@@ -356,6 +362,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"--resamples must be at least 100 for a 95% interval, got {args.resamples}")
     if args.gallery < 0:
         raise ConfigError(f"--gallery must be >= 0, got {args.gallery}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     rendered = render_report(args.run_dir, args.out, resamples=args.resamples, seed=args.seed, gallery=args.gallery, log=_stderr)
     print(f"report: {rendered.html}")
     print(f"report: {rendered.markdown}")
@@ -451,6 +459,8 @@ def _parse_tolerance(text: str | None) -> dict[str, float]:
             out[name.strip()] = float(value)
         except ValueError:
             raise ConfigError(f"--tolerance: {name.strip()} must be a number, got {value!r}") from None
+        if not math.isfinite(out[name.strip()]):
+            raise ConfigError(f"--tolerance: {name.strip()} must be a finite number, got {value!r}")
         if out[name.strip()] < 0:
             raise ConfigError(f"--tolerance: {name.strip()} must be >= 0, got {value}")
     return out

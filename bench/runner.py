@@ -325,7 +325,7 @@ class Runner:
             extra={"role": cell.role, "fit_key": fit_key, "fit_reused": reused, "fit_info": method.fit_info, "device": self.run.device,
                    "unavailable": result.unavailable, "note": data.note},
         )
-        samples = [{"image_id": i, "image": str(path), "prediction": p, "references": refs,
+        samples = [{"image_id": i, "image": str(Path(path).resolve()), "prediction": p, "references": refs,
                     **{m: round(result.per_image[m][k], 4) for m in result.per_image}, "bleu_stats": result.bleu_stats[k]}
                    for k, (i, path, p, refs) in enumerate(zip(ids, image_paths, predictions, (item.captions for item in data.items)))]
         self.store.add(record, samples)

@@ -121,3 +121,14 @@ def test_default_tolerances_cover_every_metric():
 
     assert set(DEFAULT_TOLERANCES) == set(ALL_METRICS)
     assert DEFAULT_TOLERANCES["cider"] == 1.0 and DEFAULT_TOLERANCES["bleu4"] == 0.5
+
+
+def test_non_finite_values(run_cli, baseline, tmp_path):
+    code, _, err = run_cli("check", str(baseline), "--baseline", str(baseline), "--tolerance", "cider=nan")
+    assert code == 2 and "must be a finite number" in err
+    run = _changed(tmp_path, lambda r: r[0]["metrics"].update(cider=float("nan")))
+    code, out, _ = run_cli("check", str(run), "--baseline", str(baseline))
+    assert code == 1 and "cider" in out and "nan" in out  # a metric that became NaN has regressed
+    broken = _write(tmp_path / "b2" / "records.jsonl", [{**r, "metrics": {**r["metrics"], "cider": None}} for r in _records()])
+    code, out, err = run_cli("check", str(baseline), "--baseline", str(broken))
+    assert code == 0 and "the baseline's cider is not a number; not checked" in err

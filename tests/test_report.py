@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import subprocess
@@ -241,3 +242,85 @@ def test_html_report_renders_in_chromium(run_cli, fixture_run, chromium, tmp_pat
         source = _source_image(image["src"], (shot.shape[1], shot.shape[0]))
         assert np.abs(shot - source).mean() < 20
         assert shot.std() > 20  # a coloured shape on a light background, not an empty box
+
+
+def _rewrite_samples(folder: Path, cell: str, change) -> None:
+    path = folder / "samples" / f"{cell}.json"
+    path.write_text(json.dumps(change(json.loads(path.read_text()))), encoding="utf-8")
+
+
+def _significance(text: str, heading: str) -> dict[str, list[str]]:
+    block = text.split(heading)[1].split("Bootstrap intervals and paired tests:")[1].split("\n\n")[1]
+    rows = [line.strip("| ").split(" | ") for line in block.splitlines()[2:]]
+    return {r[0]: r[1:] for r in rows}
+
+
+def test_no_test_is_claimed_against_a_best_row_without_evidence(run_cli, fixture_run):
+    from bench.records import read_records
+
+    assert run_cli("report", str(fixture_run))[0] == 0
+    before = _significance((fixture_run / "report.md").read_text(), "### In-domain")
+    best = next(name for name, cells in before.items() if cells[5] == "best")  # the BLEU-4 best row
+    for record in read_records(fixture_run).records:
+        if record.method == best and record.split == "shapes-coco" and record.extra["role"] == "main":
+            _rewrite_samples(fixture_run, record.cell_id, lambda rows: [{k: v for k, v in s.items() if k != "bleu_stats"}
+                                                                        for s in rows])
+    assert run_cli("report", str(fixture_run))[0] == 0
+    after = _significance((fixture_run / "report.md").read_text(), "### In-domain")
+    assert after[best][4:] == ["–", "best"]  # still the best value, but no interval of its own
+    assert all(cells[5] == "–" for name, cells in after.items() if name != best)  # no test against nothing
+    assert all(cells[1].startswith("[") for cells in after.values())  # CIDEr is untouched
+
+
+def test_damaged_side_files_are_warnings_not_tracebacks(run_cli, fixture_run):
+    (fixture_run / "run.json").write_text("{not json")
+    cell = next((fixture_run / "samples").iterdir())
+    cell.write_text('{"not": "a list"}')
+    second = sorted((fixture_run / "samples").iterdir())[1]
+    second.write_bytes(b"\xff\xfe\x00garbage")
+    code, _, err = run_cli("report", str(fixture_run))
+    assert code == 0, err
+    assert "run.json is not valid JSON" in err
+    assert f"{cell.name} is not a list of per-image samples" in err and f"{second.name} is not a list" in err
+    text = (fixture_run / "report.md").read_text()
+    assert "No CIDEr interval for" in text and "## Provenance" in text
+
+
+def test_list_valued_settings_make_an_ablation_column(run_cli, fixture_run):
+    path = fixture_run / "records.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    for r in records:
+        if r["method"] == "syntic":
+            r["config"]["vocabulary"] = ["circle", "square"] if r["config"]["optimise"] else ["circle"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    code, _, err = run_cli("report", str(fixture_run))
+    assert code == 0, err
+    assert "| optimise | project | vocabulary |" in (fixture_run / "report.md").read_text()
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--seed", "-1"], "--seed must be >= 0"),
+    (["--gallery", "-2"], "--gallery must be >= 0"),
+    (["--out", "FILE"], "is a file, not a folder"),
+])
+def test_report_bad_options(run_cli, fixture_run, tmp_path, argv, fragment):
+    (tmp_path / "FILE").write_text("x")
+    argv = [str(tmp_path / "FILE") if a == "FILE" else a for a in argv]
+    code, _, err = run_cli("report", str(fixture_run), *argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err
+
+
+def test_noise_curves_are_told_apart_by_their_settings(tmp_path):
+    from bench.records import Record, RecordStore
+    from bench.reporting.collect import load_run
+    from bench.reporting.figures import noise_curves
+
+    store = RecordStore(tmp_path)
+    for layers in (2, 4):
+        for noise in (0.0, 0.016):
+            store.add(Record(method="capdec", split="coco", train="coco", eval="coco", kind="in-domain", seed=0,
+                             config={"noise_variance": noise, "decoder": {"layers": layers}}, noise_variance=noise,
+                             metrics={"cider": 50.0 + layers + noise, "bleu4": 20.0}))
+    curves = noise_curves(load_run(tmp_path))
+    assert sorted(c.label for c in curves) == ["coco · decoder.layers=2", "coco · decoder.layers=4"]
+    assert all(len(c.points) == 2 for c in curves)

@@ -134,7 +134,7 @@ def test_failed_cell_keeps_the_others(tmp_path, tiny_clip_checkpoint, tiny_datas
     assert "nonoise" in failure["cell"]
 
 
-def test_cli_run_then_caption_your_own_images(run_cli, tmp_path, tiny_clip_checkpoint, tiny_datasets):
+def test_cli_run_then_caption_your_own_images(run_cli, tmp_path, tiny_clip_checkpoint, tiny_datasets, monkeypatch):
     from PIL import Image
 
     args = ["run", "--methods", "clipre,nonoise", "--split", "tiny-coco", "--out", str(tmp_path / "run"),
@@ -151,6 +151,14 @@ def test_cli_run_then_caption_your_own_images(run_cli, tmp_path, tiny_clip_check
     assert "command: `python -m bench run --methods clipre,nonoise" in markdown
     code, out, err = run_cli(*args, "--no-report")  # a second identical run re-does nothing
     assert code == 0 and "2 of 2 cells are already complete" in err and "report:" not in out
+
+    def broken(*a, **k):
+        raise ValueError("a report bug")
+
+    monkeypatch.setattr("bench.reporting.render_report", broken)
+    code, out, err = run_cli(*args)  # a report that fails does not turn a complete run into a failure
+    assert code == 0 and "warning: the report could not be rendered (ValueError: a report bug)" in err
+    assert "Traceback" not in err and "retry with `python -m bench report" in err
 
     record = next(r for r in read_records(tmp_path / "run").records if r.method == "clipre")
     checkpoint = tmp_path / "run" / "checkpoints" / record.extra["fit_key"]

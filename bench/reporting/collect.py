@@ -8,6 +8,7 @@ Nothing here imports a method: a report is a function of the run folder alone (`
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ class Interval:
 
     lo: float
     hi: float
-    p_value: float | None = None  # None for the best row itself
+    p_value: float | None = None  # None for the best row, or when the best row has no evidence
 
 
 @dataclass
@@ -110,15 +111,26 @@ def load_run(run_dir: str | Path, resamples: int = 1000, seed: int = 0,
         log(f"warning: skipped {result.skipped} unreadable line(s) of {folder / 'records.jsonl'} "
             f"({result.problems[0]}); using the {len(result.records)} complete records")
     info_path = folder / "run.json"
-    run_info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    run_info: dict[str, Any] = {}
+    if info_path.is_file():
+        try:
+            run_info = json.loads(info_path.read_text(encoding="utf-8"))
+        except ValueError:
+            log(f"warning: {info_path} is not valid JSON; the report has no command, encoder card or wall time")
+        if not isinstance(run_info, dict):
+            run_info = {}
     samples = {}
     for record in result.records:
         path = folder / SAMPLES_DIR / f"{record.cell_id}.json"
         if path.is_file():
             try:
-                samples[record.cell_id] = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                log(f"warning: {path} is not valid JSON; its cell gets no interval")
+                rows = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError:  # not JSON, or not UTF-8
+                rows = None
+            if isinstance(rows, list) and all(isinstance(s, dict) and "image_id" in s for s in rows):
+                samples[record.cell_id] = rows
+            else:
+                log(f"warning: {path} is not a list of per-image samples; its cell gets no interval")
     data = RunData(folder, result.records, result.skipped, result.problems, run_info, group_rows(result.records),
                    samples, resamples, seed)
     add_intervals(data)
@@ -149,11 +161,15 @@ def label_rows(rows: list[Row]) -> None:
         siblings = [r for r in rows if r.method == row.method and r.role == row.role]
         parts = []
         if len({r.noise_variance for r in siblings}) > 1:
-            parts.append(f"σ²={row.noise_variance:g}")
+            parts.append(f"σ²={show_noise(row.noise_variance)}")
         for key, value in row.settings:
             if len({json.dumps(v, default=str) for r in siblings for k, v in r.settings if k == key}) > 1:
                 parts.append(f"{short_key(key, row.method)}={show_value(value)}")
         row.label = row.method + (f" ({', '.join(parts)})" if parts else "")
+
+
+def show_noise(noise: float | None) -> str:
+    return "–" if noise is None else f"{noise:g}"
 
 
 def short_key(key: str, method: str) -> str:
@@ -170,7 +186,7 @@ def evidence(row: Row, metric: str, samples: dict[str, list[dict[str, Any]]], im
             raise DataError(f"no samples for cell {record.cell_id}")
         by_id = {str(s["image_id"]): s for s in rows}
         if set(by_id) != set(image_ids):
-            raise DataError("its samples cover other test images than the rest of its table")
+            raise DataError("its samples cover other test images than most cells of its split")
         if metric.startswith("bleu"):
             if any("bleu_stats" not in by_id[i] for i in image_ids):
                 raise DataError("its samples predate per-image BLEU statistics (re-run it to get BLEU intervals)")
@@ -179,11 +195,16 @@ def evidence(row: Row, metric: str, samples: dict[str, list[dict[str, Any]]], im
             if any(metric not in by_id[i] for i in image_ids):
                 raise DataError(f"its samples have no per-image {metric}")
             per_seed.append([by_id[i][metric] for i in image_ids])
-    array = np.asarray(per_seed, dtype=np.float64)
+    try:
+        array = np.asarray(per_seed, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"its per-image {metric} values are not all numbers") from None
     if metric.startswith("bleu"):
-        if array.shape[-1] != len(BLEU_STATS):
-            raise DataError("its per-image BLEU statistics have the wrong length")
+        if array.ndim != 3 or array.shape[-1] != len(BLEU_STATS):
+            raise DataError("its per-image BLEU statistics have the wrong shape")
         return PerImage(metric, stats=array)
+    if array.ndim != 2 or not np.isfinite(array).all():
+        raise DataError(f"its per-image {metric} values are not all finite numbers")
     return PerImage(metric, values=array)
 
 
@@ -257,9 +278,8 @@ def _tables(rows: list[Row]) -> list[list[Row]]:
 
 
 def _image_ids(rows: list[Row], samples: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """The test images of a split: those of its first row with samples, sorted."""
-    for row in rows:
-        for record in row.records:
-            if record.cell_id in samples:
-                return sorted(str(s["image_id"]) for s in samples[record.cell_id])
-    return []
+    """The test images of a split: the image set most of its cells' samples cover, sorted (a cell
+    scored on other images gets no interval, and a note says so)."""
+    sets = Counter(frozenset(str(s["image_id"]) for s in samples[r.cell_id])
+                   for row in rows for r in row.records if r.cell_id in samples)
+    return sorted(sets.most_common(1)[0][0]) if sets else []

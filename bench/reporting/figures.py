@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.reporting.collect import METRIC_NAMES, Row, RunData
+from bench.records import show_value
+from bench.reporting.collect import METRIC_NAMES, Row, RunData, short_key
 from bench.stats import seed_interval
 
 CURVE_METRICS = ("cider", "bleu4")
@@ -55,10 +56,15 @@ def noise_curves(data: RunData) -> list[Curve]:
                 if len(values) > 1:
                     point.band[metric] = (lo, hi)
             points.append(point)
-        curves.append(Curve(method, split, "", points))
+        settings = " ".join(f"{short_key(k, method)}={show_value(v)}" for k, v in rows[0].settings)
+        curves.append(Curve(method, split, settings, points))
     methods = {c.method for c in curves}
     for c in curves:
-        c.label = c.split if len(methods) == 1 else f"{c.method} · {c.split}"
+        # name what tells curves apart: the split, the method when several, the settings when a
+        # method has several curves on one split
+        several = sum(o.method == c.method and o.split == c.split for o in curves) > 1
+        parts = [c.split if len(methods) == 1 else f"{c.method} · {c.split}"] + ([c.label] if several and c.label else [])
+        c.label = " · ".join(parts)
     return curves
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.errors import DataError
 from bench.io import write_text_atomic
 from bench.reporting.collect import METRIC_NAMES, RunData, load_run
 from bench.reporting.figures import noise_curves, plot_noise_curves
@@ -60,6 +61,8 @@ def render_report(run_dir: str | Path, out_dir: str | Path | None = None, resamp
     """Render the report of ``run_dir`` into ``out_dir`` (default: the run folder itself)."""
     data = load_run(run_dir, resamples=resamples, seed=seed, log=log)
     out = Path(out_dir) if out_dir else data.run_dir
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     curves = noise_curves(data)
     figures = plot_noise_curves(curves, out / "figures") if curves else []
@@ -143,15 +146,17 @@ def gallery_section(data: RunData, n: int) -> Section:
         rows = data.rows_for(split)
         first = {row.label: min(row.records, key=lambda r: r.seed) for row in rows}
         samples = {label: {str(s["image_id"]): s for s in data.samples.get(rec.cell_id, [])} for label, rec in first.items()}
-        ids = sorted(set.intersection(*(set(s) for s in samples.values()))) if samples else []
+        with_samples = [s for s in samples.values() if s]
+        ids = sorted(set.intersection(*(set(s) for s in with_samples))) if with_samples else []
         if not ids:
             continue
         chosen = [ids[i] for i in sorted(rng.choice(len(ids), size=min(n, len(ids)), replace=False))]
         cards = []
         for image_id in chosen:
-            sample = next(iter(samples.values()))[image_id]
-            refs = "".join(f"<li>{html.escape(c)}</li>" for c in sample.get("references", []))
-            preds = "".join(f"<tr><th>{html.escape(label)}</th><td>{html.escape(s[image_id].get('prediction', ''))}</td></tr>"
+            sample = with_samples[0][image_id]
+            refs = "".join(f"<li>{html.escape(str(c))}</li>" for c in sample.get("references", []))
+            preds = "".join(f"<tr><th>{html.escape(label)}</th><td>"
+                            f"{html.escape(str(s[image_id].get('prediction', '')) if s else '(no samples)')}</td></tr>"
                             for label, s in samples.items())
             cards.append(f'<div class="example"><div class="picture">{_thumbnail(sample.get("image"), data.run_dir)}'
                          f'<div class="image-id">{html.escape(image_id)}</div></div>'

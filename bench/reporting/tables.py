@@ -7,6 +7,7 @@ marks the best value of each column (bold in Markdown, ``class="best"`` in HTML)
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bench.records import show_value
-from bench.reporting.collect import METRIC_NAMES, TABLE_METRICS, Row, RunData, short_key
+from bench.reporting.collect import METRIC_NAMES, TABLE_METRICS, Row, RunData, best_row, short_key, show_noise
 
 KIND_TITLES = {"in-domain": "In-domain", "cross-domain": "Cross-domain", "style": "Style"}
 
@@ -61,7 +62,7 @@ class Table:
 
 
 def _md_cell(value: Any) -> str:
-    return str(value).replace("|", "\\|")
+    return " ".join(str(value).split()).replace("|", "\\|")  # one line, pipes escaped
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
@@ -69,8 +70,9 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 
 def fmt_p(p: float | None) -> str:
+    """A paired test's p-value; "–" when there was no test (no evidence on either side)."""
     if p is None:
-        return "best"
+        return "–"
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
@@ -114,6 +116,7 @@ def method_table(data: RunData, split: str) -> Table:
 def significance_table(data: RunData, split: str) -> Table:
     """95% bootstrap intervals of CIDEr and BLEU-4 and the paired test against the best row."""
     rows = data.rows_for(split)
+    best = {metric: best_row(rows, metric) for metric in ("cider", "bleu4")}
     records = {}
     for row in rows:
         cells = {"method": row.label}
@@ -122,7 +125,7 @@ def significance_table(data: RunData, split: str) -> Table:
             interval = row.intervals.get(metric)
             cells[name] = fmt(row.mean(metric))
             cells[f"{name} 95% CI"] = f"[{interval.lo:.2f}, {interval.hi:.2f}]" if interval else "–"
-            cells[f"p vs best ({name})"] = fmt_p(interval.p_value) if interval else "–"
+            cells[f"p vs best ({name})"] = "best" if row is best[metric] else fmt_p(interval.p_value if interval else None)
         records[len(records)] = cells
     frame = pd.DataFrame.from_dict(records, orient="index")
     table = Table(frame, numeric=list(frame.columns[1:]))
@@ -158,16 +161,18 @@ def ablation_tables(data: RunData) -> list[tuple[str, list[str], Table]]:
             continue
         keys = [k for k, _ in mine[0].settings]
         noise = len({r.noise_variance for r in mine}) > 1
-        combos: dict[tuple, dict[str, Row]] = {}
+        # one table row per (settings, σ²): its settings and its Row on each split
+        combos: dict[tuple, tuple[tuple, dict[str, Row]]] = {}
         for row in mine:
             if row.split in splits:
-                combos.setdefault((row.settings, row.noise_variance if noise else None), {})[row.split] = row
+                key = (json.dumps(row.settings, default=str), row.noise_variance if noise else None)
+                combos.setdefault(key, (row.settings, {}))[1][row.split] = row
         records = {}
         best_cols = []
-        for (settings, nv), by_split in combos.items():
+        for (_, nv), (settings, by_split) in combos.items():
             cells = {short_key(k, method): _switch(v) for k, v in settings}
             if noise:
-                cells["σ²"] = f"{nv:g}" if nv is not None else "–"
+                cells["σ²"] = show_noise(nv)
             for split in splits:
                 row = by_split.get(split)
                 for metric in ("cider", "bleu4"):
@@ -180,7 +185,7 @@ def ablation_tables(data: RunData) -> list[tuple[str, list[str], Table]]:
             for metric in ("cider", "bleu4"):
                 col = f"{split} {METRIC_NAMES[metric]}"
                 best_cols.append(col)
-                means = [by.get(split).mean(metric) if by.get(split) else None for by in combos.values()]
+                means = [by[split].mean(metric) if split in by else None for _, by in combos.values()]
                 valid = [m for m in means if m is not None]
                 for i, m in enumerate(means):
                     if m is not None and len(valid) > 1 and np.isclose(m, max(valid), atol=5e-5, rtol=0):
