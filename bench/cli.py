@@ -381,12 +381,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         _stderr(f"note: {line}")
     for line in result.missing_metrics:
         _stderr(f"warning: {line}")
-    if result.only_run:
-        _stderr(f"warning: {len(result.only_run)} cell(s) of the run are not in the baseline (not checked): "
-                + "; ".join(result.only_run[:5]) + (" ..." if len(result.only_run) > 5 else ""))
-    if result.only_baseline:
-        _stderr(f"warning: {len(result.only_baseline)} baseline cell(s) are missing from the run: "
-                + "; ".join(result.only_baseline[:5]) + (" ..." if len(result.only_baseline) > 5 else ""))
+    for cells, what in ((result.only_run, "cell(s) of the run are not in the baseline (not checked)"),
+                        (result.only_baseline, "baseline cell(s) are missing from the run")):
+        if cells:
+            _stderr(f"warning: {len(cells)} {what}: " + "; ".join(cells[:5]) + (" ..." if len(cells) > 5 else ""))
     used = {**DEFAULT_TOLERANCES, **tolerances}
     summary = (f"{result.compared} cells, {result.metrics_compared} metric values compared "
                f"(tolerances: {', '.join(f'{k} {v:g}' for k, v in used.items())})")

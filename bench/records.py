@@ -209,4 +209,3 @@ def varying_settings(records: list[Record]) -> dict[str, str]:
 def show_value(value: Any) -> str:
     """A setting's value as tables show it: on/off, compact floats, the rest as text."""
     return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
-

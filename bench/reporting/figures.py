@@ -30,8 +30,9 @@ class Point:
 class Curve:
     method: str
     split: str
-    label: str
+    settings: str  # the method's varying settings on this curve, "key=value ..."
     points: list[Point]
+    label: str = ""
 
 
 def noise_curves(data: RunData) -> list[Curve]:
@@ -63,7 +64,7 @@ def noise_curves(data: RunData) -> list[Curve]:
         # name what tells curves apart: the split, the method when several, the settings when a
         # method has several curves on one split
         several = sum(o.method == c.method and o.split == c.split for o in curves) > 1
-        parts = [c.split if len(methods) == 1 else f"{c.method} · {c.split}"] + ([c.label] if several and c.label else [])
+        parts = [c.split if len(methods) == 1 else f"{c.method} · {c.split}"] + ([c.settings] if several and c.settings else [])
         c.label = " · ".join(parts)
     return curves
 

@@ -69,8 +69,9 @@ def render_report(run_dir: str | Path, out_dir: str | Path | None = None, resamp
     sections = build_sections(data, curves, figures, out, gallery)
     title = f"textcap-bench report: {data.run_dir.name or data.run_dir.resolve().name}"
     md_path, html_path = out / "report.md", out / "report.html"
-    write_text_atomic(md_path, to_markdown(title, summary_line(data), sections))
-    write_text_atomic(html_path, to_html(title, summary_line(data), sections))
+    summary = summary_line(data)
+    write_text_atomic(md_path, to_markdown(title, summary, sections))
+    write_text_atomic(html_path, to_html(title, summary, sections))
     return Rendered(md_path, html_path, figures)
 
 

@@ -76,18 +76,16 @@ def fmt_p(p: float | None) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _best_mask(rows: list[Row], metrics: Sequence[str], columns: Sequence[str], frame: pd.DataFrame) -> pd.DataFrame:
-    best = pd.DataFrame(False, index=frame.index, columns=frame.columns)
-    for metric, column in zip(metrics, columns):
-        means = [r.mean(metric) for r in rows]
-        valid = [m for m in means if m is not None]
-        if len(valid) < 2:
-            continue
-        top = max(valid)
-        for i, m in enumerate(means):
-            if m is not None and np.isclose(m, top, rtol=0, atol=5e-5):
-                best.iloc[i, list(frame.columns).index(column)] = True
-    return best
+def _mark_best(best: pd.DataFrame, column: str, means: list[float | None]) -> None:
+    """Mark the rows whose mean equals the column's top value (ties all marked); nothing when
+    fewer than two rows have a value."""
+    valid = [m for m in means if m is not None]
+    if len(valid) < 2:
+        return
+    top = max(valid)
+    for i, m in enumerate(means):
+        if m is not None and np.isclose(m, top, rtol=0, atol=5e-5):
+            best.iloc[i, list(best.columns).index(column)] = True
 
 
 def method_table(data: RunData, split: str) -> Table:
@@ -107,7 +105,10 @@ def method_table(data: RunData, split: str) -> Table:
         records[len(records)] = cells
     frame = pd.DataFrame.from_dict(records, orient="index")
     columns = [METRIC_NAMES[m] for m in metrics]
-    table = Table(frame, _best_mask(rows, metrics, columns, frame), numeric=columns + ["seeds"])
+    best = pd.DataFrame(False, index=frame.index, columns=frame.columns)
+    for metric, column in zip(metrics, columns):
+        _mark_best(best, column, [r.mean(metric) for r in rows])
+    table = Table(frame, best, numeric=columns + ["seeds"])
     if several:
         table.notes.append("Values are mean ± standard deviation over seeds.")
     return table
@@ -185,11 +186,7 @@ def ablation_tables(data: RunData) -> list[tuple[str, list[str], Table]]:
             for metric in ("cider", "bleu4"):
                 col = f"{split} {METRIC_NAMES[metric]}"
                 best_cols.append(col)
-                means = [by[split].mean(metric) if split in by else None for _, by in combos.values()]
-                valid = [m for m in means if m is not None]
-                for i, m in enumerate(means):
-                    if m is not None and len(valid) > 1 and np.isclose(m, max(valid), atol=5e-5, rtol=0):
-                        best.iloc[i, list(frame.columns).index(col)] = True
+                _mark_best(best, col, [by[split].mean(metric) if split in by else None for _, by in combos.values()])
         table = Table(frame, best, numeric=best_cols)
         table.notes.append("✓ on, ✗ off. Each value: the metric [its 95% bootstrap interval]; the best per column in bold.")
         out.append((method, [short_key(k, method) for k in keys], table))
