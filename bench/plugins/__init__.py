@@ -20,6 +20,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
+import re
 import sys
 import types
 import warnings
@@ -43,15 +44,39 @@ _loaded = False
 
 def plugin_roots(group: str) -> list[Path]:
     """Folders searched for ``group`` plugins, built-in first."""
-    here = Path(__file__).resolve().parent
-    candidates = [here.parent.parent / group, here / group]  # source checkout, installed wheel
-    builtin = next((c for c in candidates if c.is_dir()), None)
+    builtin = builtin_root(group)
     roots = [builtin] if builtin else []
     for extra in filter(None, os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep)):
         folder = Path(extra).expanduser() / group
         if folder.is_dir() and folder not in roots:
             roots.append(folder)
     return roots
+
+
+def builtin_root(group: str) -> Path | None:
+    """Where this package's own ``group`` plugins are: ``bench/plugins/<group>`` as a wheel
+    installs them (the package-dir mapping), or ``<group>/`` of the source checkout that
+    ``bench`` itself was imported from (an editable install, or a checkout on ``sys.path``).
+
+    The checkout is recognised by its ``pyproject.toml`` naming this project, never by the
+    mere presence of a folder: in an installed wheel the folder above ``bench/`` is
+    ``site-packages``, where ``datasets/`` is Hugging Face's package.
+    """
+    installed = Path(__file__).resolve().parent / group
+    if (installed / "__init__.py").is_file():
+        return installed
+    checkout = Path(__file__).resolve().parents[2]
+    if _is_source_checkout(checkout) and (checkout / group / "__init__.py").is_file():
+        return checkout / group
+    return None
+
+
+def _is_source_checkout(folder: Path) -> bool:
+    try:
+        text = (folder / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return re.search(r'^name\s*=\s*"textcap-bench"\s*$', text, re.MULTILINE) is not None
 
 
 def _package(group: str, roots: list[Path]) -> types.ModuleType:
@@ -90,15 +115,16 @@ def load_plugins(force: bool = False) -> None:
     _loaded = True
     for group in GROUPS:
         roots = plugin_roots(group)
+        builtin = builtin_root(group)
         package = _package(group, roots)
-        for i, root in enumerate(roots):
+        for root in roots:
             for path in sorted(root.glob("*.py")):
                 if path.stem.startswith("_"):
                     continue
                 try:
                     _import_file(f"{package.__name__}.{path.stem}", path)
                 except Exception as exc:  # a broken plugin must not hide the others
-                    if i == 0:
+                    if root == builtin:
                         raise  # built-in plugins are part of the project: fail loudly
                     PLUGIN_ERRORS.append((str(path), f"{type(exc).__name__}: {exc}"))
                     warnings.warn(f"plugin {path} failed to load: {exc}", stacklevel=2)
