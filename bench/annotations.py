@@ -150,6 +150,19 @@ def read_annotations(path: str | Path, what: str = "annotation file") -> tuple[s
     return fmt, parser(data, str(path))
 
 
+def load_references(path: str | Path, split: str | None = None) -> ReferenceIndex:
+    """The references of any annotation format; with ``split``, only that split's images of a
+    Karpathy file (``train`` includes ``restval``)."""
+    fmt, images = read_annotations(path, "reference file")
+    if split:
+        if fmt != "karpathy":
+            raise DataError(f"--split needs a Karpathy dataset_*.json reference file; {path} is a {fmt} file")
+        images = [i for i in images if i.split == split or (split == "train" and i.split == "restval")]
+        if not images:
+            raise DataError(f"reference file {path} has no images in split {split!r}")
+    return ReferenceIndex(images)
+
+
 class ReferenceIndex:
     """Reference captions by image, findable under any of an image's keys."""
 

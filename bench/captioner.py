@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from bench.config import config_dict
 from bench.progress import progress as default_progress
 
 if TYPE_CHECKING:  # heavy imports only for type checkers
@@ -63,9 +64,9 @@ class FitContext:
     ``encoder`` embeds extra text (or, for methods that generate images, images) with the
     same frozen CLIP; ``cache`` is the embedding cache; ``device`` is a torch device string;
     ``seed`` seeds every random choice of the fit; ``progress`` wraps iterables with a bar;
-    ``work_dir`` is a folder the method may use for intermediate files that should survive
-    an interruption; ``cache_dir`` holds what outlives a run (generated images, tags);
-    ``decoders`` is a ``DecoderCache`` through which identical decoder fits are shared.
+    ``log`` takes one-line messages; ``cache_dir`` holds what outlives a run (generated
+    images, tags); ``decoders`` is a ``DecoderCache`` through which identical decoder fits
+    are shared.
     """
 
     encoder: Any = None
@@ -73,7 +74,6 @@ class FitContext:
     device: str = "cpu"
     seed: int = 0
     progress: Callable[..., Iterable] = default_progress
-    work_dir: Path | None = None
     log: Callable[[str], None] = field(default=lambda message: None)
     cache_dir: Path | None = None
     decoders: Any = None
@@ -95,12 +95,8 @@ class Captioner(ABC):
     """
 
     Config: ClassVar[type] = type(None)
-    #: True when fit looks at images it generates itself (SynTIC); never evaluation images.
-    generates_images: ClassVar[bool] = False
     #: The config field that ``bench run --noise`` sweeps, or None for methods without noise.
     noise_field: ClassVar[str | None] = None
-    #: The registry name this instance was created under (set by ``create_method``).
-    name: str = ""
 
     def __init__(self, config: Any = None) -> None:
         if config is None:
@@ -161,9 +157,3 @@ class Captioner(ABC):
         obj.load_state_dict(torch.load(directory / "state.pt", map_location=map_location, weights_only=False))
         return obj
 
-
-def config_dict(config: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a (possibly nested) config dataclass; paths become strings."""
-    if config is None:
-        return {}
-    return json.loads(json.dumps(dataclasses.asdict(config), default=str))

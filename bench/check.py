@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.errors import DataError
-from bench.records import Record, flatten_config, read_records, show_value
+from bench.errors import ConfigError, DataError
+from bench.records import Record, flatten_config, load_records, show_value
 
 #: Default tolerances (absolute, 0-100 scale), per metric. CIDEr moves the most between
 #: otherwise identical runs (it is a sum of TF-IDF-weighted n-gram similarities), so it gets the
@@ -61,47 +61,56 @@ class CheckResult:
         return not self.drops
 
 
-def describe_cell(record: Record) -> str:
-    noise = f", σ²={record.noise_variance:g}" if record.noise_variance is not None else ""
-    return f"{record.method} on {record.split} (seed {record.seed}{noise}, cell {record.cell_id})"
+def parse_tolerances(text: str | None) -> dict[str, float]:
+    """``cider=1.0,bleu4=0.5`` as a dict; an unknown metric or a value that is not a finite
+    number >= 0 is a one-line error."""
+    from bench.scoring import ALL_METRICS
 
-
-def load(path: str | Path, role: str, log: Callable[[str], None]) -> list[Record]:
-    result = read_records(path)
-    if not result.records:
-        raise DataError(f"{role} {path} has no complete records" + (f" ({result.skipped} unreadable lines)" if result.skipped else ""))
-    if result.skipped:
-        log(f"warning: skipped {result.skipped} unreadable line(s) of the {role} {path} ({result.problems[0]}); "
-            f"using its {len(result.records)} complete records")
-    return result.records
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ConfigError(f"--tolerance expects metric=value pairs, got {part!r}")
+        if name not in ALL_METRICS:
+            raise ConfigError(f"--tolerance: unknown metric {name!r}; known: {', '.join(ALL_METRICS)}")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"--tolerance: {name} must be a number, got {value!r}") from None
+        if not math.isfinite(out[name]):
+            raise ConfigError(f"--tolerance: {name} must be a finite number, got {value!r}")
+        if out[name] < 0:
+            raise ConfigError(f"--tolerance: {name} must be >= 0, got {value}")
+    return out
 
 
 def check(run: str | Path, baseline: str | Path, tolerances: dict[str, float] | None = None,
           log: Callable[[str], None] = lambda m: None) -> CheckResult:
     """Compare every cell present in both; ``tolerances`` override the defaults per metric."""
     tol = {**DEFAULT_TOLERANCES, **(tolerances or {})}
-    current = load(run, "run", log)
-    base = load(baseline, "baseline", log)
+    current = load_records(run, "run", log).records
+    base = load_records(baseline, "baseline", log).records
     pairs, only_run, only_base, changes = match(current, base)
     if not pairs:
         raise DataError(f"no cell of {run} is in the baseline {baseline} ({len(current)} vs {len(base)} cells; "
                         "are they runs of the same grid?)")
-    result = CheckResult(compared=len(pairs), only_run=[describe_cell(r) for r in only_run],
-                         only_baseline=[describe_cell(r) for r in only_base], config_changes=changes)
+    result = CheckResult(compared=len(pairs), only_run=[r.describe() for r in only_run],
+                         only_baseline=[r.describe() for r in only_base], config_changes=changes)
     for now, then in pairs:
         for metric, old in then.metrics.items():
             if metric not in tol:
                 continue
             old, new = _number(old), _number(now.metrics.get(metric))
             if old is None or math.isnan(old):
-                result.missing_metrics.append(f"{describe_cell(then)}: the baseline's {metric} is not a number; not checked")
+                result.missing_metrics.append(f"{then.describe()}: the baseline's {metric} is not a number; not checked")
                 continue
             if new is None:
-                result.missing_metrics.append(f"{describe_cell(now)}: {metric} (baseline {old:.2f}) is missing from the run")
+                result.missing_metrics.append(f"{now.describe()}: {metric} (baseline {old:.2f}) is missing from the run")
                 continue
             result.metrics_compared += 1
             if math.isnan(new) or old - new > tol[metric] + 1e-9:  # a metric that became NaN has regressed
-                result.drops.append(Drop(describe_cell(now), metric, old, new, tol[metric]))
+                result.drops.append(Drop(now.describe(), metric, old, new, tol[metric]))
     return result
 
 
@@ -129,7 +138,7 @@ def match(current: list[Record], base: list[Record]) -> tuple[list[tuple[Record,
             pairs.append((r, theirs[0]))
             rest_run.remove(r)
             rest_base.remove(theirs[0])
-            changes.append(f"{describe_cell(r)}: config changed ({config_diff(theirs[0].config, r.config)})")
+            changes.append(f"{r.describe()}: config changed ({config_diff(theirs[0].config, r.config)})")
     return pairs, rest_run, rest_base, changes
 
 

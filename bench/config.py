@@ -1,9 +1,11 @@
-"""Frozen config dataclasses, and the one place where they are merged and validated.
+"""Building frozen config dataclasses from plain settings: the one place they are merged and validated.
 
 Precedence is CLI over config file over defaults. ``build_dataclass`` turns a plain dict (from
 TOML, JSON or parsed flags) into a nested frozen dataclass, coercing strings to the declared
 types and rejecting unknown keys with the nearest known one. Range checks live in each
-dataclass's ``__post_init__`` so that no invalid config object can exist.
+dataclass's ``__post_init__`` so that no invalid config object can exist. The run's own config
+(``RunConfig``) lives with the grid it describes, in ``bench.grid``; this module knows no
+component, so every component may import it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import os
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,50 +33,6 @@ def default_cache_dir() -> Path:
 def default_data_root() -> Path | None:
     value = os.environ.get(DATA_ROOT_ENV)
     return Path(value) if value else None
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """What ``bench run`` executes: the grid of cells and where results go.
-
-    Empty ``methods`` / ``splits`` / ``noise`` mean "the embedded default".
-    """
-
-    methods: tuple[str, ...] = ()
-    splits: tuple[str, ...] = ()
-    noise: tuple[float, ...] = ()
-    seeds: tuple[int, ...] = (0,)
-    out: Path = Path("runs/latest")
-    device: str = "cpu"
-    encoder: str = "shapes"
-    data_root: Path | None = None
-    cache_dir: Path = field(default_factory=default_cache_dir)
-    method_options: dict = field(default_factory=dict)
-    #: ``--sweep`` settings: each key (as in ``method_options``) maps to a list of values; the
-    #: grid holds every combination for the methods a key applies to.
-    sweep: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        from bench.splits import parse_split
-
-        for value in self.noise:
-            if not value >= 0 or value != value or value == float("inf"):
-                raise ConfigError(f"noise variance must be a finite number >= 0, got {value}")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"seeds must be distinct, got {list(self.seeds)}")
-        if any(s < 0 for s in self.seeds):
-            raise ConfigError(f"seeds must be >= 0, got {list(self.seeds)}")
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ConfigError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
-        for spec in self.splits:
-            parse_split(spec, resolve=False)
-        for key, values in self.sweep.items():
-            if not isinstance(values, (list, tuple)) or not values:
-                raise ConfigError(f"sweep {key} needs a non-empty list of values, got {values!r}")
-            if len({json.dumps(v, sort_keys=True, default=str) for v in values}) != len(values):
-                raise ConfigError(f"sweep {key} lists a value twice: {list(values)}")
-        if len(set(self.methods)) != len(self.methods):
-            raise ConfigError(f"methods must be distinct, got {','.join(self.methods)}")
 
 
 # -- building and merging ----------------------------------------------------------------
@@ -206,6 +163,13 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
     if isinstance(hint, type) and isinstance(value, hint):
         return value
     raise ConfigError(f"{where}: cannot use {value!r} as {getattr(hint, '__name__', hint)}")
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a (possibly nested) config dataclass; paths become strings."""
+    if config is None:
+        return {}
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -59,3 +59,18 @@ def sha256_file(path: str | Path, _memo: dict = {}) -> str:  # noqa: B006 - a pe
                 digest.update(block)
         _memo[key] = digest.hexdigest()
     return _memo[key]
+
+
+def check_writable(folder: Path) -> Path:
+    """Create ``folder`` if needed and prove it is writable, or fail in one line."""
+    from bench.errors import BenchError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise BenchError(f"cache directory {folder} is not writable ({exc.strerror or exc}); "
+                         "pass --cache-dir DIR or set TEXTCAP_BENCH_CACHE") from None
+    return folder

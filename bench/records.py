@@ -1,11 +1,17 @@
 """Run records: one JSON object per cell in ``records.jsonl``, plus per-image samples.
 
-Schema (DESIGN.md §7), one line per completed cell::
+The schema (version 2), one line per completed cell::
 
     {"cell_id", "method", "split", "train", "eval", "kind", "seed", "config",
-     "noise_variance" (or null), "metrics": {bleu1..bleu4, meteor, rouge_l, cider, spice?, clipscore?},
+     "noise_variance" (or null), "metrics": {bleu1..bleu4, meteor, rouge_l, cider, spice?},
      "n_images", "encoder", "timings": {stage: seconds}, "versions": {package: version},
-     "git_commit", "date", "extra": {fit_key, fit_reused, fit_info, device, ...}, "schema_version"}
+     "git_commit", "date", "role", "fit_key", "fit_reused", "fit_info", "device",
+     "unavailable": {metric: reason}, "note", "extra": {...}, "schema_version"}
+
+Every key code depends on is a field of :class:`Record`; ``extra`` is free for a method's or a
+user's notes. Version-1 files, which kept ``role``, ``fit_key``, ``fit_reused``, ``fit_info``,
+``device``, ``unavailable`` and ``note`` inside ``extra``, are read into the same fields.
+Per-image samples (``samples/<cell_id>.json``) are lists of :class:`Sample`.
 
 Every write replaces the whole file through a temporary file and one rename, so an
 interruption leaves either the old file or the new one. Readers still tolerate a truncated
@@ -19,7 +25,7 @@ import datetime as _dt
 import hashlib
 import json
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -29,7 +35,9 @@ from bench.errors import DataError
 from bench.io import atomic_path, write_json_atomic
 from bench.splits import KINDS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Keys that version 1 kept in ``extra`` and version 2 makes fields.
+V1_EXTRA_FIELDS = ("role", "fit_key", "fit_reused", "fit_info", "device", "unavailable", "note")
 RECORDS_FILE = "records.jsonl"
 SAMPLES_DIR = "samples"
 TRACKED_PACKAGES = ("textcap-bench", "torch", "open_clip_torch", "transformers", "diffusers", "pycocoevalcap", "numpy")
@@ -55,6 +63,19 @@ class Record:
     git_commit: str = ""
     date: str = ""
     cell_id: str = ""
+    #: where the cell belongs in a report: "main", "noise-sweep" or "ablation"
+    role: str = "main"
+    #: the key of the fit the cell captioned with (``checkpoints/<fit_key>/``), whether that fit
+    #: was reused from an earlier cell or run (None: not known, a record of another tool), and
+    #: what training measured
+    fit_key: str = ""
+    fit_reused: bool | None = None
+    fit_info: dict[str, Any] = field(default_factory=dict)
+    device: str = ""
+    #: metrics that could not be computed, with the reason (SPICE without its jars)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    #: what a report must say about the data (FlickrStyle10K's seeded split)
+    note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
@@ -75,13 +96,48 @@ class Record:
         missing = {"method", "split", "train", "eval", "kind", "seed", "config", "metrics"} - set(data)
         if missing:
             raise ValueError(f"record lacks {', '.join(sorted(missing))}")
+        data = dict(data)
+        if int(data.get("schema_version", 1)) < 2 and isinstance(data.get("extra"), dict):
+            extra = dict(data["extra"])
+            data.update({k: extra.pop(k) for k in V1_EXTRA_FIELDS if k in extra})
+            data["extra"] = extra
         return cls(**{k: v for k, v in data.items() if k in names})
+
+    def describe(self) -> str:
+        return describe_cell(self.method, self.split, self.seed, self.noise_variance, self.cell_id)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One test image of a cell: its prediction, references, per-image scores and BLEU statistics.
+
+    ``scores`` are per-image metric values (0-100) keyed by metric; ``bleu_stats`` are BLEU's
+    sufficient statistics (``bench.stats.BLEU_STATS``), from which corpus BLEU is recomputed.
+    Written flat, as ``{"image_id", "image", "prediction", "references", <metric>..., "bleu_stats"}``.
+    """
+
+    image_id: str
+    image: str
+    prediction: str
+    references: tuple[str, ...]
+    scores: dict[str, float] = field(default_factory=dict)
+    bleu_stats: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"image_id": self.image_id, "image": self.image, "prediction": self.prediction,
+                "references": list(self.references), **self.scores, "bleu_stats": list(self.bleu_stats)}
 
 
 def cell_id(method: str, split: str, seed: int, noise_variance: float | None, config: dict[str, Any]) -> str:
     """A stable id for a cell: the same inputs give the same id in every run."""
     key = json.dumps([method, split, seed, noise_variance, config], sort_keys=True, default=str)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def describe_cell(method: str, split: str, seed: int, noise_variance: float | None = None, cell: str = "") -> str:
+    """A cell as people read it: ``capdec σ²=0.016 on shapes-coco (seed 0, cell 1a2b...)``."""
+    noise = f" σ²={noise_variance:g}" if noise_variance is not None else ""
+    return f"{method}{noise} on {split} (seed {seed}{f', cell {cell}' if cell else ''})"
 
 
 def library_versions(packages: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str]:
@@ -134,6 +190,18 @@ def read_records(path: str | Path) -> ReadResult:
     return result
 
 
+def load_records(path: str | Path, role: str, log: Callable[[str], None]) -> ReadResult:
+    """``read_records`` for a command: no complete record is an error naming ``role`` (the run,
+    the baseline), and skipped lines are a warning through ``log``."""
+    result = read_records(path)
+    if not result.records:
+        raise DataError(f"{role} {path} has no complete records" + (f" ({result.skipped} unreadable lines)" if result.skipped else ""))
+    if result.skipped:
+        log(f"warning: skipped {result.skipped} unreadable line(s) of the {role} {path} ({result.problems[0]}); "
+            f"using its {len(result.records)} complete records")
+    return result
+
+
 class RecordStore:
     """The records of one run folder: append a cell, ask whether a cell is complete."""
 
@@ -154,10 +222,10 @@ class RecordStore:
     def records(self) -> list[Record]:
         return list(self._records.values())
 
-    def add(self, record: Record, samples: list[dict[str, Any]] | None = None) -> None:
+    def add(self, record: Record, samples: list[Sample] | None = None) -> None:
         """Store a completed cell: its samples first, then the record that marks it complete."""
         if samples is not None:
-            write_json_atomic(self.run_dir / SAMPLES_DIR / f"{record.cell_id}.json", samples, indent=None)
+            write_json_atomic(self.run_dir / SAMPLES_DIR / f"{record.cell_id}.json", [s.to_dict() for s in samples], indent=None)
         self._records[record.cell_id] = record
         with atomic_path(self.path) as tmp:
             tmp.write_text("".join(json.dumps(r.to_dict(), sort_keys=True, default=str) + "\n"

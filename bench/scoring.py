@@ -219,6 +219,27 @@ def _bleu(gts: dict[str, list[str]], res: dict[str, list[str]], image_ids: list[
     return corpus, per, stats
 
 
+def match_predictions(predictions: Mapping[Any, str], refs: Any) -> dict[str, str]:
+    """Predictions keyed by the canonical image ids of ``refs`` (a ``bench.annotations.ReferenceIndex``),
+    whatever key each prediction used (COCO id, file name, stem). A prediction for an image without
+    references, or two for one image, is a one-line error."""
+    from bench.errors import DataError
+
+    matched: dict[str, str] = {}
+    orphans = []
+    for key, caption in predictions.items():
+        image_id = refs.find(key)
+        if image_id is None or not refs.references(image_id):
+            orphans.append(key)
+        elif image_id in matched:
+            raise DataError(f"two predictions are for the same image {image_id} (second key: {key})")
+        else:
+            matched[image_id] = caption
+    if orphans:
+        raise DataError(f"{len(orphans)} of {len(predictions)} predictions are for images with no references (first: {orphans[0]})")
+    return matched
+
+
 def predictions_get(predictions: Mapping[Any, str], image_id: str) -> str:
     return predictions[image_id] if image_id in predictions else predictions[int(image_id)]  # type: ignore[index]
 

@@ -9,32 +9,19 @@ See ``bench/shapes/`` for the world itself.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from bench.config import default_cache_dir
 from bench.data import DatasetSplit
-from bench.errors import BenchError
+from bench.io import check_writable
 from bench.plugins import register_dataset
 from bench.progress import progress
 from bench.shapes.domains import WorldConfig, build_annotations, render_images
+from bench.shapes.prepare import world_dir
 from bench.shapes.world import SHAPES
 
 from .karpathy import KarpathyDataset
-
-
-def check_writable(folder: Path) -> Path:
-    """Create ``folder`` if needed and prove it is writable, or fail in one line."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise BenchError(f"cache directory {folder} is not writable ({exc.strerror or exc}); "
-                         "pass --cache-dir DIR or set TEXTCAP_BENCH_CACHE") from None
-    return folder
 
 
 class Shapes(KarpathyDataset):
@@ -59,7 +46,7 @@ class Shapes(KarpathyDataset):
 
     @property
     def world_dir(self) -> Path:
-        return self.cache_dir / "shapes" / f"world-{self.world.key()}"
+        return world_dir(self.world, self.cache_dir)
 
     @property
     def directory(self) -> Path:
@@ -87,8 +74,7 @@ class Shapes(KarpathyDataset):
 
         if cache_dir is not None:
             self.cache_dir = Path(cache_dir).expanduser()
-        check_writable(self.cache_dir)
-        return prepare_world(self.world, self.cache_dir, clip or self.options.get("clip"), log=log)
+        return prepare_world(self.cache_dir, self.world, clip or self.options.get("clip"), log=log)
 
 
 @register_dataset(aliases=("shapes",))

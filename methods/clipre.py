@@ -16,7 +16,7 @@ import numpy as np
 from bench.captioner import Captioner, Corpus, FitContext
 from bench.errors import ConfigError
 from bench.plugins import register_method
-from bench.tensors import as_array
+from bench.tensors import as_array, unit_rows
 
 
 @dataclass(frozen=True)
@@ -36,15 +36,13 @@ class CLIPRe(Captioner):
     Config = CLIPReConfig
 
     def fit(self, corpus: Corpus, ctx: FitContext) -> None:
-        emb = np.asarray(corpus.embeddings, dtype=np.float32)
-        self.memory = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        self.memory = unit_rows(corpus.embeddings)
         self.captions = list(corpus.captions)
         self.fit_info = {"index_size": len(self.captions)}
 
     def nearest(self, image_embeddings: Any) -> np.ndarray:
         """Index of the nearest caption for each image (B,)."""
-        x = as_array(image_embeddings)
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        x = unit_rows(as_array(image_embeddings))
         out = np.empty(len(x), dtype=np.int64)
         cfg = self.config
         for s in range(0, len(x), cfg.image_batch_size):

@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.captioner import Captioner, Corpus, FitContext
 from bench.decoders import CaptionDecoder, DecoderConfig
-from bench.decoders.shared import fit_decoder
+from bench.decoders.fit_cache import fit_decoder
 from bench.errors import ConfigError
 from bench.plugins import register_method
 from bench.projection import project, support_memory

@@ -40,9 +40,15 @@ DEFAULT_TAU = 1 / 100
 TAGGER_THRESHOLD = {"clip": 0.1, "detr": 0.7}
 
 
+#: Settings of a diffusers pipeline; the world's own renderer has none of them.
+DIFFUSERS_SETTINGS = ("path", "steps", "size", "guidance", "batch_size")
+
+
 @dataclass(frozen=True)
 class GeneratorSettings:
-    """Which text-to-image generator makes the training images."""
+    """Which text-to-image generator makes the training images (``path``, ``steps``, ``size``,
+    ``guidance`` and ``batch_size`` are a diffusers pipeline's; with the world's own renderer,
+    setting one is an error)."""
 
     kind: Literal["auto", "shapes", "diffusers"] = "auto"  # auto: the dataset's own (shapes), else diffusers
     path: str = ""  # diffusers: a local pipeline folder (or a hub id when online)
@@ -75,6 +81,8 @@ class TaggerSettings:
             raise ConfigError(f"syntic.tagger.threshold must be in [0, 1], got {self.threshold}")
         if "{}" not in self.template:
             raise ConfigError(f"syntic.tagger.template must contain {{}} for the tag word, got {self.template!r}")
+        if self.kind == "detr" and self.vocabulary:
+            raise ConfigError("syntic.tagger.vocabulary is the clip tagger's word list; the detr tagger names its own labels")
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,11 @@ def make_generator(settings: GeneratorSettings, corpus: Corpus, device: str = "c
                              "--set syntic.generator.path=/path/to/stable-diffusion-v1-5 (a diffusers folder)")
         return GENERATORS.get("diffusers")(settings.path, steps=settings.steps, size=settings.size,
                                            guidance=settings.guidance, batch_size=settings.batch_size, device=device)
+    changed = [f"{name}={getattr(settings, name)}" for name in DIFFUSERS_SETTINGS
+               if getattr(settings, name) != getattr(GeneratorSettings(), name)]
+    if changed:
+        raise BenchError(f"syntic.generator {', '.join(changed)}: the {kind} generator has no such setting "
+                         "(they are a diffusers pipeline's)")
     return GENERATORS.get(kind)()
 
 
@@ -148,7 +161,6 @@ class SynTIC(Captioner):
     """SynTIC: a decoder trained on generated-image features, optimised, projected and tag-fused."""
 
     Config = SynTICConfig
-    generates_images = True
 
     def __init__(self, config: SynTICConfig | None = None) -> None:
         super().__init__(config)
@@ -209,7 +221,7 @@ class SynTIC(Captioner):
 
     # -- fit -----------------------------------------------------------------------------------
     def fit(self, corpus: Corpus, ctx: FitContext) -> None:
-        from bench.decoders.shared import fit_decoder
+        from bench.decoders.fit_cache import fit_decoder
         from bench.generated import embed_generated
         from bench.projection import support_memory
         from bench.tensors import unit_rows

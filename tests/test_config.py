@@ -5,8 +5,9 @@ from typing import Literal
 
 import pytest
 
-from bench.config import RunConfig, build_dataclass, load_config_file, merge, resolve_config
+from bench.config import build_dataclass, load_config_file, merge, resolve_config
 from bench.errors import ConfigError
+from bench.grid import RunConfig
 
 
 @dataclass(frozen=True)

@@ -155,19 +155,19 @@ def test_missing_gpt2_folder_is_one_line_error(tmp_path):
 
 
 def test_length_buckets_cover_every_item_once_and_cut_padding():
-    from bench.decoders import _epoch_batches
+    from bench.decoders.batching import epoch_batches
 
     lengths = torch.randint(3, 30, (1000,), generator=torch.Generator().manual_seed(0))
     for pool in (1, 8):
-        batches = _epoch_batches(lengths, 32, torch.Generator().manual_seed(1), pool)
+        batches = epoch_batches(lengths, 32, torch.Generator().manual_seed(1), pool)
         assert sorted(torch.cat(batches).tolist()) == list(range(1000))
-    padded = {pool: sum(int(lengths[b].max()) * len(b) for b in _epoch_batches(lengths, 32, torch.Generator().manual_seed(1), pool))
+    padded = {pool: sum(int(lengths[b].max()) * len(b) for b in epoch_batches(lengths, 32, torch.Generator().manual_seed(1), pool))
               for pool in (1, 8)}
     assert padded[8] < 0.8 * padded[1]
 
 
 def test_identical_decoder_fits_are_shared_between_methods(tmp_path):
-    from bench.decoders.shared import DecoderCache
+    from bench.decoders.fit_cache import DecoderCache
 
     corpus, base = tiny_corpus()
     cache = DecoderCache(tmp_path / "decoders")

@@ -3,7 +3,17 @@ import os
 
 import pytest
 
-from bench.records import RECORDS_FILE, Record, RecordStore, cell_id, git_commit, library_versions, read_records
+from bench.records import (
+    RECORDS_FILE,
+    SCHEMA_VERSION,
+    Record,
+    RecordStore,
+    Sample,
+    cell_id,
+    git_commit,
+    library_versions,
+    read_records,
+)
 
 
 def make(method="capdec", seed=0, noise=0.016, cider=50.0):
@@ -22,6 +32,19 @@ def test_record_schema_fields():
         Record(method="m", split="s", train="s", eval="s", kind="sideways", seed=0, config={}, metrics={})
 
 
+def test_version_1_records_read_into_typed_fields():
+    """Version 1 kept role, fit_key, fit_reused, fit_info, device, unavailable and note in extra."""
+    data = make().to_dict()
+    for key in ("role", "fit_key", "fit_reused", "fit_info", "device", "unavailable", "note"):
+        data.pop(key)
+    data.update(schema_version=1, extra={"role": "noise-sweep", "fit_key": "abc", "fit_reused": True, "fit_info": {"steps": 3},
+                                         "device": "cpu", "unavailable": {"spice": "no jars"}, "note": "seeded", "mine": 1})
+    record = Record.from_dict(json.loads(json.dumps(data)))
+    assert (record.role, record.fit_key, record.fit_reused, record.fit_info) == ("noise-sweep", "abc", True, {"steps": 3})
+    assert (record.device, record.unavailable, record.note, record.extra) == ("cpu", {"spice": "no jars"}, "seeded", {"mine": 1})
+    assert make().schema_version == SCHEMA_VERSION == 2 and make().role == "main" and make().fit_reused is None
+
+
 def test_cell_id_is_stable_and_discriminating():
     assert make().cell_id == make(cider=99).cell_id  # metrics are not part of the identity
     assert make().cell_id != make(seed=1).cell_id
@@ -31,12 +54,14 @@ def test_cell_id_is_stable_and_discriminating():
 
 def test_store_appends_atomically_and_reloads(tmp_path):
     store = RecordStore(tmp_path)
-    store.add(make(seed=0), samples=[{"image_id": "1", "prediction": "a dog"}])
+    store.add(make(seed=0), samples=[Sample("1", "/img/1.png", "a dog", ("a dog runs",), {"cider": 12.5}, (3, 3, 1, 1, 1, 1, 1, 0, 0, 0))])
     store.add(make(seed=1))
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     again = RecordStore(tmp_path)
     assert len(again) == 2 and make(seed=1).cell_id in again
-    assert again.samples(make(seed=0).cell_id) == [{"image_id": "1", "prediction": "a dog"}]
+    assert again.samples(make(seed=0).cell_id) == [{"image_id": "1", "image": "/img/1.png", "prediction": "a dog",
+                                                    "references": ["a dog runs"], "cider": 12.5,
+                                                    "bleu_stats": [3, 3, 1, 1, 1, 1, 1, 0, 0, 0]}]
     store.add(make(seed=1, cider=70.0))  # re-adding a cell replaces it
     assert [r.metrics["cider"] for r in RecordStore(tmp_path).records()] == [50.0, 70.0]
 

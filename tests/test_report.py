@@ -56,7 +56,7 @@ def test_best_value_per_column_is_marked(run_cli, fixture_run):
     from bench.records import read_records
 
     assert run_cli("report", str(fixture_run))[0] == 0
-    records = [r for r in read_records(fixture_run).records if r.split == "shapes-coco" and r.extra["role"] == "main"]
+    records = [r for r in read_records(fixture_run).records if r.split == "shapes-coco" and r.role == "main"]
     means = {}
     for r in records:
         means.setdefault(r.method, []).append(r.metrics["cider"])
@@ -73,7 +73,7 @@ def test_report_of_a_truncated_records_file_uses_the_complete_lines(run_cli, fix
     path.write_text("\n".join(lines) + "\n" + lines[0][: len(lines[0]) // 2], encoding="utf-8")
     code, out, err = run_cli("report", str(fixture_run))
     assert code == 0
-    assert "skipped 1 unreadable line(s)" in err and f"using the {len(lines)} complete records" in err
+    assert "skipped 1 unreadable line(s)" in err and f"using its {len(lines)} complete records" in err
     assert "1 unreadable line(s) of records.jsonl skipped" in (fixture_run / "report.md").read_text(encoding="utf-8")
 
 
@@ -262,7 +262,7 @@ def test_no_test_is_claimed_against_a_best_row_without_evidence(run_cli, fixture
     before = _significance((fixture_run / "report.md").read_text(), "### In-domain")
     best = next(name for name, cells in before.items() if cells[5] == "best")  # the BLEU-4 best row
     for record in read_records(fixture_run).records:
-        if record.method == best and record.split == "shapes-coco" and record.extra["role"] == "main":
+        if record.method == best and record.split == "shapes-coco" and record.role == "main":
             _rewrite_samples(fixture_run, record.cell_id, lambda rows: [{k: v for k, v in s.items() if k != "bleu_stats"}
                                                                         for s in rows])
     assert run_cli("report", str(fixture_run))[0] == 0

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.config import RunConfig
+from bench.grid import RunConfig, build_grid
 from bench.records import read_records
-from bench.runner import Runner, build_grid
+from bench.runner import Runner
 from bench.stats import corpus_bleu
 from tests.conftest import TINY_DECODER
 
@@ -101,7 +101,7 @@ def test_run_records_samples_reuse_and_resume(tmp_path, tiny_clip_checkpoint, ti
         assert record.n_images in (12, 10)
         samples = again.store.samples(record.cell_id)
         assert len(samples) == record.n_images and {"image_id", "prediction", "references", "cider"} <= set(samples[0])
-        assert all(Path(s["image"]).is_file() for s in samples) and record.extra["role"] == "main"
+        assert all(Path(s["image"]).is_file() for s in samples) and record.role == "main"
         # corpus BLEU is recomputable from the per-image statistics a report resamples
         summed = np.asarray([s["bleu_stats"] for s in samples], dtype=float).sum(axis=0)
         assert corpus_bleu(summed) == pytest.approx(record.metrics["bleu4"], abs=1e-3)
@@ -111,7 +111,7 @@ def test_run_records_samples_reuse_and_resume(tmp_path, tiny_clip_checkpoint, ti
     # coco and coco->flickr share one fit per method; the cache encoded each input once.
     by_method = {}
     for r in records:
-        by_method.setdefault(r.method, set()).add(r.extra["fit_key"])
+        by_method.setdefault(r.method, set()).add(r.fit_key)
     assert all(len(keys) == 1 for keys in by_method.values())
     assert again.cache.misses == 0 or again.cache.hits > 0
 
@@ -161,7 +161,7 @@ def test_cli_run_then_caption_your_own_images(run_cli, tmp_path, tiny_clip_check
     assert "Traceback" not in err and "retry with `python -m bench report" in err
 
     record = next(r for r in read_records(tmp_path / "run").records if r.method == "clipre")
-    checkpoint = tmp_path / "run" / "checkpoints" / record.extra["fit_key"]
+    checkpoint = tmp_path / "run" / "checkpoints" / record.fit_key
     images = tmp_path / "photos"
     images.mkdir()
     for i, colour in enumerate(["red", "blue"]):

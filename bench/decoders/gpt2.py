@@ -1,8 +1,7 @@
 """The GPT-2 prefix decoder (ClipCap / CapDec style).
 
-A mapper turns the CLIP embedding into ``prefix_length`` GPT-2 input vectors: an MLP
-(ClipCap's MLP mapping) or a small transformer over learnt constants (ClipCap's transformer
-mapping). GPT-2 comes from a local pretrained folder (``from_pretrained(dir)``, GPT-2 124M as
+A mapper (``bench.decoders.mappers``) turns the CLIP embedding into ``prefix_length`` GPT-2
+input vectors (ClipCap's MLP mapping in the paper's preset). GPT-2 comes from a local pretrained folder (``from_pretrained(dir)``, GPT-2 124M as
 the paper uses) or from a config with random weights. Generation uses GPT-2's own key-value
 cache through the same search code as the from-scratch decoder.
 """
@@ -15,24 +14,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from bench.decoders.transformer import map_prefix
-
-
-class _TransformerMapper(nn.Module):
-    def __init__(self, embed_dim: int, width: int, prefix_length: int, layers: int = 2, heads: int = 8) -> None:
-        super().__init__()
-        self.prefix_length = prefix_length
-        self.width = width
-        self.linear = nn.Linear(embed_dim, prefix_length * width)
-        self.const = nn.Parameter(torch.randn(prefix_length, width) * 0.02)
-        heads = heads if width % heads == 0 else 1
-        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True)
-        self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mapped = self.linear(x).view(x.shape[0], self.prefix_length, self.width)
-        out = self.transformer(torch.cat([mapped, self.const.expand(x.shape[0], -1, -1)], dim=1))
-        return out[:, self.prefix_length:]
+from bench.decoders.mappers import build_mapper, map_prefix
 
 
 class GPT2Prefix(nn.Module):
@@ -45,11 +27,7 @@ class GPT2Prefix(nn.Module):
         self.prefix_tokens = prefix_length * prefix_inputs
         width = gpt.config.n_embd
         self.width = width
-        if mapper == "transformer":
-            self.mapper: nn.Module = _TransformerMapper(embed_dim, width, prefix_length)
-        else:
-            hidden = prefix_length * width // 2
-            self.mapper = nn.Sequential(nn.Linear(embed_dim, hidden), nn.Tanh(), nn.Linear(hidden, prefix_length * width))
+        self.mapper = build_mapper(mapper, embed_dim, width, prefix_length, mlp_hidden=prefix_length * width // 2)
 
     def _prefix(self, prefix: torch.Tensor) -> torch.Tensor:
         return map_prefix(self.mapper, prefix, self.prefix_length, self.width)

@@ -1,6 +1,6 @@
 """A small causal transformer decoder trained from scratch (DeCap / SynTIC style).
 
-The CLIP embedding is mapped to ``prefix_length`` vectors by a linear map (DeCap) or an MLP,
+The CLIP embedding is mapped to ``prefix_length`` vectors by a mapper (a linear map in DeCap),
 placed before the beginning-of-sentence token (a method may condition on several vectors, e.g.
 SynTIC's image feature and its fused object tags: each is mapped the same way, in order); a pre-LN GPT-style stack (4 layers, 4 heads by
 default) predicts the caption. Output weights are tied to the token embedding. Generation
@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from bench.decoders.mappers import build_mapper, map_prefix
 
 
 class _Block(nn.Module):
@@ -53,11 +55,7 @@ class PrefixTransformer(nn.Module):
         self.prefix_length = prefix_length
         self.prefix_tokens = prefix_length * prefix_inputs  # every input vector becomes prefix_length tokens
         self.width = width
-        if mapper == "linear":
-            self.mapper: nn.Module = nn.Linear(embed_dim, prefix_length * width)
-        else:  # "mlp" (the transformer mapper is a GPT-2 decoder option)
-            hidden = max(width, prefix_length * width // 2)
-            self.mapper = nn.Sequential(nn.Linear(embed_dim, hidden), nn.Tanh(), nn.Linear(hidden, prefix_length * width))
+        self.mapper = build_mapper(mapper, embed_dim, width, prefix_length, mlp_hidden=max(width, prefix_length * width // 2))
         self.tok = nn.Embedding(vocab_size, width)
         self.pos = nn.Embedding(self.prefix_tokens + max_length + 1, width)
         self.blocks = nn.ModuleList(_Block(width, heads, dropout) for _ in range(layers))
@@ -109,10 +107,3 @@ class PrefixTransformer(nn.Module):
     def reorder(caches: Any, index: torch.Tensor) -> Any:
         return [(k.index_select(0, index), v.index_select(0, index)) for k, v in caches]
 
-
-def map_prefix(mapper: nn.Module, prefix: torch.Tensor, prefix_length: int, width: int) -> torch.Tensor:
-    """(B, D) or (B, P, D) conditioning vectors -> (B, P * prefix_length, width) prefix tokens."""
-    if prefix.dim() == 2:
-        prefix = prefix[:, None]
-    b, p, d = prefix.shape
-    return mapper(prefix.reshape(b * p, d)).reshape(b, p * prefix_length, width)

@@ -181,9 +181,7 @@ def create_method(name: str, config=None) -> Captioner:
     """An unfitted instance of method ``name`` (with its preset applied when no config is given)."""
     load_plugins()
     cls = METHODS.get(name)
-    method = cls(config if config is not None else method_config(name))
-    method.name = METHODS.canonical(name)
-    return method
+    return cls(config if config is not None else method_config(name))
 
 
 def create_dataset(name: str, root=None, **options) -> CaptionDataset:

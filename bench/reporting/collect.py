@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 
 from bench.errors import DataError
-from bench.records import SAMPLES_DIR, Record, flatten_config, read_records, show_value, varying_keys
+from bench.records import SAMPLES_DIR, Record, flatten_config, load_records, show_value, varying_keys
 from bench.splits import KINDS
 from bench.stats import BLEU_STATS, INTERVAL_METRICS, PerImage, bootstrap_interval, paired_bootstrap_pvalue, resample_counts
 
 #: Columns of the method tables, in the order papers print them.
 TABLE_METRICS = ("bleu1", "bleu4", "meteor", "rouge_l", "cider", "spice")
 METRIC_NAMES = {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "bleu3": "BLEU-3", "bleu4": "BLEU-4", "meteor": "METEOR",
-                "rouge_l": "ROUGE-L", "cider": "CIDEr", "spice": "SPICE", "clipscore": "CLIPScore"}
+                "rouge_l": "ROUGE-L", "cider": "CIDEr", "spice": "SPICE"}
 
 
 @dataclass
@@ -52,7 +52,7 @@ class Row:
 
     @property
     def role(self) -> str:
-        roles = {r.extra.get("role", "main") for r in self.records}
+        roles = {r.role for r in self.records}
         return "main" if "main" in roles else sorted(roles)[0]
 
     @property
@@ -103,13 +103,8 @@ def load_run(run_dir: str | Path, resamples: int = 1000, seed: int = 0,
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise DataError(f"{run_dir} does not exist")
-    result = read_records(run_dir)
+    result = load_records(run_dir, "run", log)
     folder = run_dir if run_dir.is_dir() else run_dir.parent
-    if not result.records:
-        raise DataError(f"{run_dir} has no complete records" + (f" ({result.skipped} unreadable lines)" if result.skipped else ""))
-    if result.skipped:
-        log(f"warning: skipped {result.skipped} unreadable line(s) of {folder / 'records.jsonl'} "
-            f"({result.problems[0]}); using the {len(result.records)} complete records")
     info_path = folder / "run.json"
     run_info: dict[str, Any] = {}
     if info_path.is_file():

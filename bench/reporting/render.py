@@ -22,6 +22,7 @@ import numpy as np
 from bench.errors import DataError
 from bench.io import write_text_atomic
 from bench.reporting.collect import METRIC_NAMES, RunData, load_run
+from bench.reporting.defaults import GALLERY_IMAGES, RESAMPLES, SEED
 from bench.reporting.figures import noise_curves, plot_noise_curves
 from bench.reporting.tables import (
     KIND_TITLES,
@@ -34,7 +35,6 @@ from bench.reporting.tables import (
     unavailable_metrics,
 )
 
-GALLERY_IMAGES = 6
 THUMBNAIL = 224
 
 
@@ -56,7 +56,7 @@ class Rendered:
     figures: list[Path]
 
 
-def render_report(run_dir: str | Path, out_dir: str | Path | None = None, resamples: int = 1000, seed: int = 0,
+def render_report(run_dir: str | Path, out_dir: str | Path | None = None, resamples: int = RESAMPLES, seed: int = SEED,
                   gallery: int = GALLERY_IMAGES, log: Callable[[str], None] = lambda m: None) -> Rendered:
     """Render the report of ``run_dir`` into ``out_dir`` (default: the run folder itself)."""
     data = load_run(run_dir, resamples=resamples, seed=seed, log=log)
@@ -203,7 +203,7 @@ def provenance_section(data: RunData) -> Section:
             versions.setdefault(package, set()).add(version)
     if versions:
         lines.append("- libraries: " + ", ".join(f"{p} {' / '.join(sorted(v))}" for p, v in sorted(versions.items())))
-    devices = sorted({str(r.extra.get("device")) for r in records if r.extra.get("device")}) or ([info["device"]] if info.get("device") else [])
+    devices = sorted({r.device for r in records if r.device}) or ([info["device"]] if info.get("device") else [])
     if devices:
         lines.append(f"- device: {', '.join(devices)}")
     if info.get("platform"):
@@ -214,9 +214,9 @@ def provenance_section(data: RunData) -> Section:
             stages[stage] = stages.get(stage, 0.0) + float(seconds)
     if stages:
         lines.append("- time per stage, summed over cells: " + ", ".join(f"{s} {v:.1f} s" for s, v in stages.items()))
-    fits = [r for r in records if "fit_reused" in r.extra]
+    fits = [r for r in records if r.fit_reused is not None]
     if fits:
-        lines.append(f"- fits: {sum(not r.extra['fit_reused'] for r in fits)} trained, {sum(bool(r.extra['fit_reused']) for r in fits)} reused")
+        lines.append(f"- fits: {sum(not r.fit_reused for r in fits)} trained, {sum(bool(r.fit_reused) for r in fits)} reused")
     if info.get("wall_s") is not None:
         lines.append(f"- wall time of the last `bench run` on this folder: {float(info['wall_s']):.1f} s")
     if data.skipped:

@@ -249,7 +249,7 @@ def unavailable_metrics(data: RunData) -> dict[str, str]:
     """Metrics that no record of the run has, with the scorer's reason (e.g. SPICE offline)."""
     out: dict[str, str] = {}
     for record in data.records:
-        for metric, reason in (record.extra.get("unavailable") or {}).items():
+        for metric, reason in record.unavailable.items():
             if not any(metric in r.metrics for r in data.records):
                 out.setdefault(metric, reason)
     return out

@@ -6,7 +6,8 @@ transformer, the CLIP BPE tokenizer, a 512-d joint space so that CapDec's per-di
 variance means what it means for ViT-B/32). The logit scale ends fixed at 100, where real CLIP
 ends its training: with a learnable temperature the scale stays low and the modality gap
 nearly closes, and a world without a gap cannot tell methods that bridge it apart. (It ramps
-up from 10 over the first half of training, which shortens the initial plateau.)
+up from ``logit_scale_start`` over the first ``logit_scale_ramp`` of the steps, a quarter by
+default, which shortens the initial plateau.)
 
 Training is deterministic for a seed. The checkpoint is cached under a key hashed from the
 world config, the training config, the model config and the code version, with a manifest

@@ -17,6 +17,7 @@ CARD_DOMAINS = ("coco", "flickr")
 
 
 def world_dir(world: WorldConfig, cache_dir: Path) -> Path:
+    """Where a world's caption files and rendered images live under the cache directory."""
     return Path(cache_dir) / "shapes" / f"world-{world.key()}"
 
 
@@ -24,7 +25,7 @@ def model_card(ckpt: ClipCheckpoint, world: WorldConfig, cache_dir: Path) -> dic
     """Retrieval recall on each card domain's test split, and the modality gap on their union."""
     import json
 
-    from bench.encoders import ClipEncoder
+    from bench.clip_encoder import ClipEncoder
     from bench.io import sha256_file
     from bench.shapes.card import modality_gap, retrieval
 
@@ -52,12 +53,15 @@ def model_card(ckpt: ClipCheckpoint, world: WorldConfig, cache_dir: Path) -> dic
     return card
 
 
-def prepare_world(world: WorldConfig, cache_dir: Path, clip: ClipTrainConfig | None = None,
+def prepare_world(cache_dir: Path, world: WorldConfig | None = None, clip: ClipTrainConfig | None = None,
                   log: Callable[[str], None] = print) -> dict[str, Any]:
     """Build everything the shapes datasets and the world's CLIP need; cached, so cheap twice."""
+    from bench.io import check_writable
     from bench.shapes.clip import render_model_card
 
+    world = world or WorldConfig()
     clip = clip or ClipTrainConfig()
+    check_writable(Path(cache_dir))
     folder = world_dir(world, cache_dir)
     build_annotations(world, folder)
     ckpt = ensure_clip(world, clip, cache_dir, progress, log, card=lambda c: model_card(c, world, cache_dir))

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from bench.cache import array_digest, fingerprint
-from bench.captioner import config_dict
-from bench.decoders import CaptionDecoder, DecoderConfig
+from bench.config import config_dict
+from bench.decoders.config import DecoderConfig
+from bench.decoders.model import CaptionDecoder
 from bench.io import atomic_path, write_json_atomic
 
 #: Decoder states larger than this stay in memory only.
@@ -36,7 +37,6 @@ class DecoderCache:
     def __init__(self, folder: str | Path | None) -> None:
         self.folder = Path(folder) if folder is not None else None
         self._memory: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-        self.hits = 0
 
     def load(self, key: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """(decoder state, fit info) for ``key``, or None."""
@@ -108,7 +108,6 @@ def fit_decoder(config: DecoderConfig, captions: Sequence[str], embeddings: Any,
     if shareable:
         found = cache.load(key)
         if found is not None:
-            cache.hits += 1
             state, info = found
             decoder.load_state_dict(state)
             ctx.log(f"reusing an identical decoder fit ({key})")
@@ -116,7 +115,7 @@ def fit_decoder(config: DecoderConfig, captions: Sequence[str], embeddings: Any,
     torch.manual_seed(ctx.seed)  # the initialisation depends on the seed only, not on what ran before
     encoded = decoder.build(captions)
     stats = decoder.fit(embeddings, encoded, seed=ctx.seed, device=ctx.device, transform=transform,
-                        progress=ctx.progress, log=ctx.log, tags=tags)
+                        progress=ctx.progress, tags=tags)
     info = {**stats.to_dict(), "vocab_size": len(decoder.vocab)}
     if shareable:
         cache.store(key, decoder.state_dict(), info)

@@ -1,0 +1,62 @@
+"""``bench caption``: caption a folder of your own images with a fit that a run saved."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.fits import FIT_FILES, fit_problem, load_fit
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+@dataclass
+class FolderCaptions:
+    """A caption per readable image file (by file name), and the files that could not be read."""
+
+    captions: dict[str, str] = field(default_factory=dict)
+    skipped: list[Path] = field(default_factory=list)
+    total: int = 0
+
+
+def image_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise BenchError(f"{folder} has no image files ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def caption_folder(method_name: str, checkpoint: Path, images: Path, device: str = "cpu", cache_dir: Path | None = None,
+                   log: Callable[[str], None] = print) -> FolderCaptions:
+    """Caption every image file in ``images`` with the fit in ``checkpoint`` (a folder a run wrote
+    under ``RUN_DIR/checkpoints/``); unreadable files are skipped and listed."""
+    from bench.encoders import EncoderConfig, create_encoder
+    from bench.fits import read_meta
+    from bench.plugins import METHODS, load_plugins
+    from bench.progress import progress
+
+    load_plugins()
+    name = METHODS.canonical(method_name)
+    checkpoint, images = Path(checkpoint), Path(images)
+    for flag, path in (("--checkpoint", checkpoint), ("--images", images)):
+        if not path.is_dir():
+            raise BenchError(f"{flag} {path} is not a folder")
+    if fit_problem(checkpoint) is not None:
+        raise BenchError(f"{checkpoint} is not a fitted method (expected {', '.join(FIT_FILES)}, "
+                         "as a run writes under RUN_DIR/checkpoints/)")
+    meta = read_meta(checkpoint)
+    cls = METHODS.get(name)
+    saved = meta.get("method")
+    if saved and METHODS.get(saved) is not cls:
+        raise BenchError(f"{checkpoint} holds a {saved} fit, not {name}")
+    files = image_files(images)
+    encoder = create_encoder(EncoderConfig(name=meta["encoder"]), device, cache_dir, log=log)
+    if encoder.id != meta.get("encoder_id"):
+        log(f"warning: the encoder now resolves to {encoder.id}, but the method was fitted with {meta.get('encoder_id')}")
+    method, _ = load_fit(checkpoint, cls)
+    emb, kept = encoder.encode_images(files, progress=progress, skip_unreadable=True)
+    captions = method.caption_images(emb, [files[i] for i in kept]) if len(kept) else []
+    return FolderCaptions({files[i].name: c for i, c in zip(kept, captions)},
+                          [files[i] for i in sorted(set(range(len(files))) - set(kept))], len(files))

@@ -1,0 +1,67 @@
+"""The decoder's config and the presets of its two kinds.
+
+``kind`` is ``transformer`` (a small decoder trained from scratch on the CLIP BPE vocabulary the
+corpus uses, DeCap / SynTIC style) or ``gpt2`` (a GPT-2 prefix decoder, ClipCap / CapDec style).
+``mapper`` turns each conditioning vector into ``prefix_length`` prefix vectors: ``linear``,
+``mlp`` or ``transformer`` (``bench.decoders.mappers``), with either kind. ``PRESETS`` holds each
+kind's defaults from its paper, scaled where noted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from bench.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """A decoder and how it is trained and searched."""
+
+    kind: Literal["transformer", "gpt2"] = "transformer"
+    layers: int = 4
+    heads: int = 4
+    width: int = 128
+    prefix_length: int = 1
+    mapper: Literal["linear", "mlp", "transformer"] = "linear"
+    gpt2_path: str = ""  # a local pretrained GPT-2 folder; empty: GPT-2 from config, random weights
+    max_length: int = 32
+    epochs: float = 1.0
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    dropout: float = 0.0  # one epoch: nothing to regularise against (0.1 measured slower and worse, see README)
+    grad_clip: float = 1.0
+    length_split: int = 2  # each batch runs as this many length-sorted pieces (same update, less padding)
+    bucket_pool: int = 1  # batches per length-sorted pool; 1: plain random batches (see the module doc)
+    beam_size: int = 1
+    decode_batch_size: int = 256
+    length_penalty: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("layers", "heads", "width", "prefix_length", "max_length", "batch_size", "beam_size", "decode_batch_size",
+                     "bucket_pool", "length_split"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"decoder.{name} must be >= 1, got {getattr(self, name)}")
+        if self.epochs <= 0 or self.lr <= 0:
+            raise ConfigError("decoder.epochs and decoder.lr must be > 0")
+        if self.width % self.heads:
+            raise ConfigError(f"decoder.width ({self.width}) must be divisible by decoder.heads ({self.heads})")
+
+
+PRESETS: dict[str, DecoderConfig] = {
+    # DeCap: 4 layers, 4 heads, trained from scratch, one prefix token from a linear map;
+    # width 128 and one epoch so that the embedded default runs on a laptop CPU.
+    "transformer": DecoderConfig(),
+    # CapDec / ClipCap: GPT-2 124M, 10 prefix vectors from an MLP, lr 2e-5 with warm-up, beam 5.
+    "gpt2": DecoderConfig(kind="gpt2", layers=12, heads=12, width=768, prefix_length=10, mapper="mlp",
+                          lr=2e-5, warmup=5000, epochs=10, batch_size=40, beam_size=5, dropout=0.1),
+}
+
+
+def preset(name: str, **overrides: Any) -> DecoderConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown decoder {name!r}; known: {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **overrides)

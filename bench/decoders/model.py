@@ -1,0 +1,284 @@
+"""``CaptionDecoder``: a vocabulary plus a prefix decoder network, trained and used on CLIP embeddings.
+
+It trains on (embedding, caption) pairs with an optional transform of the embeddings per batch
+(CapDec's noise) and decodes batches of embeddings with greedy or beam search and a key-value
+cache. With a tag table it also learns SynTIC's fusion of object tags into an auxiliary prefix
+vector (``bench.decoders.fusion``). Batches are made by ``bench.decoders.batching``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bench.decoders.batching import epoch_batches, length_pieces, pad
+from bench.decoders.config import DecoderConfig
+from bench.errors import BenchError
+from bench.training import decay_groups
+
+
+class NonFiniteLoss(BenchError):
+    """Training produced a NaN or infinite loss: the cell stops, the run goes on."""
+
+
+@dataclass
+class FitStats:
+    steps: int = 0
+    seconds: float = 0.0
+    compute_seconds: float = 0.0  # forward + backward
+    data_seconds: float = 0.0  # batch assembly: indexing, padding, the embedding transform
+    optimizer_seconds: float = 0.0
+    first_loss: float = float("nan")
+    final_loss: float = float("nan")
+    tokens: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        total = max(self.seconds, 1e-9)
+        return {"steps": self.steps, "seconds": round(self.seconds, 3), "forward_backward_fraction": round(self.compute_seconds / total, 3),
+                "data_fraction": round(self.data_seconds / total, 3), "optimizer_fraction": round(self.optimizer_seconds / total, 3),
+                "first_loss": round(self.first_loss, 4), "final_loss": round(self.final_loss, 4), "tokens": self.tokens}
+
+
+class CaptionDecoder:
+    """A vocabulary plus a prefix decoder network; trained and used on CLIP embeddings.
+
+    With ``tag_table`` (one CLIP text embedding per tag word), ``fit`` and ``decode`` also take
+    each row's tag indices and a ``TagFusion`` module, trained with the decoder, adds an
+    auxiliary prefix vector.
+    """
+
+    def __init__(self, config: DecoderConfig, embed_dim: int, vocab: Any = None, net: Any = None,
+                 tag_table: Any = None, fusion_heads: int = 8) -> None:
+        self.config = config
+        self.embed_dim = embed_dim
+        self.vocab = vocab
+        self.net = net
+        self.tag_table = tag_table
+        self.fusion_heads = fusion_heads
+        self.fusion: Any = None
+
+    # -- building ---------------------------------------------------------------------------
+    def build(self, captions: Sequence[str]) -> list[list[int]]:
+        """Create the vocabulary and the network for ``captions``; returns the encoded captions."""
+        from bench.decoders.vocab import ClipBpeVocab, HFVocab
+
+        cfg = self.config
+        if cfg.kind == "transformer":
+            self.vocab, encoded = ClipBpeVocab.build(captions)
+        else:
+            if cfg.gpt2_path:
+                from bench.decoders.gpt2 import check_model_folder
+
+                self.vocab = HFVocab.from_pretrained(str(check_model_folder(cfg.gpt2_path)))
+            else:
+                self.vocab = HFVocab.train(captions)
+            encoded = self.vocab.encode_many(captions)
+        self.net = self._network()
+        self.fusion = self._fusion()
+        return encoded
+
+    def _fusion(self) -> Any:
+        if self.tag_table is None:
+            return None
+        import torch
+
+        from bench.decoders.fusion import TagFusion
+
+        return TagFusion(torch.as_tensor(np.asarray(self.tag_table), dtype=torch.float32), self.fusion_heads)
+
+    def _network(self, gpt2_config: dict | None = None) -> Any:
+        cfg = self.config
+        inputs = 1 if self.tag_table is None else 2
+        if cfg.kind == "transformer":
+            from bench.decoders.transformer import PrefixTransformer
+
+            return PrefixTransformer(len(self.vocab), self.embed_dim, cfg.width, cfg.layers, cfg.heads, cfg.prefix_length,
+                                     cfg.max_length, cfg.mapper, cfg.dropout, prefix_inputs=inputs)
+        from bench.decoders.gpt2 import GPT2Prefix, load_gpt2
+
+        if gpt2_config is not None:
+            gpt = load_gpt2(config=gpt2_config)
+        elif cfg.gpt2_path:
+            gpt = load_gpt2(cfg.gpt2_path)
+        else:
+            gpt = load_gpt2(config={"vocab_size": len(self.vocab), "n_layer": cfg.layers, "n_head": cfg.heads, "n_embd": cfg.width,
+                                    "n_positions": cfg.prefix_length * inputs + cfg.max_length + 2, "bos_token_id": self.vocab.eos,
+                                    "eos_token_id": self.vocab.eos, "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout,
+                                    "attn_pdrop": cfg.dropout})
+        return GPT2Prefix(gpt, self.embed_dim, cfg.prefix_length, cfg.mapper, prefix_inputs=inputs)
+
+    def _condition(self, embeddings: Any, tags: Any) -> Any:
+        """The conditioning the network maps to its prefix: the embeddings, or (B, 2, D) with fused tags."""
+        if self.fusion is None:
+            return embeddings
+        return self.fusion(embeddings, tags)
+
+    def _check_tags(self, tags: Any, n: int) -> Any:
+        import torch
+
+        if self.fusion is None:
+            if tags is not None:
+                raise BenchError("this decoder was built without a tag table; it takes no tags")
+            return None
+        if tags is None:
+            raise BenchError("this decoder fuses object tags: pass the tag indices of every row")
+        tags = torch.as_tensor(np.asarray(tags), dtype=torch.long)
+        if tags.ndim != 2 or tags.shape[0] != n:
+            raise BenchError(f"tags must be an (N, T) index array with N = {n}, got shape {tuple(tags.shape)}")
+        if tags.numel() and int(tags.max()) >= len(self.tag_table):
+            raise BenchError(f"a tag index {int(tags.max())} is outside the tag table ({len(self.tag_table)} words)")
+        return tags
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, embeddings: np.ndarray, encoded: Sequence[Sequence[int]], seed: int = 0, device: str = "cpu",
+            transform: Callable[[Any, Any], Any] | None = None, progress: Callable | None = None,
+            tags: Any = None) -> FitStats:
+        """Train on (embedding, caption) pairs; ``transform(batch, generator)`` alters each batch
+        of embeddings (CapDec's noise); ``tags`` (N, T) are the rows' tag indices when the
+        decoder fuses tags. Raises NonFiniteLoss on a NaN loss."""
+        import torch
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+        cfg = self.config
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        net = self.net.to(device)
+        net.train()
+        modules = nn.ModuleDict({"net": net})
+        if self.fusion is not None:
+            modules["fusion"] = self.fusion.to(device).train()
+        tokens, lengths = pad(encoded, self.vocab, cfg.max_length)
+        emb = torch.tensor(np.asarray(embeddings), dtype=torch.float32)  # a copy: the cache is memory-mapped, read-only
+        n = len(encoded)
+        tag_ids = self._check_tags(tags, n)
+        per_epoch = max(1, math.ceil(n / cfg.batch_size))
+        total = max(1, int(round(cfg.epochs * per_epoch)))
+        opt = torch.optim.AdamW(decay_groups(modules, cfg.weight_decay, ("tok", "wte", "null")), lr=cfg.lr)
+        warmup = min(cfg.warmup, max(1, total // 10))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / warmup) * (0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))))
+        stats = FitStats(steps=total)
+        losses: list[float] = []
+        start = time.perf_counter()
+        batches: list[Any] = []
+        bar = progress(range(total), total=total, desc="training the decoder", unit="step") if progress else range(total)
+        for step in bar:
+            if not batches:
+                batches = epoch_batches(lengths, cfg.batch_size, gen, cfg.bucket_pool)
+            idx = batches.pop()
+            t_data = time.perf_counter()
+            prefixes = emb[idx]
+            if transform is not None:
+                prefixes = transform(prefixes, gen)
+            n_targets = int(lengths[idx].sum())
+            opt.zero_grad(set_to_none=True)
+            batch_loss = 0.0
+            for piece in length_pieces(lengths[idx], cfg.length_split):
+                rows = idx[piece]
+                width = int(lengths[rows].max()) + 1
+                batch_tokens = tokens[rows, :width].to(device)
+                prefix = prefixes[piece].to(device)
+                inputs, targets = batch_tokens[:, :-1], batch_tokens[:, 1:]
+                inputs = inputs.masked_fill(inputs < 0, self.vocab.pad)  # after eos: any real id, never a target
+                t0 = time.perf_counter()
+                stats.data_seconds += t0 - t_data
+                if tag_ids is not None:
+                    prefix = self.fusion(prefix, tag_ids[rows].to(device))
+                logits = net(prefix, inputs)
+                # Summed over the piece's tokens, divided by the whole batch's: the pieces' gradients
+                # add up to the gradient of the batch's mean token loss.
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100,
+                                       reduction="sum") / n_targets
+                loss.backward()
+                batch_loss += loss.item()
+                t_data = time.perf_counter()
+                stats.compute_seconds += t_data - t0
+            if not math.isfinite(batch_loss):
+                raise NonFiniteLoss(f"the decoder's loss became {batch_loss} at step {step + 1} of {total}; "
+                                    "lower decoder.lr or check the embeddings")
+            t_opt = time.perf_counter()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(modules.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            stats.optimizer_seconds += time.perf_counter() - t_opt
+            stats.tokens += n_targets
+            losses.append(batch_loss)
+            if hasattr(bar, "set_postfix") and step % 20 == 0:
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        stats.seconds = time.perf_counter() - start
+        stats.first_loss = float(np.mean(losses[:10]))
+        stats.final_loss = float(np.mean(losses[-10:]))
+        modules.eval()
+        return stats
+
+    # -- decoding ---------------------------------------------------------------------------
+    def decode(self, embeddings: Any, device: str = "cpu", beam_size: int | None = None,
+               progress: Callable | None = None, tags: Any = None) -> list[str]:
+        """Captions for a batch of embeddings (B, D), in order (with their tag indices when the
+        decoder fuses tags)."""
+        import torch
+
+        from bench.decoders.search import beam_search
+
+        cfg = self.config
+        beam = beam_size or cfg.beam_size
+        emb = torch.tensor(np.asarray(embeddings), dtype=torch.float32)
+        tag_ids = self._check_tags(tags, len(emb))
+        net = self.net.to(device).eval()
+        if self.fusion is not None:
+            self.fusion.to(device).eval()
+        bos = getattr(self.vocab, "bos", 1)
+
+        class _Bound:  # start() needs the vocabulary's beginning-of-sentence id
+            def start(self, prefix):
+                return net.start(prefix, bos)
+
+            def step(self, token, cache):
+                return net.step(token, cache)
+
+            def reorder(self, cache, index):
+                return net.reorder(cache, index)
+
+        out: list[str] = []
+        starts = range(0, len(emb), cfg.decode_batch_size)
+        bar = progress(starts, total=len(starts), desc="decoding", unit="batch") if progress else starts
+        with torch.inference_mode():
+            for s in bar:
+                prefix = emb[s:s + cfg.decode_batch_size].to(device)
+                if tag_ids is not None:
+                    prefix = self.fusion(prefix, tag_ids[s:s + cfg.decode_batch_size].to(device))
+                ids = beam_search(_Bound(), prefix, self.vocab.eos, cfg.max_length, beam, cfg.length_penalty)
+                out.extend(self.vocab.decode(seq) for seq in ids)
+        return out
+
+    # -- persistence ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = {"vocab": self.vocab.state_dict(), "net": self.net.state_dict(), "embed_dim": self.embed_dim}
+        if self.config.kind == "gpt2":
+            state["gpt2_config"] = self.net.gpt.config.to_dict()
+        if self.fusion is not None:
+            state["fusion"] = self.fusion.state_dict()
+            state["fusion_heads"] = self.fusion_heads
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from bench.decoders.vocab import vocab_from_state
+
+        self.embed_dim = int(state["embed_dim"])
+        self.vocab = vocab_from_state(state["vocab"])
+        self.tag_table = state["fusion"]["table"] if "fusion" in state else None
+        self.fusion_heads = int(state.get("fusion_heads", self.fusion_heads))
+        self.net = self._network(state.get("gpt2_config"))
+        self.net.load_state_dict(state["net"])
+        self.net.eval()
+        self.fusion = self._fusion()
+        if self.fusion is not None:
+            self.fusion.load_state_dict(state["fusion"])
+            self.fusion.eval()

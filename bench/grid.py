@@ -1,0 +1,180 @@
+"""What a run executes: its config, its cells, and the embedded default.
+
+``RunConfig`` holds everything ``bench run`` was asked for (CLI over ``--config`` file over
+defaults, merged by ``bench.config.resolve_config``). ``build_grid`` resolves and validates it
+(method names, ``--set``/``--sweep`` keys, configs) and returns the cells in execution order;
+nothing heavy is loaded, so a bad setting never costs a loaded encoder. Calling ``build_grid``
+directly validates exactly as the command line does. Executing cells is ``bench.runner``'s job.
+
+A cell is (method, config, split, noise variance, seed). ``Cell.fit_key`` names what its fit
+depends on, so that cells sharing a fit (``coco`` and ``coco->flickr30k``; ``nonoise`` and
+capdec at σ² = 0) train it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.config import config_dict, default_cache_dir
+from bench.errors import BenchError, ConfigError
+from bench.records import cell_id, describe_cell
+from bench.splits import SplitSpec, parse_split
+
+#: The embedded default: every method on an in-domain, a cross-domain and a style split of the
+#: shapes world, capdec's noise-variance sweep and syntic's ablation grid (its three switches,
+#: all eight combinations) in and across domains.
+DEFAULT_METHODS = ("capdec", "nonoise", "clipre", "decap", "syntic")
+DEFAULT_SPLITS = ("shapes-coco", "shapes-coco->shapes-flickr", "shapes-romantic")
+DEFAULT_SWEEP = (0.0, 0.004, 0.016, 0.1)
+SWEEP_METHOD, SWEEP_SPLIT = "capdec", "shapes-coco"
+ABLATION_METHOD = "syntic"
+ABLATION_SWEEP = {"syntic.optimise": (True, False), "syntic.project": (True, False), "syntic.auxiliary": (True, False)}
+ABLATION_SPLITS = ("shapes-coco", "shapes-coco->shapes-flickr")
+DEFAULT_OUT = Path("runs/latest")
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeding accept 32-bit seeds
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What ``bench run`` executes: the grid of cells and where results go.
+
+    Empty ``methods`` / ``splits`` / ``noise`` mean "the embedded default". ``method_options``
+    and ``sweep`` are ``--set`` / ``--sweep`` settings (``bench.options``); ``encoder_options``
+    are the encoder's batch sizes and loader threads (``--set encoder.FIELD=VALUE``).
+    """
+
+    methods: tuple[str, ...] = ()
+    splits: tuple[str, ...] = ()
+    noise: tuple[float, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    out: Path = DEFAULT_OUT
+    device: str = "cpu"
+    encoder: str = "shapes"
+    encoder_options: dict = field(default_factory=dict)
+    data_root: Path | None = None
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    method_options: dict = field(default_factory=dict)
+    #: each key (as in ``method_options``) maps to a list of values; the grid holds every
+    #: combination for the methods a key applies to
+    sweep: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from bench.options import check_sweep
+
+        for value in self.noise:
+            if not value >= 0 or value != value or value == float("inf"):
+                raise ConfigError(f"noise variance must be a finite number >= 0, got {value}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds must be distinct, got {list(self.seeds)}")
+        if any(not 0 <= s <= MAX_SEED for s in self.seeds):
+            raise ConfigError(f"seeds must be integers in [0, 2^32 - 1], got {list(self.seeds)}")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
+        for spec in self.splits:
+            parse_split(spec, resolve=False)
+        check_sweep(self.sweep)
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"methods must be distinct, got {','.join(self.methods)}")
+        self.encoder_config()  # validates the encoder settings
+
+    def encoder_config(self) -> Any:
+        from bench.config import build_dataclass
+        from bench.encoders import EncoderConfig
+
+        return build_dataclass(EncoderConfig, {**self.encoder_options, "name": self.encoder}, "encoder")
+
+    @property
+    def embedded(self) -> bool:
+        """No methods and no splits given: the embedded default grid."""
+        return not self.methods and not self.splits
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: str
+    split: SplitSpec
+    seed: int
+    config: Any  # the method's frozen config
+    noise_variance: float | None = None
+    #: where the cell belongs in a report: "main" (the method tables), or an extra cell that the
+    #: embedded default adds for a figure ("noise-sweep") or a table ("ablation"); not part of
+    #: the cell's identity, so a sweep point equal to a main cell is that main cell
+    role: str = field(default="main", compare=False)
+
+    @property
+    def config_dict(self) -> dict[str, Any]:
+        return config_dict(self.config)
+
+    @property
+    def id(self) -> str:
+        return cell_id(self.method, str(self.split), self.seed, self.noise_variance, self.config_dict)
+
+    def fit_key(self, method_class: type, encoder_id: str, corpus_fingerprint: str) -> str:
+        """What the fit depends on: the method's class and config, the training corpus, the
+        encoder and the seed (not the eval dataset: ``coco`` and ``coco->flickr30k`` share it)."""
+        blob = json.dumps([method_class.__module__, method_class.__qualname__, self.config_dict, self.split.train,
+                           corpus_fingerprint, encoder_id, self.seed], sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def label(self) -> str:
+        return describe_cell(self.method, str(self.split), self.seed, self.noise_variance)
+
+
+def selected_methods(run: RunConfig) -> list[str]:
+    """The run's methods by their registry names (unknown names fail with the nearest)."""
+    from bench.plugins import METHODS, load_plugins
+
+    load_plugins()
+    if not len(METHODS):
+        raise BenchError("no methods are registered (methods/ has no method plugins), so there is nothing to run")
+    return [METHODS.canonical(m) for m in (run.methods or DEFAULT_METHODS)]
+
+
+def build_grid(run: RunConfig) -> list[Cell]:
+    """Every cell of the run, in execution order, without duplicates; validates every setting."""
+    from bench.options import check_options, options_for, sweep_combinations
+    from bench.plugins import METHODS, method_config
+
+    methods = selected_methods(run)
+    check_options(methods, {**run.method_options, **run.sweep})
+    splits = [parse_split(s) for s in (run.splits or DEFAULT_SPLITS)]
+    cells: list[Cell] = []
+
+    def sweeps(method: str) -> bool:
+        """The method injects noise and no preset fixes its level."""
+        field_name = METHODS.get(method).noise_field
+        return bool(field_name) and field_name not in METHODS.entry(method).tags.get("preset", {})
+
+    if run.noise and not any(sweeps(m) for m in methods):
+        raise ConfigError(f"--noise applies to methods that inject noise (capdec); none of {', '.join(methods)} does")
+
+    def add(method: str, split: SplitSpec, seed: int, noise: float | None, combo: dict[str, Any] | None = None,
+            role: str = "main") -> None:
+        overrides = options_for(method, {**run.method_options, **(combo or {})})
+        cls = METHODS.get(method)
+        if noise is not None and sweeps(method):
+            overrides = {**overrides, cls.noise_field: noise}
+        config = method_config(method, overrides)
+        applied = getattr(config, cls.noise_field) if cls.noise_field else None
+        cell = Cell(method, split, seed, config, applied, role)
+        if cell not in cells:
+            cells.append(cell)
+
+    for seed in run.seeds:
+        for split in splits:
+            for method in methods:
+                for combo in sweep_combinations(method, run.sweep):
+                    for noise in (run.noise if (run.noise and sweeps(method)) else (None,)):
+                        add(method, split, seed, noise, combo)
+        if run.embedded:
+            sweep_split = parse_split(SWEEP_SPLIT)
+            for noise in (run.noise or DEFAULT_SWEEP):
+                add(SWEEP_METHOD, sweep_split, seed, noise, role="noise-sweep")
+            for spec in ABLATION_SPLITS:
+                for combo in sweep_combinations(ABLATION_METHOD, ABLATION_SWEEP):
+                    add(ABLATION_METHOD, parse_split(spec), seed, None, combo, role="ablation")
+    return cells

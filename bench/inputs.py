@@ -1,0 +1,86 @@
+"""A run's inputs, each loaded once: the encoder, dataset splits, training corpora with their
+text embeddings, and test splits with their image embeddings (both through the embedding cache).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.cache import CacheKey, EmbeddingCache, fingerprint
+from bench.captioner import Corpus
+from bench.progress import progress
+
+
+@dataclass(frozen=True)
+class EvalImages:
+    """A test split, its image embeddings (N, D) and image files, in the split's order."""
+
+    data: Any  # a bench.data.DatasetSplit
+    embeddings: np.ndarray
+    paths: list[Path]
+
+
+class RunInputs:
+    """The encoder and the data of one run, built on first use and kept for every cell."""
+
+    def __init__(self, encoder_config: Any, device: str, data_root: Path | None, cache_dir: Path,
+                 log: Callable[[str], None] = print) -> None:
+        self.encoder_config = encoder_config
+        self.device = device
+        self.data_root = data_root
+        self.cache_dir = Path(cache_dir)
+        self.log = log
+        self.cache = EmbeddingCache(cache_dir, log=log)
+        self._encoder: Any = None
+        self._splits: dict[tuple[str, str], Any] = {}
+        self._corpora: dict[str, tuple[Corpus, str]] = {}
+        self._images: dict[str, EvalImages] = {}
+
+    @property
+    def encoder(self) -> Any:
+        if self._encoder is None:
+            from bench.encoders import create_encoder
+
+            self._encoder = create_encoder(self.encoder_config, self.device, self.cache_dir, self.log)
+        return self._encoder
+
+    def dataset_split(self, dataset: str, split: str) -> Any:
+        from bench.plugins import create_dataset
+
+        key = (dataset, split)
+        if key not in self._splits:
+            self._splits[key] = create_dataset(dataset, self.data_root, cache_dir=self.cache_dir).load(split)
+        return self._splits[key]
+
+    def corpus(self, dataset: str) -> tuple[Corpus, str]:
+        """The training corpus of ``dataset`` and the fingerprint of its captions."""
+        if dataset not in self._corpora:
+            from bench.plugins import DATASETS
+
+            cls = DATASETS.get(dataset)
+            captions = self.dataset_split(dataset, "train").captions()
+            content = fingerprint(captions)
+            key = CacheKey(self.encoder.id, dataset, "train", "text", content)
+            emb = self.cache.get(key, lambda: self.encoder.encode_texts(captions, progress=progress,
+                                                                          desc=f"encoding {dataset} train captions"))
+            corpus = Corpus(captions, emb, dataset, "train", objects=tuple(getattr(cls, "object_vocabulary", ())),
+                            generator=getattr(cls, "generator", ""))
+            self._corpora[dataset] = (corpus, content)
+        return self._corpora[dataset]
+
+    def eval_images(self, dataset: str) -> EvalImages:
+        """The test split of ``dataset`` with its image embeddings and files."""
+        if dataset not in self._images:
+            data = self.dataset_split(dataset, "test")
+            paths = data.require_images()
+            content = fingerprint(f"{p}:{p.stat().st_size}" for p in paths)
+            key = CacheKey(self.encoder.id, dataset, "test", "image", content)
+            emb = self.cache.get(key, lambda: self.encoder.encode_images(paths, progress=progress,
+                                                                           desc=f"encoding {dataset} test images")[0])
+            self._images[dataset] = EvalImages(data, emb, paths)
+        return self._images[dataset]

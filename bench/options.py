@@ -1,0 +1,120 @@
+"""``--set`` and ``--sweep`` settings: parsing them, routing each to the methods (or the encoder)
+it is for, and refusing a key that nothing takes.
+
+A key is ``field`` (every selected method that has the field), ``method.field`` (that method
+only) or ``encoder.field`` (the encoder's batch sizes and loader threads); nested fields are
+dotted (``decoder.width``, ``capdec.decoder.lr``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from bench.errors import ConfigError
+
+ENCODER = "encoder"
+
+
+def literal(text: str) -> Any:
+    """A command-line value: JSON when it parses (numbers, true/false, lists), else the string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` flags as a dict (later flags win)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = literal(value.strip())
+    return out
+
+
+def parse_sweeps(items: Iterable[str], fixed: dict[str, Any] | None = None) -> dict[str, list[Any]]:
+    """``--sweep KEY=V1,V2`` flags as a dict of value lists; a key given twice, or also with
+    ``--set``, is an error."""
+    sweep: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not values.strip():
+            raise ConfigError(f"--sweep expects KEY=V1,V2,..., got {item!r}")
+        if key in sweep or key in (fixed or {}):
+            raise ConfigError(f"--sweep {key} is given twice (or also with --set)")
+        sweep[key] = [literal(v.strip()) for v in values.split(",")]
+    return sweep
+
+
+def split_encoder_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(method options, encoder options): ``encoder.field`` keys go to the encoder."""
+    methods = {k: v for k, v in options.items() if not k.startswith(ENCODER + ".")}
+    encoder = {k[len(ENCODER) + 1:]: v for k, v in options.items() if k.startswith(ENCODER + ".")}
+    return methods, encoder
+
+
+def split_option(key: str) -> tuple[str | None, str]:
+    """A key as (the one method it names, or None for all; the dotted setting)."""
+    from bench.plugins import METHODS
+
+    head, _, rest = key.partition(".")
+    return (METHODS.canonical(head), rest) if head in METHODS else (None, key)
+
+
+def fields_of(method: str) -> set[str]:
+    from bench.plugins import METHODS
+
+    return {f.name for f in dataclasses.fields(METHODS.get(method).Config)}
+
+
+def applies(key: str, method: str) -> bool:
+    target, setting = split_option(key)
+    return bool(setting) and (target == method or (target is None and setting.split(".")[0] in fields_of(method)))
+
+
+def options_for(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The settings of ``options`` that are for ``method``, as a nested dict of its config."""
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if applies(key, method):
+            _assign(out, split_option(key)[1], value)
+    return out
+
+
+def check_options(methods: list[str], options: dict[str, Any]) -> None:
+    """Every key must name a setting of at least one of ``methods`` (or of the method it names)."""
+    for key in options:
+        target, setting = split_option(key)
+        if not any(setting.split(".")[0] in fields_of(m) for m in ([target] if target else methods)):
+            raise ConfigError(f"--set {key}: no selected method has a setting {setting.split('.')[0]!r}")
+
+
+def check_sweep(sweep: dict[str, Any]) -> None:
+    for key, values in sweep.items():
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ConfigError(f"sweep {key} needs a non-empty list of values, got {values!r}")
+        if len({json.dumps(v, sort_keys=True, default=str) for v in values}) != len(values):
+            raise ConfigError(f"sweep {key} lists a value twice: {list(values)}")
+
+
+def sweep_combinations(method: str, sweep: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of the sweep values that apply to ``method`` (one empty dict when none
+    does), as ``--set``-style overrides; the first key's value varies slowest."""
+    keys = [k for k in sweep if applies(k, method)]
+    return [dict(zip(keys, values)) for values in itertools.product(*(sweep[k] for k in keys))] or [{}]
+
+
+def _assign(target: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+    # A copy: a later per-method key must not write into the run's shared options.
+    target[parts[-1]] = copy.deepcopy(value)
