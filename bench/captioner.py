@@ -130,30 +130,30 @@ class Captioner(ABC):
         """Restore what ``state_dict`` returned."""
 
     # -- persistence (shared by every method) -----------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write ``config.json`` and ``state.pt`` to ``directory`` (atomically)."""
-        import torch
-
-        from bench.io import atomic_path, write_json_atomic
+    def save(self, directory: str | Path) -> list[Path]:
+        """Write ``config.json``, ``state.pt`` (tensors) and ``state.json`` (the rest) to
+        ``directory``, each atomically; returns the files written (``bench.state_io``)."""
+        from bench.io import write_json_atomic
+        from bench.state_io import save_state
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        with atomic_path(directory / "state.pt") as tmp:
-            torch.save(self.state_dict(), tmp)
-        write_json_atomic(directory / "config.json", {"class": type(self).__qualname__, "config": config_dict(self.config)})
-        return directory
+        files = save_state(self.state_dict(), directory / "state")
+        config = write_json_atomic(directory / "config.json", {"class": type(self).__qualname__, "config": config_dict(self.config)})
+        return [config, *files]
 
     @classmethod
     def load(cls, directory: str | Path, map_location: str = "cpu") -> Captioner:
-        """Rebuild a fitted captioner from ``save``'s folder."""
-        import torch
-
+        """Rebuild a fitted captioner from ``save``'s folder; loading runs no code from it."""
         from bench.config import build_dataclass
+        from bench.state_io import UnsafeCheckpoint, load_state
 
         directory = Path(directory)
-        meta = json.loads((directory / "config.json").read_text())
+        try:
+            meta = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UnsafeCheckpoint(f"{directory / 'config.json'} is unreadable ({exc})") from None
         config = build_dataclass(cls.Config, meta.get("config", {})) if dataclasses.is_dataclass(cls.Config) else None
         obj = cls(config)
-        obj.load_state_dict(torch.load(directory / "state.pt", map_location=map_location, weights_only=False))
+        obj.load_state_dict(load_state(directory / "state", map_location))
         return obj
-

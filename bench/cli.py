@@ -197,11 +197,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_device(config.device)
     cells = build_grid(config)
     runner = Runner(config, log=_stderr, command=args.command_line)
-    if any(c.id not in runner.store for c in cells):
-        runner.encoder  # noqa: B018 - build it now: a bad --encoder is bad input, not a failed cell
+    resolved = runner.resolve(cells)  # data, then the encoder: bad input fails here, before any output
     _stderr(f"{len(cells)} cells -> {config.out}")
-    report = runner.execute(cells)
-    wanted = {c.id for c in cells}
+    report = runner.execute(cells, resolved)
+    wanted = set(report.cell_ids)
     records = [r for r in runner.store.records() if r.cell_id in wanted]
     if records:
         print(summary_table(records))

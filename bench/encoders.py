@@ -19,6 +19,7 @@ import difflib
 import hashlib
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from bench.io import sha256_file
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
-__all__ = ["ClipEncoder", "EncoderConfig", "create_encoder", "check_device"]
+__all__ = ["ClipEncoder", "EncoderConfig", "EncoderSpec", "check_device", "create_encoder", "parse_encoder_spec"]
 
 
 # -- creation -------------------------------------------------------------------------------
@@ -49,6 +50,67 @@ def check_device(device: str) -> None:
         raise BenchError(f"--device {device} was asked for, but CUDA is not available on this machine; use --device cpu")
 
 
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A parsed ``--encoder`` value: ``kind`` is shapes, local-dir, file or tag."""
+
+    spec: str
+    kind: str
+    name: str = ""  # the open_clip architecture (file, tag)
+    source: str = ""  # the folder, the weights file or the pretrained tag
+
+
+def parse_encoder_spec(spec: str) -> EncoderSpec:
+    """Check an encoder spec without loading any weights: its syntax, the open_clip model and
+    tag names, and that named files and folders exist. Bad input is a one-line error."""
+    import open_clip
+
+    spec = spec.strip()
+    if spec == "shapes":
+        return EncoderSpec(spec, "shapes")
+    if spec.startswith("local-dir:"):
+        folder = Path(spec.split(":", 1)[1]).expanduser()
+        if not folder.is_dir():
+            raise BenchError(f"encoder {spec}: folder {folder} does not exist")
+        if not (folder / "open_clip_config.json").is_file():
+            raise BenchError(f"encoder {spec}: {folder} has no open_clip_config.json (an open_clip model folder has its "
+                             "config and weights)")
+        return EncoderSpec(spec, "local-dir", source=str(folder))
+    name, sep, source = spec.partition(":")
+    if not sep or not name or not source:
+        raise BenchError(f"encoder {spec!r} must be 'shapes', NAME:TAG (e.g. ViT-B-32:openai), NAME:/path/to/weights.pt "
+                         "or local-dir:/path")
+    models = open_clip.list_models()
+    if name not in models:
+        close = difflib.get_close_matches(name, models, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(models[:12])}, ... ({len(models)} in all)"
+        raise BenchError(f"unknown open_clip model {name!r}{hint}")
+    if os.sep in source or source.endswith(WEIGHT_SUFFIXES) or source.startswith(("~", ".")):
+        path = Path(source).expanduser()
+        if path.is_dir():
+            raise BenchError(f"encoder {spec}: {path} is a folder, not a weights file (for an open_clip folder use local-dir:{path})")
+        if not path.is_file():
+            raise BenchError(f"encoder {spec}: checkpoint file {path} does not exist")
+        return EncoderSpec(spec, "file", name, str(path))
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    if source not in tags:
+        raise BenchError(f"unknown pretrained tag {source!r} for {name}; valid tags: {', '.join(tags) or '(none)'}")
+    return EncoderSpec(spec, "tag", name, source)
+
+
+def _load_model(spec: EncoderSpec, model_name: str, device: str, **kwargs: Any) -> tuple[Any, Any]:
+    """open_clip's own loading path (``weights_only`` loading, never code from the file); any
+    failure is a one-line error naming the spec."""
+    import open_clip
+
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, device=device, weights_only=True, **kwargs)
+    except Exception as exc:  # a wrong file fails in many ways (pickle, shapes, JSON, format); all mean the same
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise BenchError(f"encoder {spec.spec}: cannot load its weights ({type(exc).__name__}: {detail})") from None
+    return model, preprocess
+
+
 def create_encoder(config: EncoderConfig | str = "shapes", device: str = "cpu", cache_dir: Path | None = None,
                    log: Callable[[str], None] = print) -> ClipEncoder:
     """Build the encoder named by ``config.name`` (see the module doc); bad names fail in one line."""
@@ -59,62 +121,38 @@ def create_encoder(config: EncoderConfig | str = "shapes", device: str = "cpu", 
     if isinstance(config, str):
         config = EncoderConfig(name=config)
     check_device(device)
-    spec = config.name.strip()
-    if spec == "shapes":
+    spec = parse_encoder_spec(config.name)
+    if spec.kind == "shapes":
         from bench.config import default_cache_dir
         from bench.shapes.clip import MODEL_NAME, register_model_configs
         from bench.shapes.prepare import prepare_world
 
-        manifest = prepare_world(cache_dir or default_cache_dir(), log=lambda m: None)
-
+        manifest = prepare_world(cache_dir or default_cache_dir(), log=log)
         register_model_configs()
-        model, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME, pretrained=manifest["checkpoint"], device=device)
+        model, preprocess = _load_model(spec, MODEL_NAME, device, pretrained=manifest["checkpoint"])
         encoder = ClipEncoder(model, preprocess, open_clip.get_tokenizer(MODEL_NAME), "shapes", manifest["sha256"], device, config, log)
         encoder.card = {k: manifest[k] for k in ("key", "model", "world_key", "train", "training", "model_card") if k in manifest}
         return encoder
+    if spec.kind == "local-dir":
+        from open_clip.factory import _find_checkpoint_in_dir
 
-    if spec.startswith("local-dir:"):
-        folder = Path(spec.split(":", 1)[1]).expanduser()
-        if not folder.is_dir():
-            raise BenchError(f"encoder {spec}: folder {folder} does not exist")
-        model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{folder}", device=device)
-        weights = next((p for p in sorted(folder.iterdir()) if p.suffix in WEIGHT_SUFFIXES), None)
+        model, preprocess = _load_model(spec, spec.spec, device)
+        weights = _find_checkpoint_in_dir(Path(spec.source))  # the file open_clip itself loaded
         digest = sha256_file(weights) if weights else _state_hash(model)
-        return ClipEncoder(model, preprocess, open_clip.get_tokenizer(f"local-dir:{folder}"), spec, digest, device, config, log)
-
-    name, sep, source = spec.partition(":")
-    if not sep or not name or not source:
-        raise BenchError(f"encoder {spec!r} must be 'shapes', NAME:TAG (e.g. ViT-B-32:openai), NAME:/path/to/weights.pt "
-                         "or local-dir:/path")
-    models = open_clip.list_models()
-    if name not in models:
-        close = difflib.get_close_matches(name, models, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(models[:12])}, ... ({len(models)} in all)"
-        raise BenchError(f"unknown open_clip model {name!r}{hint}")
-    is_path = os.sep in source or source.endswith(WEIGHT_SUFFIXES) or source.startswith(("~", "."))
-    if is_path:
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise BenchError(f"encoder {spec}: checkpoint file {path} does not exist")
-        try:
-            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=str(path), device=device)
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise BenchError(f"encoder {spec}: {path} does not hold {name} weights ({str(exc).splitlines()[0][:200]})") from None
-        digest = sha256_file(path)
-    else:
-        tags = open_clip.list_pretrained_tags_by_model(name)
-        if source not in tags:
-            raise BenchError(f"unknown pretrained tag {source!r} for {name}; valid tags: {', '.join(tags) or '(none)'}")
-        previous = logging.root.level
-        try:
-            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=source, device=device,
-                                                                         cache_dir=str(cache_dir / "open_clip") if cache_dir else None)
-        except Exception as exc:  # hub errors come in many types; all mean "not here"
-            raise BenchError(
-                f"weights {spec} cannot be fetched (offline or not cached: {type(exc).__name__}); download them on a "
-                f"machine with network and pass the file instead: --encoder {name}:/path/to/open_clip_model.safetensors"
-            ) from None
-        finally:
-            logging.root.setLevel(previous)
-        digest = _state_hash(model)
-    return ClipEncoder(model, preprocess, open_clip.get_tokenizer(name), spec, digest, device, config, log)
+        return ClipEncoder(model, preprocess, open_clip.get_tokenizer(spec.spec), spec.spec, digest, device, config, log)
+    if spec.kind == "file":
+        model, preprocess = _load_model(spec, spec.name, device, pretrained=spec.source)
+        return ClipEncoder(model, preprocess, open_clip.get_tokenizer(spec.name), spec.spec, sha256_file(spec.source), device,
+                           config, log)
+    previous = logging.root.level
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(spec.name, pretrained=spec.source, device=device,
+                                                                     cache_dir=str(cache_dir / "open_clip") if cache_dir else None)
+    except Exception as exc:  # hub errors come in many types; all mean "not here"
+        raise BenchError(
+            f"weights {spec.spec} cannot be fetched (offline or not cached: {type(exc).__name__}); download them on a "
+            f"machine with network and pass the file instead: --encoder {spec.name}:/path/to/open_clip_model.safetensors"
+        ) from None
+    finally:
+        logging.root.setLevel(previous)
+    return ClipEncoder(model, preprocess, open_clip.get_tokenizer(spec.name), spec.spec, _state_hash(model), device, config, log)

@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.config import config_dict, default_cache_dir
 from bench.errors import BenchError, ConfigError
-from bench.records import cell_id, describe_cell
+from bench.records import InputIdentity, cell_id, describe_cell
 from bench.splits import SplitSpec, parse_split
 
 #: The embedded default: every method on an in-domain, a cross-domain and a style split of the
@@ -110,8 +110,15 @@ class Cell:
         return config_dict(self.config)
 
     @property
-    def id(self) -> str:
+    def spec_id(self) -> str:
+        """The cell as the grid knows it (method, config, split, seed, noise), before its inputs
+        are resolved; unique within a grid."""
         return cell_id(self.method, str(self.split), self.seed, self.noise_variance, self.config_dict)
+
+    def id(self, inputs: InputIdentity) -> str:
+        """The cell's identity: ``spec_id``'s parts plus the encoder and data it runs on (the
+        ``cell_id`` of its record)."""
+        return cell_id(self.method, str(self.split), self.seed, self.noise_variance, self.config_dict, inputs)
 
     def fit_key(self, method_class: type, encoder_id: str, corpus_fingerprint: str) -> str:
         """What the fit depends on: the method's class and config, the training corpus, the
@@ -136,11 +143,13 @@ def selected_methods(run: RunConfig) -> list[str]:
 
 def build_grid(run: RunConfig) -> list[Cell]:
     """Every cell of the run, in execution order, without duplicates; validates every setting."""
+    from bench.encoders import parse_encoder_spec
     from bench.options import check_options, options_for, sweep_combinations
     from bench.plugins import METHODS, method_config
 
     methods = selected_methods(run)
     check_options(methods, {**run.method_options, **run.sweep})
+    parse_encoder_spec(run.encoder)
     splits = [parse_split(s) for s in (run.splits or DEFAULT_SPLITS)]
     cells: list[Cell] = []
 

@@ -14,6 +14,7 @@ import numpy as np
 from bench.cache import CacheKey, EmbeddingCache, fingerprint
 from bench.captioner import Corpus
 from bench.progress import progress
+from bench.records import InputIdentity
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class RunInputs:
         self._splits: dict[tuple[str, str], Any] = {}
         self._corpora: dict[str, tuple[Corpus, str]] = {}
         self._images: dict[str, EvalImages] = {}
+        self._fingerprints: dict[tuple[str, str], str] = {}
 
     @property
     def encoder(self) -> Any:
@@ -57,6 +59,26 @@ class RunInputs:
             self._splits[key] = create_dataset(dataset, self.data_root, cache_dir=self.cache_dir).load(split)
         return self._splits[key]
 
+    def train_fingerprint(self, dataset: str) -> str:
+        """The content fingerprint of ``dataset``'s training captions (part of a cell's identity)."""
+        key = ("train", dataset)
+        if key not in self._fingerprints:
+            self._fingerprints[key] = fingerprint(self.dataset_split(dataset, "train").captions())
+        return self._fingerprints[key]
+
+    def eval_fingerprint(self, dataset: str) -> str:
+        """The content fingerprint of ``dataset``'s test split: each image's id, file name and
+        references, in order (not the folder it lies in: moving the data changes nothing)."""
+        key = ("test", dataset)
+        if key not in self._fingerprints:
+            items = self.dataset_split(dataset, "test").items
+            self._fingerprints[key] = fingerprint(f"{i.image_id}\t{i.path.name if i.path else ''}\t" + "\t".join(i.captions)
+                                                  for i in items)
+        return self._fingerprints[key]
+
+    def identity(self, train: str, eval: str) -> InputIdentity:
+        return InputIdentity(self.encoder.id, self.train_fingerprint(train), self.eval_fingerprint(eval))
+
     def corpus(self, dataset: str) -> tuple[Corpus, str]:
         """The training corpus of ``dataset`` and the fingerprint of its captions."""
         if dataset not in self._corpora:
@@ -64,7 +86,7 @@ class RunInputs:
 
             cls = DATASETS.get(dataset)
             captions = self.dataset_split(dataset, "train").captions()
-            content = fingerprint(captions)
+            content = self.train_fingerprint(dataset)
             key = CacheKey(self.encoder.id, dataset, "train", "text", content)
             emb = self.cache.get(key, lambda: self.encoder.encode_texts(captions, progress=progress,
                                                                           desc=f"encoding {dataset} train captions"))

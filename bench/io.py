@@ -74,3 +74,55 @@ def check_writable(folder: Path) -> Path:
         raise BenchError(f"cache directory {folder} is not writable ({exc.strerror or exc}); "
                          "pass --cache-dir DIR or set TEXTCAP_BENCH_CACHE") from None
     return folder
+
+
+def file_hashes(files: list[Path]) -> dict[str, str]:
+    """``{file name: SHA-256}`` of files in one folder (what a manifest records)."""
+    return {Path(f).name: sha256_file(f) for f in files}
+
+
+def hash_problem(folder: Path, hashes: Any, names: tuple[str, ...]) -> str | None:
+    """None when each of ``names`` in ``folder`` has the SHA-256 that ``hashes`` records."""
+    if not isinstance(hashes, dict):
+        return "its manifest lists no file hashes"
+    for name in names:
+        path = Path(folder) / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if hashes.get(name) != sha256_file(path):
+            return f"{name} does not match the SHA-256 in its manifest (corrupted or modified)"
+    return None
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created if missing) for the duration of the block:
+    ``flock``, which Linux also honours across machines on NFS. Writers that append to a shared
+    file take it, so their lines never interleave."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def append_line(path: str | Path, line: str, lock: str | Path) -> None:
+    """Append one line to ``path`` under ``lock``, durably: if a killed writer left a last line
+    without its newline, it is ended first, so the new line is never glued to a fragment."""
+    path = Path(path)
+    data = line.rstrip("\n").encode("utf-8") + b"\n"
+    with file_lock(lock):
+        with open(path, "ab+") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() > 0:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    data = b"\n" + data
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())

@@ -82,7 +82,7 @@ def prepare(names: list[str], data_root: str | Path | None, cache_dir: str | Pat
         if build is not None:  # a procedural dataset: build it (once per family)
             family = getattr(dataset, "family", name)
             if family not in prepared_worlds:
-                build(cache_dir=cache_dir)
+                build(cache_dir=cache_dir, verbose=True)
                 prepared_worlds.add(family)
             continue
         counts = []

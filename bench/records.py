@@ -4,18 +4,24 @@ The schema (version 2), one line per completed cell::
 
     {"cell_id", "method", "split", "train", "eval", "kind", "seed", "config",
      "noise_variance" (or null), "metrics": {bleu1..bleu4, meteor, rouge_l, cider, spice?},
-     "n_images", "encoder", "timings": {stage: seconds}, "versions": {package: version},
+     "n_images", "encoder", "train_fingerprint", "eval_fingerprint",
+     "timings": {stage: seconds}, "versions": {package: version},
      "git_commit", "date", "role", "fit_key", "fit_reused", "fit_info", "device",
      "unavailable": {metric: reason}, "note", "extra": {...}, "schema_version"}
 
-Every key code depends on is a field of :class:`Record`; ``extra`` is free for a method's or a
+A cell's identity (``cell_id``) covers everything its result depends on: the method, its whole
+config, the split, the seed, the noise variance, the encoder id (spec and weights hash) and the
+content fingerprints of the training captions and of the evaluation split (image ids, file
+names, references). Every key code depends on is a field of :class:`Record`; ``extra`` is free for a method's or a
 user's notes. Version-1 files, which kept ``role``, ``fit_key``, ``fit_reused``, ``fit_info``,
 ``device``, ``unavailable`` and ``note`` inside ``extra``, are read into the same fields.
 Per-image samples (``samples/<cell_id>.json``) are lists of :class:`Sample`.
 
-Every write replaces the whole file through a temporary file and one rename, so an
-interruption leaves either the old file or the new one. Readers still tolerate a truncated
-last line (a file written by another tool, or copied mid-write) and say how many were skipped.
+``records.jsonl`` is append-only: a completed cell adds one line, under a lock, so concurrent
+writers (two ``bench run`` on one folder, the workers of a cluster executor) lose nothing, and
+no write ever rewrites lines it did not add. A line a reader cannot use (truncated, malformed,
+or from a newer schema) is skipped, counted and reported, and stays in the file. A cell written
+twice (two runs computing it at once) is read once: the last line wins.
 """
 
 from __future__ import annotations
@@ -32,13 +38,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import DataError
-from bench.io import atomic_path, write_json_atomic
+from bench.io import append_line, write_json_atomic
 from bench.splits import KINDS
 
 SCHEMA_VERSION = 2
 #: Keys that version 1 kept in ``extra`` and version 2 makes fields.
 V1_EXTRA_FIELDS = ("role", "fit_key", "fit_reused", "fit_info", "device", "unavailable", "note")
 RECORDS_FILE = "records.jsonl"
+FAILURES_FILE = "failures.jsonl"
+LOCK_FILE = ".records.lock"
 SAMPLES_DIR = "samples"
 TRACKED_PACKAGES = ("textcap-bench", "torch", "open_clip_torch", "transformers", "diffusers", "pycocoevalcap", "numpy")
 
@@ -63,6 +71,9 @@ class Record:
     git_commit: str = ""
     date: str = ""
     cell_id: str = ""
+    #: content fingerprints of the training captions and of the evaluation split (``InputIdentity``)
+    train_fingerprint: str = ""
+    eval_fingerprint: str = ""
     #: where the cell belongs in a report: "main", "noise-sweep" or "ablation"
     role: str = "main"
     #: the key of the fit the cell captioned with (``checkpoints/<fit_key>/``), whether that fit
@@ -83,7 +94,8 @@ class Record:
         if self.kind not in KINDS:
             raise ValueError(f"record kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if not self.cell_id:
-            object.__setattr__(self, "cell_id", cell_id(self.method, self.split, self.seed, self.noise_variance, self.config))
+            object.__setattr__(self, "cell_id", cell_id(self.method, self.split, self.seed, self.noise_variance, self.config,
+                                                        self.inputs))
         if not self.date:
             object.__setattr__(self, "date", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
@@ -97,14 +109,55 @@ class Record:
         if missing:
             raise ValueError(f"record lacks {', '.join(sorted(missing))}")
         data = dict(data)
+        _check_types(data)
         if int(data.get("schema_version", 1)) < 2 and isinstance(data.get("extra"), dict):
             extra = dict(data["extra"])
             data.update({k: extra.pop(k) for k in V1_EXTRA_FIELDS if k in extra})
             data["extra"] = extra
         return cls(**{k: v for k, v in data.items() if k in names})
 
+    @property
+    def inputs(self) -> InputIdentity:
+        return InputIdentity(self.encoder, self.train_fingerprint, self.eval_fingerprint)
+
     def describe(self) -> str:
         return describe_cell(self.method, self.split, self.seed, self.noise_variance, self.cell_id)
+
+
+def _check_types(data: dict[str, Any]) -> None:
+    """The fields code relies on have the types it relies on (a ValueError names the first that does not)."""
+    for name in ("method", "split", "train", "eval", "kind"):
+        if not isinstance(data[name], str):
+            raise ValueError(f"record field {name} is not a string")
+    if not isinstance(data["seed"], int) or isinstance(data["seed"], bool):
+        raise ValueError("record field seed is not an integer")
+    if not isinstance(data["config"], dict):
+        raise ValueError("record field config is not an object")
+    metrics = data["metrics"]
+    if not isinstance(metrics, dict) or not all(
+            isinstance(k, str) and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))) for k, v in metrics.items()):
+        raise ValueError("record field metrics is not an object of numbers")
+    noise = data.get("noise_variance")
+    if noise is not None and (not isinstance(noise, (int, float)) or isinstance(noise, bool)):
+        raise ValueError("record field noise_variance is not a number")
+    for name in ("timings", "versions", "fit_info", "unavailable", "extra", "config"):
+        if name in data and not isinstance(data[name], dict):
+            raise ValueError(f"record field {name} is not an object")
+
+
+@dataclass(frozen=True)
+class InputIdentity:
+    """What a cell's result depends on besides its method, config, split, seed and noise: the
+    encoder id (spec and weights hash) and the content fingerprints of the training captions
+    and of the evaluation split."""
+
+    encoder: str = ""
+    train: str = ""
+    eval: str = ""
+
+    @property
+    def known(self) -> bool:
+        return bool(self.encoder and self.train and self.eval)
 
 
 @dataclass(frozen=True)
@@ -128,9 +181,14 @@ class Sample:
                 "references": list(self.references), **self.scores, "bleu_stats": list(self.bleu_stats)}
 
 
-def cell_id(method: str, split: str, seed: int, noise_variance: float | None, config: dict[str, Any]) -> str:
-    """A stable id for a cell: the same inputs give the same id in every run."""
-    key = json.dumps([method, split, seed, noise_variance, config], sort_keys=True, default=str)
+def cell_id(method: str, split: str, seed: int, noise_variance: float | None, config: dict[str, Any],
+            inputs: InputIdentity | None = None) -> str:
+    """A stable id for a cell: the same inputs give the same id in every run, and a change of
+    any of them (the encoder's weights, one caption) gives another."""
+    parts: list[Any] = [method, split, seed, noise_variance, config]
+    if inputs is not None and inputs != InputIdentity():
+        parts.append([inputs.encoder, inputs.train, inputs.eval])
+    key = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -172,21 +230,35 @@ class ReadResult:
 
 
 def read_records(path: str | Path) -> ReadResult:
-    """Read ``records.jsonl`` (or a run folder holding one); bad lines are skipped and counted."""
+    """Read ``records.jsonl`` (or a run folder holding one). Lines that are not a valid record
+    are skipped and counted, with the reason; a cell that appears twice is read once (the last
+    line wins). An unreadable file (a folder, no permission) is a one-line error."""
     path = Path(path)
     if path.is_dir():
         path = path / RECORDS_FILE
     if not path.is_file():
-        raise DataError(f"no records: {path} does not exist")
+        raise DataError(f"no records: {path} does not exist" if not path.exists() else f"no records: {path} is not a file")
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     result = ReadResult(records=[])
-    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    by_id: dict[str, Record] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            result.records.append(Record.from_dict(json.loads(line)))
-        except (json.JSONDecodeError, ValueError, TypeError) as exc:
+            data = json.loads(line)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            record = Record.from_dict(data)
+        except (ValueError, TypeError) as exc:
             result.skipped += 1
             result.problems.append(f"line {lineno}: {exc}")
+            continue
+        by_id.pop(record.cell_id, None)
+        by_id[record.cell_id] = record
+    result.records = list(by_id.values())
     return result
 
 
@@ -203,15 +275,25 @@ def load_records(path: str | Path, role: str, log: Callable[[str], None]) -> Rea
 
 
 class RecordStore:
-    """The records of one run folder: append a cell, ask whether a cell is complete."""
+    """The records of one run folder: append a cell, ask whether a cell is complete.
+
+    ``records()`` reads the file again, so it includes what other writers added meanwhile;
+    ``problems`` lists the lines of the file this version cannot use (they are kept in it).
+    """
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / RECORDS_FILE
+        self.lock = self.run_dir / LOCK_FILE
         self._records: dict[str, Record] = {}
+        self.problems: list[str] = []
+        self._read()
+
+    def _read(self) -> None:
         if self.path.is_file():
-            for record in read_records(self.path).records:
-                self._records[record.cell_id] = record
+            result = read_records(self.path)
+            self._records = {r.cell_id: r for r in result.records}
+            self.problems = result.problems
 
     def __len__(self) -> int:
         return len(self._records)
@@ -220,16 +302,20 @@ class RecordStore:
         return cell in self._records
 
     def records(self) -> list[Record]:
+        self._read()
         return list(self._records.values())
 
     def add(self, record: Record, samples: list[Sample] | None = None) -> None:
-        """Store a completed cell: its samples first, then the record that marks it complete."""
+        """Store a completed cell: its samples first (atomically), then its record, appended
+        under the lock; the record marks the cell complete."""
         if samples is not None:
             write_json_atomic(self.run_dir / SAMPLES_DIR / f"{record.cell_id}.json", [s.to_dict() for s in samples], indent=None)
+        append_line(self.path, json.dumps(record.to_dict(), default=str), self.lock)  # config in its own order
         self._records[record.cell_id] = record
-        with atomic_path(self.path) as tmp:
-            tmp.write_text("".join(json.dumps(r.to_dict(), sort_keys=True, default=str) + "\n"
-                                   for r in self._records.values()), encoding="utf-8")
+
+    def add_failure(self, entry: dict[str, Any]) -> None:
+        """Append a failed cell to ``failures.jsonl`` (under the same lock)."""
+        append_line(self.run_dir / FAILURES_FILE, json.dumps(entry, default=str), self.lock)
 
     def samples(self, cell: str) -> list[dict[str, Any]]:
         path = self.run_dir / SAMPLES_DIR / f"{cell}.json"

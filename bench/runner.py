@@ -8,7 +8,6 @@ per-image samples. Fits are keyed by what they depend on (``Cell.fit_key``) and 
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 import time
@@ -33,6 +32,8 @@ from bench.records import Record, RecordStore, Sample, git_commit, library_versi
 
 @dataclass
 class RunReport:
+    #: the id of every cell of the grid (done now, before, or failed), in grid order
+    cell_ids: list[str] = field(default_factory=list)
     completed: list[Record] = field(default_factory=list)
     skipped: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
@@ -53,7 +54,7 @@ class Runner:
         self.out = Path(run.out)
         self.store = RecordStore(self.out)
         self.inputs = RunInputs(run.encoder_config(), run.device, run.data_root, run.cache_dir, log)
-        self.decoders = DecoderCache(self.out / "decoders")
+        self.decoders = DecoderCache(self.out / "decoders", log=log)
         self._fits: dict[str, Captioner] = {}
         self._provenance: dict[str, Any] | None = None
 
@@ -81,9 +82,15 @@ class Runner:
         if key in self._fits:
             return self._fits[key], key, True
         folder = self.out / "checkpoints" / key
-        if fit_problem(folder) is None:
-            self._fits[key], _ = load_fit(folder, cls)
-            return self._fits[key], key, True
+        problem = fit_problem(folder)
+        if problem is None:
+            try:
+                self._fits[key], _ = load_fit(folder, cls)
+                return self._fits[key], key, True
+            except BenchError as exc:
+                problem = str(exc)
+        if problem != "missing":
+            self.log(f"warning: the saved fit {folder} is not usable ({problem}); fitting it again")
         method = create_method(cell.method, cell.config)
         import torch
 
@@ -97,6 +104,49 @@ class Runner:
         self._fits[key] = method
         return method, key, False
 
+    # -- inputs and identities -----------------------------------------------------------------
+    def resolve(self, cells: list[Cell]) -> list[tuple[Cell, str]]:
+        """Each cell with its id, after loading everything the ids depend on: the data of every
+        split first (a missing or malformed file fails here, before any model loads), then the
+        encoder. A run folder holds the results of one set of inputs: one whose records were
+        computed with another encoder or other data is refused (see :meth:`check_inputs`)."""
+        for cell in cells:
+            self.inputs.train_fingerprint(cell.split.train)
+            self.inputs.eval_fingerprint(cell.split.eval)
+        self._check_encoder_spec()
+        resolved = [(cell, cell.id(self.inputs.identity(cell.split.train, cell.split.eval))) for cell in cells]
+        self.check_inputs(cells)
+        return resolved
+
+    def _check_encoder_spec(self) -> None:
+        """Before loading the encoder: a folder whose records came from another encoder spec."""
+        specs = {r.encoder.rsplit("@", 1)[0] for r in self.store.records() if r.encoder}
+        if specs and specs != {self.run.encoder}:
+            raise BenchError(f"{self.out} holds results computed with encoder {', '.join(sorted(specs))}, not {self.run.encoder}; "
+                             "one run folder holds one set of inputs: pass another --out")
+
+    def check_inputs(self, cells: list[Cell]) -> None:
+        """Refuse a run folder whose records were computed with other inputs than this run's:
+        another encoder (or other weights under the same spec), or a dataset of the same name
+        with other content. Reusing its cells would report stale numbers as new; adding new ones
+        beside them would put two sets of inputs in one report."""
+        encoder = self.encoder.id
+        train = {c.split.train: self.inputs.train_fingerprint(c.split.train) for c in cells}
+        evals = {c.split.eval: self.inputs.eval_fingerprint(c.split.eval) for c in cells}
+        for record in self.store.records():
+            problem = ""
+            if not record.inputs.known:
+                problem = "records without input fingerprints (from an older version)"
+            elif record.encoder != encoder:
+                problem = f"results computed with encoder {record.encoder}, not {encoder}"
+            elif record.train in train and record.train_fingerprint != train[record.train]:
+                problem = f"results trained on other {record.train} captions than this run's"
+            elif record.eval in evals and record.eval_fingerprint != evals[record.eval]:
+                problem = f"results scored on another {record.eval} test split than this run's"
+            if problem:
+                raise BenchError(f"{self.out} holds {problem}; one run folder holds one set of inputs: pass another --out")
+
+    # -- cells ------------------------------------------------------------------------------
     def execute_cell(self, cell: Cell) -> Record:
         from bench.scoring import score
 
@@ -122,6 +172,8 @@ class Runner:
             method=cell.method, split=str(cell.split), train=cell.split.train, eval=cell.split.eval, kind=cell.split.kind,
             seed=cell.seed, config=cell.config_dict, metrics={k: round(v, 4) for k, v in result.metrics.items()},
             noise_variance=cell.noise_variance, n_images=result.n_images, encoder=self.encoder.id,
+            train_fingerprint=self.inputs.train_fingerprint(cell.split.train),
+            eval_fingerprint=self.inputs.eval_fingerprint(cell.split.eval),
             timings={k: round(v, 3) for k, v in timings.items()}, **self.provenance(), role=cell.role, fit_key=fit_key,
             fit_reused=reused, fit_info=method.fit_info, device=self.run.device, unavailable=result.unavailable,
             note=test.data.note,
@@ -132,32 +184,35 @@ class Runner:
         self.store.add(record, samples)
         return record
 
-    def execute(self, cells: list[Cell]) -> RunReport:
-        report = RunReport()
+    def execute(self, cells: list[Cell], resolved: list[tuple[Cell, str]] | None = None) -> RunReport:
+        """Run every cell not complete in the run folder; bad inputs fail before the first cell.
+        ``resolved`` is what :meth:`resolve` returned for ``cells``, when the caller has it."""
         start = time.perf_counter()
-        todo = [c for c in cells if c.id not in self.store]
+        resolved = resolved if resolved is not None else self.resolve(cells)
+        report = RunReport(cell_ids=[i for _, i in resolved])
+        if self.store.problems:
+            self.log(f"warning: {len(self.store.problems)} line(s) of {self.store.path} are not records this version can use "
+                     f"({self.store.problems[0]}); they are kept as they are")
+        todo = [(c, i) for c, i in resolved if i not in self.store]
         report.skipped = len(cells) - len(todo)
         if report.skipped:
             self.log(f"{report.skipped} of {len(cells)} cells are already complete in {self.out}; skipping them")
         info = {"command": self.command, "cells": len(cells), "run_config": config_dict(self.run),
                 "python": platform.python_version(), "platform": platform.platform(), "device": self.run.device,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        if todo:  # the encoder is built anyway; say what it was (a finished run keeps what it said)
-            info["encoder"] = {"spec": self.run.encoder, "id": self.encoder.id, **getattr(self.encoder, "card", {})}
-        elif (self.out / "run.json").is_file():
-            info["encoder"] = json.loads((self.out / "run.json").read_text(encoding="utf-8")).get("encoder")
+        info["encoder"] = {"spec": self.run.encoder, "id": self.encoder.id, **getattr(self.encoder, "card", {})}
         write_json_atomic(self.out / "run.json", info)
         bar = progress(todo, total=len(todo), desc="cells", unit="cell")
-        for cell in bar:
+        for cell, cell_id in bar:
             if hasattr(bar, "set_postfix_str"):
                 bar.set_postfix_str(cell.label())
             try:
                 record = self.execute_cell(cell)
             except BenchError as exc:
-                self._failed(report, cell, str(exc), str(exc))
+                self._failed(report, cell, cell_id, str(exc), str(exc))
                 continue
             except Exception as exc:  # a bug in one method must not cost the other cells
-                self._failed(report, cell, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+                self._failed(report, cell, cell_id, f"{type(exc).__name__}: {exc}", traceback.format_exc())
                 continue
             report.completed.append(record)
             report.fits_reused += bool(record.fit_reused)
@@ -167,10 +222,7 @@ class Runner:
                                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         return report
 
-    def _failed(self, report: RunReport, cell: Cell, message: str, detail: str) -> None:
+    def _failed(self, report: RunReport, cell: Cell, cell_id: str, message: str, detail: str) -> None:
         report.failed.append((cell.label(), message))
         self.log(f"cell failed: {cell.label()}: {message}")
-        self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.out / "failures.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"cell_id": cell.id, "cell": cell.label(), "error": detail,
-                                 "date": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+        self.store.add_failure({"cell_id": cell_id, "cell": cell.label(), "error": detail, "date": time.strftime("%Y-%m-%dT%H:%M:%S")})

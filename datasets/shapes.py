@@ -14,7 +14,6 @@ from typing import Any
 
 from bench.config import default_cache_dir
 from bench.data import DatasetSplit
-from bench.io import check_writable
 from bench.plugins import register_dataset
 from bench.progress import progress
 from bench.shapes.domains import WorldConfig, build_annotations, render_images
@@ -54,7 +53,6 @@ class Shapes(KarpathyDataset):
 
     def ensure_world(self) -> None:
         if not (self.directory / f"dataset_{self.name}.json").is_file():
-            check_writable(self.world_dir)
             build_annotations(self.world, self.world_dir)
 
     def load(self, split: str) -> DatasetSplit:
@@ -68,13 +66,13 @@ class Shapes(KarpathyDataset):
 
         return DatasetSplit(loaded.dataset, split, loaded.items, note=loaded.note, materialize=materialize)
 
-    def prepare(self, cache_dir: str | Path | None = None, clip: Any = None, log=print) -> dict[str, Any]:
+    def prepare(self, cache_dir: str | Path | None = None, clip: Any = None, log=print, verbose: bool = False) -> dict[str, Any]:
         """Build the world and its CLIP (cached); returns the CLIP manifest with its model card."""
         from bench.shapes.prepare import prepare_world
 
         if cache_dir is not None:
             self.cache_dir = Path(cache_dir).expanduser()
-        return prepare_world(self.cache_dir, self.world, clip or self.options.get("clip"), log=log)
+        return prepare_world(self.cache_dir, self.world, clip or self.options.get("clip"), log=log, verbose=verbose)
 
 
 @register_dataset(aliases=("shapes",))

@@ -66,19 +66,40 @@ def test_store_appends_atomically_and_reloads(tmp_path):
     assert [r.metrics["cider"] for r in RecordStore(tmp_path).records()] == [50.0, 70.0]
 
 
-def test_interrupted_write_leaves_the_old_file(tmp_path, monkeypatch):
+def test_a_killed_writers_fragment_is_kept_and_never_glued_to_the_next_record(tmp_path):
     store = RecordStore(tmp_path)
     store.add(make(seed=0))
-    before = (tmp_path / RECORDS_FILE).read_text()
+    fragment = json.dumps(make(seed=1).to_dict())[:40]
+    with open(tmp_path / RECORDS_FILE, "a") as fh:  # a writer killed in the middle of its line
+        fh.write(fragment)
+    RecordStore(tmp_path).add(make(seed=2))
+    result = read_records(tmp_path)
+    assert sorted(r.seed for r in result.records) == [0, 2] and result.skipped == 1
+    assert fragment + "\n" in (tmp_path / RECORDS_FILE).read_text()  # kept verbatim, on its own line
 
-    def crash(*args, **kwargs):
-        raise KeyboardInterrupt
 
-    monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(KeyboardInterrupt):
-        store.add(make(seed=1))
-    assert (tmp_path / RECORDS_FILE).read_text() == before
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+def test_lines_a_reader_cannot_use_are_kept_through_later_writes(tmp_path):
+    alien = json.dumps({**make(seed=5).to_dict(), "kind": "zero-shot"})  # not a kind this version knows
+    (tmp_path / RECORDS_FILE).write_text("not json at all\n" + alien + "\n")
+    store = RecordStore(tmp_path)
+    assert len(store.problems) == 2 and "zero-shot" in store.problems[1]
+    store.add(make(seed=0))
+    lines = (tmp_path / RECORDS_FILE).read_text().splitlines()
+    assert lines[:2] == ["not json at all", alien] and len(lines) == 3
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("metrics", None, "metrics is not an object of numbers"),
+    ("metrics", {"cider": "high"}, "metrics is not an object of numbers"),
+    ("seed", "0", "seed is not an integer"),
+    ("config", [1], "config is not an object"),
+    ("noise_variance", "x", "noise_variance is not a number"),
+])
+def test_records_of_the_wrong_shape_are_skipped_with_the_reason(tmp_path, field, value, fragment):
+    lines = [json.dumps(make(seed=0).to_dict()), json.dumps({**make(seed=1).to_dict(), field: value})]
+    (tmp_path / RECORDS_FILE).write_text("\n".join(lines) + "\n")
+    result = read_records(tmp_path)
+    assert [r.seed for r in result.records] == [0] and result.skipped == 1 and fragment in result.problems[0]
 
 
 def test_truncated_last_line_is_skipped_and_counted(tmp_path):

@@ -22,7 +22,7 @@ def tiny_run(tmp_path, encoder, **kw):
 
 def test_grid_of_the_embedded_default():
     cells = build_grid(RunConfig())
-    assert len({c.id for c in cells}) == len(cells) == 32
+    assert len({c.spec_id for c in cells}) == len(cells) == 32
     # 5 methods x 3 splits, 3 more points of capdec's 4-point sweep (0.016 is the capdec cell), and
     # syntic's 8 switch combinations in and across domains (the all-on one is the syntic cell).
     assert {c.method for c in cells} == {"capdec", "nonoise", "clipre", "decap", "syntic"}
@@ -40,9 +40,9 @@ def test_grid_of_the_embedded_default():
     # the report's method tables show the 15 main cells; sweep points and ablation cells have their own sections
     roles = [c.role for c in cells]
     assert (roles.count("main"), roles.count("noise-sweep"), roles.count("ablation")) == (15, 3, 14)
-    main = {c.id for c in cells if c.role == "main"}
+    main = {c.spec_id for c in cells if c.role == "main"}
     capdec_0016 = next(c for c in cells if c.method == "capdec" and c.noise_variance == 0.016 and str(c.split) == "shapes-coco")
-    assert capdec_0016.id in main  # a sweep point equal to a main cell is that main cell
+    assert capdec_0016.spec_id in main  # a sweep point equal to a main cell is that main cell
 
 
 def test_noise_grid_applies_only_to_methods_that_take_noise():

@@ -24,7 +24,7 @@ from bench.cache import array_digest, fingerprint
 from bench.config import config_dict
 from bench.decoders.config import DecoderConfig
 from bench.decoders.model import CaptionDecoder
-from bench.io import atomic_path, write_json_atomic
+from bench.io import write_json_atomic
 
 #: Decoder states larger than this stay in memory only.
 DISK_LIMIT = 64 * 2**20
@@ -32,44 +32,60 @@ KEY_VERSION = 1
 
 
 class DecoderCache:
-    """Fitted decoders by key: in memory for a run, and on disk under ``folder``."""
+    """Fitted decoders by key: in memory for a run, and on disk under ``folder``.
 
-    def __init__(self, folder: str | Path | None) -> None:
+    An entry on disk is ``<key>/state.pt`` (tensors), ``state.json`` (the rest) and ``info.json``
+    (the fit's info and both files' SHA-256), written last; an entry whose files do not match
+    their hashes, or hold more than tensors, is reported and fitted again, never used.
+    """
+
+    STATE_FILES = ("state.pt", "state.json")
+
+    def __init__(self, folder: str | Path | None, log: Callable[[str], None] = lambda m: None) -> None:
         self.folder = Path(folder) if folder is not None else None
+        self.log = log
         self._memory: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
 
     def load(self, key: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """(decoder state, fit info) for ``key``, or None."""
+        from bench.errors import BenchError
+        from bench.io import hash_problem
+        from bench.state_io import load_state
+
         if key in self._memory:
             return self._memory[key]
         if self.folder is None:
             return None
         entry = self.folder / key
-        if not (entry / "info.json").is_file() or not (entry / "state.pt").is_file():
+        if not (entry / "info.json").is_file():
             return None
-        import torch
-
         try:
-            state = torch.load(entry / "state.pt", map_location="cpu", weights_only=False)
-            info = json.loads((entry / "info.json").read_text())
-        except (OSError, RuntimeError, ValueError, EOFError):
-            return None  # unreadable: fit again
+            info = json.loads((entry / "info.json").read_text(encoding="utf-8"))
+            if not isinstance(info, dict):
+                raise ValueError("not a JSON object")
+            problem = hash_problem(entry, info.pop("sha256", None), self.STATE_FILES)
+            if problem:
+                raise BenchError(problem)
+            state = load_state(entry / "state")
+        except (OSError, ValueError, BenchError) as exc:
+            self.log(f"warning: the shared decoder fit {entry} is not usable ({exc}); fitting it again")
+            return None
         self._memory[key] = (state, info)
         return self._memory[key]
 
     def store(self, key: str, state: dict[str, Any], info: dict[str, Any]) -> None:
+        from bench.io import file_hashes
+        from bench.state_io import save_state
+
         self._memory[key] = (state, info)
         size = sum(t.numel() * t.element_size() for t in _tensors(state))
         if self.folder is None or size > DISK_LIMIT:
             return
-        import torch
-
         entry = self.folder / key
         entry.mkdir(parents=True, exist_ok=True)
         (entry / "info.json").unlink(missing_ok=True)  # written last: marks the entry complete
-        with atomic_path(entry / "state.pt") as tmp:
-            torch.save(state, tmp)
-        write_json_atomic(entry / "info.json", info)
+        files = save_state(state, entry / "state")
+        write_json_atomic(entry / "info.json", {**info, "sha256": file_hashes(files)})
 
 
 def _tensors(state: Any):

@@ -8,6 +8,7 @@ vector (``bench.decoders.fusion``). Batches are made by ``bench.decoders.batchin
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -262,7 +263,8 @@ class CaptionDecoder:
     def state_dict(self) -> dict[str, Any]:
         state = {"vocab": self.vocab.state_dict(), "net": self.net.state_dict(), "embed_dim": self.embed_dim}
         if self.config.kind == "gpt2":
-            state["gpt2_config"] = self.net.gpt.config.to_dict()
+            # through JSON: the config's label maps have integer keys, which a state keeps as strings
+            state["gpt2_config"] = json.loads(self.net.gpt.config.to_json_string())
         if self.fusion is not None:
             state["fusion"] = self.fusion.state_dict()
             state["fusion_heads"] = self.fusion_heads

@@ -60,7 +60,9 @@ class Row:
         return sorted(r.seed for r in self.records)
 
     def values(self, metric: str) -> list[float]:
-        return [r.metrics[metric] for r in sorted(self.records, key=lambda r: r.seed) if metric in r.metrics]
+        """The metric of each seed that has a number for it (a record may hold null)."""
+        return [float(r.metrics[metric]) for r in sorted(self.records, key=lambda r: r.seed)
+                if isinstance(r.metrics.get(metric), (int, float))]
 
     def mean(self, metric: str) -> float | None:
         values = self.values(metric)

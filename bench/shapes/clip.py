@@ -134,8 +134,12 @@ def train_clip(world: WorldConfig, cfg: ClipTrainConfig, progress: Callable | No
         losses: list[float] = []
         first = 0
         if resume is not None and resume.is_file():
-            state = torch.load(resume, weights_only=False)
-            if state.get("key") == asdict(cfg):
+            try:  # tensors and plain containers only: a resume file never runs code
+                state = torch.load(resume, weights_only=True)
+            except Exception as exc:  # unreadable or unsafe: start over rather than trust it
+                log(f"warning: ignoring the unreadable training state {resume} ({type(exc).__name__})")
+                state = {}
+            if isinstance(state, dict) and state.get("key") == asdict(cfg):
                 model.load_state_dict(state["model"])
                 opt.load_state_dict(state["opt"])
                 gen.set_state(state["gen"])
@@ -241,7 +245,10 @@ def ensure_clip(world: WorldConfig, cfg: ClipTrainConfig, cache_dir: Path, progr
     if problem != "missing":
         log(f"warning: cached shapes CLIP at {ckpt.folder} is not usable ({problem}); rebuilding it")
         ckpt.manifest_path.unlink(missing_ok=True)
-    ckpt.folder.mkdir(parents=True, exist_ok=True)
+    from bench.io import check_writable
+
+    check_writable(ckpt.folder)
+    log(f"training the shapes CLIP {key} into {ckpt.folder} (once per cache folder; a few minutes on a CPU)")
     partial = ckpt.folder / "training-state.pt"
     model, stats = train_clip(world, cfg, progress, log, resume=partial)
     with atomic_path(ckpt.weights) as tmp:

@@ -121,6 +121,9 @@ def build_annotations(world: WorldConfig, folder: Path) -> dict[str, Path]:
     for domain, spec in world.domains().items():
         path = folder / f"shapes-{domain}" / f"dataset_shapes-{domain}.json"
         if not path.is_file():
+            from bench.io import check_writable
+
+            check_writable(path.parent)
             images = []
             for split, n in zip(SPLITS, spec.sizes):
                 for i in range(n):
@@ -140,8 +143,11 @@ def render_images(world: WorldConfig, domain: str, split: str, folder: Path,
                   progress: Callable | None = None) -> int:
     """Render the missing images of one split as PNG files; returns how many were written."""
     n = dict(zip(SPLITS, world.domains()[domain].sizes))[split]
-    folder.mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(n) if not (folder / image_name(domain, split, i)).is_file()]
+    if todo:  # a complete folder is only read (the cache may be read-only)
+        from bench.io import check_writable
+
+        check_writable(folder)
     items = progress(todo, total=len(todo), desc=f"rendering shapes-{domain} {split}", unit="img") if progress and todo else todo
     for i in items:
         target = folder / image_name(domain, split, i)

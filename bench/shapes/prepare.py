@@ -54,21 +54,22 @@ def model_card(ckpt: ClipCheckpoint, world: WorldConfig, cache_dir: Path) -> dic
 
 
 def prepare_world(cache_dir: Path, world: WorldConfig | None = None, clip: ClipTrainConfig | None = None,
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Build everything the shapes datasets and the world's CLIP need; cached, so cheap twice."""
-    from bench.io import check_writable
+                  log: Callable[[str], None] = print, verbose: bool = False) -> dict[str, Any]:
+    """Build everything the shapes datasets and the world's CLIP need; cached, so cheap twice.
+    Only what is missing is written (a prepared cache may be read-only); with ``verbose``, the
+    folders and the model card are logged."""
     from bench.shapes.clip import render_model_card
 
     world = world or WorldConfig()
     clip = clip or ClipTrainConfig()
-    check_writable(Path(cache_dir))
     folder = world_dir(world, cache_dir)
     build_annotations(world, folder)
     ckpt = ensure_clip(world, clip, cache_dir, progress, log, card=lambda c: model_card(c, world, cache_dir))
     manifest = ckpt.manifest()
-    log(f"shapes world {world.key()} in {folder}")
-    log(f"shapes CLIP {ckpt.key} in {ckpt.folder}")
-    log(render_model_card(manifest).rstrip())
+    if verbose:
+        log(f"shapes world {world.key()} in {folder}")
+        log(f"shapes CLIP {ckpt.key} in {ckpt.folder}")
+        log(render_model_card(manifest).rstrip())
     return {**manifest, "checkpoint": str(ckpt.weights), "world_dir": str(folder)}
 
 
