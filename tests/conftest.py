@@ -66,6 +66,39 @@ def tiny_clip_checkpoint(tmp_path_factory) -> str:
     return f"TinyCLIP-Test:{path}"
 
 
+def write_tiny_clip_folder(folder: Path, seed: int = 0) -> str:
+    """A random-weight open_clip model as a ``local-dir:`` folder (config + weights): usable by a
+    ``bench`` subprocess with no model config registered."""
+    import json
+
+    import open_clip
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CLIP_CONFIG, "preprocess_cfg": {}}))
+    torch.manual_seed(seed)
+    torch.save(open_clip.CLIP(**TINY_CLIP_CONFIG).state_dict(), folder / "open_clip_pytorch_model.bin")
+    return f"local-dir:{folder}"
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_folder(tmp_path_factory) -> str:
+    return write_tiny_clip_folder(tmp_path_factory.mktemp("tiny_clip_dir") / "model")
+
+
+@pytest.fixture
+def karpathy_root(tmp_path) -> Path:
+    """A data root with tiny Karpathy-format ``coco`` and ``flickr30k`` datasets and their image files."""
+    from tests.fixtures import karpathy_images, write_images, write_karpathy
+
+    root = tmp_path / "data"
+    for name in ("coco", "flickr30k"):
+        images = karpathy_images()
+        write_karpathy(root, name, images)
+        write_images(root, images, name)
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_datasets():
     """Two tiny shapes domains registered as datasets ``tiny-coco`` and ``tiny-flickr``."""

@@ -65,22 +65,8 @@ def _fresh_venv(tmp: Path) -> tuple[Path, Path]:
     return python, site
 
 
-def _tiny_encoder_folder(folder: Path) -> str:
-    """A random-weight open_clip model as a ``local-dir:`` folder (config + weights)."""
-    import open_clip
-    import torch
-
-    from tests.conftest import TINY_CLIP_CONFIG
-
-    folder.mkdir(parents=True)
-    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CLIP_CONFIG, "preprocess_cfg": {}}))
-    torch.manual_seed(0)
-    model = open_clip.CLIP(**TINY_CLIP_CONFIG)
-    torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")
-    return f"local-dir:{folder}"
-
-
 def test_wheel_install_beside_hugging_face_datasets(tmp_path):
+    from tests.conftest import write_tiny_clip_folder
     from tests.fixtures import karpathy_images, write_images, write_karpathy
 
     wheel = _build_wheel(tmp_path)
@@ -110,7 +96,7 @@ def test_wheel_install_beside_hugging_face_datasets(tmp_path):
     images = karpathy_images()
     write_karpathy(tmp_path / "data", "coco", images)
     write_images(tmp_path / "data", images)
-    encoder = _tiny_encoder_folder(tmp_path / "tiny-clip")
+    encoder = write_tiny_clip_folder(tmp_path / "tiny-clip")
     settings = ["decoder.width=32", "decoder.layers=1", "decoder.heads=2", "decoder.epochs=2", "decoder.batch_size=4"]
     run = bench("run", "--methods", "clipre,nonoise", "--split", "coco", "--data-root", str(tmp_path / "data"),
                 "--encoder", encoder, "--out", str(outside / "run"), *[a for s in settings for a in ("--set", s)])

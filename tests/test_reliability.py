@@ -1,0 +1,217 @@
+"""Nothing wrong, nothing lost, nothing executed: cell identity, verified fits, safe loading, one
+writer at a time. Runs use tiny random-weight encoders and Karpathy-format data built here."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.records import RECORDS_FILE, InputIdentity, read_records
+from tests.conftest import TINY_DECODER, write_tiny_clip_folder
+
+DECODER = [a for key, value in TINY_DECODER["decoder"].items() for a in ("--set", f"decoder.{key}={value}")]
+
+
+def _run(run_cli, tmp_path, encoder, *extra, out="run", data=None, methods="clipre,nonoise", split="coco"):
+    args = ["run", "--methods", methods, "--split", split, "--out", str(tmp_path / out), "--cache-dir", str(tmp_path / "cache"),
+            "--encoder", encoder, "--no-report", *([] if methods == "clipre" else DECODER), *extra]
+    if data is not None:
+        args += ["--data-root", str(data)]
+    return run_cli(*args)
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+# -- 1. identity -----------------------------------------------------------------------------------------
+
+def test_cell_identity_covers_encoder_and_data():
+    from bench.grid import RunConfig, build_grid
+
+    cell = build_grid(RunConfig(methods=("clipre",), splits=("coco",)))[0]
+    base = InputIdentity("shapes@aaa", "t1", "e1")
+    ids = {cell.id(base), cell.id(InputIdentity("shapes@bbb", "t1", "e1")), cell.id(InputIdentity("shapes@aaa", "t2", "e1")),
+           cell.id(InputIdentity("shapes@aaa", "t1", "e2"))}
+    assert len(ids) == 4 and cell.id(base) == cell.id(InputIdentity("shapes@aaa", "t1", "e1"))
+
+
+def test_another_encoder_on_the_same_run_folder_is_refused(run_cli, tmp_path, karpathy_root, tiny_clip_folder):
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=karpathy_root, methods="clipre")
+    assert code == 0, err
+    other = write_tiny_clip_folder(tmp_path / "other-clip", seed=1)
+    code, _, err = _run(run_cli, tmp_path, other, data=karpathy_root, methods="clipre")
+    assert code == 2 and "holds results computed with encoder" in _one_line(err) and "pass another --out" in err
+    # Same spec, other weights (a file replaced in place): refused once the weights are hashed.
+    folder = Path(tiny_clip_folder.split(":", 1)[1])
+    copy = tmp_path / "same-spec"
+    write_tiny_clip_folder(copy, seed=0)
+    code, _, err = _run(run_cli, tmp_path, f"local-dir:{copy}", data=karpathy_root, methods="clipre", out="run2")
+    assert code == 0, err
+    write_tiny_clip_folder(copy, seed=2)
+    code, _, err = _run(run_cli, tmp_path, f"local-dir:{copy}", data=karpathy_root, methods="clipre", out="run2")
+    assert code == 2 and "results computed with encoder local-dir:" in _one_line(err)
+    assert folder.is_dir()
+
+
+def test_changed_data_is_refused_and_moved_data_is_the_same_cell(run_cli, tmp_path, karpathy_root, tiny_clip_folder):
+    import shutil
+
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=karpathy_root, methods="clipre")
+    assert code == 0, err
+    moved = tmp_path / "moved"
+    shutil.copytree(karpathy_root, moved)
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=moved, methods="clipre")
+    assert code == 0 and "1 of 1 cells are already complete" in err  # same content elsewhere: the same cell
+    annotations = moved / "coco" / "dataset_coco.json"
+    data = json.loads(annotations.read_text())
+    data["images"][0]["sentences"][0]["raw"] = "a completely different caption"  # image 0 is a training image
+    annotations.write_text(json.dumps(data))
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=moved, methods="clipre")
+    assert code == 2 and "trained on other coco captions" in _one_line(err)
+    record = read_records(tmp_path / "run").records[0]
+    assert record.train_fingerprint and record.eval_fingerprint and record.encoder.startswith(tiny_clip_folder)
+
+
+# -- 2. verified fits ------------------------------------------------------------------------------------
+
+def _flip(path: Path, offset: int = 2048, size: int = 4096) -> None:
+    data = bytearray(path.read_bytes())
+    end = min(len(data), offset + size)
+    data[offset:end] = bytes(b ^ 0xFF for b in data[offset:end])
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_a_damaged_fit_is_refitted_not_used(run_cli, tmp_path, tiny_clip_checkpoint, tiny_datasets, damage):
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_checkpoint, methods="nonoise", split="tiny-coco")
+    assert code == 0, err
+    record = read_records(tmp_path / "run").records[0]
+    state = tmp_path / "run" / "checkpoints" / record.fit_key / "state.pt"
+    if damage == "flip":
+        _flip(state)
+    else:
+        state.write_bytes(state.read_bytes()[:1000])
+    shutil_copy = tmp_path / "decoders-backup"
+    (tmp_path / "run" / "decoders").rename(shutil_copy)  # the shared decoder too is gone: a true refit
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_checkpoint, methods="nonoise", split="tiny-coco->tiny-flickr")
+    assert code == 0, err
+    assert "is not usable (state.pt does not match the SHA-256" in err and "fitting it again" in err
+    cross = next(r for r in read_records(tmp_path / "run").records if r.split == "tiny-coco->tiny-flickr")
+    assert cross.fit_reused is False and cross.metrics["cider"] > 0
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_checkpoint, methods="nonoise", split="tiny-coco->tiny-flickr", out="clean")
+    clean = read_records(tmp_path / "clean").records[0]
+    assert clean.metrics == cross.metrics  # the refit is the fit a clean run makes
+
+
+def test_a_damaged_shared_decoder_is_refitted(run_cli, tmp_path, tiny_clip_checkpoint, tiny_datasets):
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_checkpoint, methods="nonoise", split="tiny-coco")
+    assert code == 0, err
+    entries = list((tmp_path / "run" / "decoders").iterdir())
+    assert len(entries) == 1
+    _flip(entries[0] / "state.pt", offset=1024, size=4096)
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_checkpoint, methods="decap", split="tiny-coco")
+    assert code == 0, err
+    assert "shared decoder fit" in err and "not usable" in err
+    decap = next(r for r in read_records(tmp_path / "run").records if r.method == "decap")
+    assert decap.fit_info["decoder_reused"] is False
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_checkpoint, methods="decap", split="tiny-coco", out="clean")
+    assert read_records(tmp_path / "clean").records[0].metrics == decap.metrics
+
+
+# -- 3. nothing executed ---------------------------------------------------------------------------------
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _plant_payload(folder: Path, marker: Path) -> None:
+    """What an attacker who controls a downloaded fit folder can do: a pickle with a payload as
+    state.pt, and a manifest whose hash matches it."""
+    from bench.io import sha256_file
+
+    with open(folder / "state.pt", "wb") as fh:
+        pickle.dump({"decoder": _Payload(marker)}, fh)
+    meta = json.loads((folder / "fit.json").read_text())
+    meta["sha256"]["state.pt"] = sha256_file(folder / "state.pt")
+    (folder / "fit.json").write_text(json.dumps(meta))
+
+
+def test_a_malicious_checkpoint_is_refused_and_its_payload_never_runs(run_cli, tmp_path, tiny_clip_checkpoint, tiny_datasets):
+    from PIL import Image
+
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_checkpoint, methods="nonoise", split="tiny-coco")
+    assert code == 0, err
+    record = read_records(tmp_path / "run").records[0]
+    folder = tmp_path / "run" / "checkpoints" / record.fit_key
+    marker = tmp_path / "PWNED"
+    _plant_payload(folder, marker)
+    images = tmp_path / "photos"
+    images.mkdir()
+    Image.new("RGB", (40, 40), "red").save(images / "a.png")
+    code, _, err = run_cli("caption", "--method", "nonoise", "--checkpoint", str(folder), "--images", str(images),
+                           "--cache-dir", str(tmp_path / "cache"))
+    assert code == 2 and "holds more than tensors; refusing to load it" in _one_line(err)
+    assert not marker.exists()
+    # A run that meets it refits over it, and never loads it either.
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_checkpoint, methods="nonoise", split="tiny-coco->tiny-flickr")
+    assert code == 0 and "holds more than tensors" in err and "fitting it again" in err
+    assert not marker.exists()
+
+
+def test_the_payload_would_run_through_a_plain_pickle_load(tmp_path):
+    """The control: the planted file really is an attack (so the test above shows a refusal)."""
+    marker = tmp_path / "PWNED"
+    with open(tmp_path / "state.pt", "wb") as fh:
+        pickle.dump({"decoder": _Payload(marker)}, fh)
+    with open(tmp_path / "state.pt", "rb") as fh:
+        pickle.load(fh)  # noqa: S301 - on purpose
+    assert marker.exists()
+
+
+# -- 4. one writer at a time -----------------------------------------------------------------------------
+
+_WRITER = """
+import sys
+from bench.records import Record, RecordStore
+store = RecordStore(sys.argv[1])
+for i in range(int(sys.argv[3])):
+    store.add(Record(method="m" + sys.argv[2], split="s", train="s", eval="s", kind="in-domain", seed=i, config={},
+                     metrics={"cider": float(i)}, encoder="e@1", train_fingerprint="t", eval_fingerprint="v"))
+"""
+
+
+def test_concurrent_writers_lose_no_record(tmp_path):
+    writers, each = 6, 40
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), str(w), str(each)]) for w in range(writers)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    result = read_records(tmp_path)
+    assert result.skipped == 0 and len(result.records) == writers * each
+    assert len((tmp_path / RECORDS_FILE).read_text().splitlines()) == writers * each
+
+
+def test_two_runs_on_one_folder_at_once_keep_both_grids(tmp_path, karpathy_root, tiny_clip_folder):
+    env = {**os.environ, "BENCH_PROGRESS": "0", "HF_HUB_OFFLINE": "1"}
+    common = ["--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"), "--encoder", tiny_clip_folder,
+              "--data-root", str(karpathy_root), "--no-report", *DECODER]
+    # Warm the encoder's caches first, so the two runs overlap in their cells, not in setup.
+    grids = [["--methods", "clipre,nonoise", "--split", "coco"], ["--methods", "clipre,nonoise", "--split", "flickr30k"]]
+    procs = [subprocess.Popen([sys.executable, "-m", "bench", "run", *grid, *common], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for grid in grids]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-500:] for o in outputs]
+    records = read_records(tmp_path / "run").records
+    assert sorted((r.method, r.split) for r in records) == [("clipre", "coco"), ("clipre", "flickr30k"),
+                                                           ("nonoise", "coco"), ("nonoise", "flickr30k")]
