@@ -48,13 +48,37 @@ def read_json(path: str | Path, what: str) -> Any:
         raise DataError(f"{what} {path} does not exist")
     if path.is_dir():
         raise DataError(f"{what} {path} is a folder, expected a JSON file")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if not text.strip():
+    try:
+        content = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise DataError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if not content.strip():
         raise DataError(f"{what} {path} is empty")
     try:
-        return json.loads(text)
+        return json.loads(content)
     except json.JSONDecodeError as exc:
         raise DataError(f"{what} {path} is not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+
+
+def text(value: Any, source: str, image: Any, what: str = "caption") -> str:
+    """A caption as a string, or a one-line error naming the file and the image: ``null``, a
+    number, or text that is not valid Unicode (a lone surrogate) is never turned into words."""
+    if not isinstance(value, str):
+        raise DataError(f"{source}: image {image} has a {what} that is not a string ({json.dumps(value)[:40]})")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(f"{source}: image {image} has a {what} that is not valid text "
+                        f"(an unpaired surrogate at position {exc.start})") from None
+    return value
+
+
+def image_key(value: Any, source: str, index: int) -> str | int:
+    """An image id as a file keys it: a string or an integer."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise DataError(f"{source}: entry #{index} has an image_id that is neither a string nor an integer "
+                        f"({json.dumps(value)[:40]})")
+    return value
 
 
 def detect_format(data: Any) -> str:
@@ -94,10 +118,11 @@ def parse_karpathy(data: Any, source: str) -> list[AnnotatedImage]:
     for i, img in enumerate(data["images"]):
         try:
             filename = str(img["filename"])
-            captions = [str(s["raw"]).strip() for s in img["sentences"]]
+            raws = [s["raw"] for s in img["sentences"]]
             split = str(img["split"])
         except (KeyError, TypeError):
             raise DataError(f"{source}: image #{i} lacks 'filename', 'split' or 'sentences[].raw'") from None
+        captions = [text(r, source, filename).strip() for r in raws]
         names = _aliases_from_name(filename)
         image_id = str(img["cocoid"]) if "cocoid" in img else names[1]
         out.append(_image(image_id, captions, names, split=split, filename=filename, filepath=str(img.get("filepath", ""))))
@@ -114,11 +139,11 @@ def parse_flattened(data: Any, source: str) -> list[AnnotatedImage]:
         if not isinstance(name, str) or not isinstance(captions, list):
             raise DataError(f"{source}: entry #{i} lacks 'image_name' (a string) or 'captions' (a list)")
         prediction = item.get("prediction")
-        if prediction is not None and not isinstance(prediction, str):
-            raise DataError(f"{source}: entry #{i} has a 'prediction' that is not a string")
+        if prediction is not None:
+            text(prediction, source, name, "prediction")
         names = _aliases_from_name(name)
         image_id = names[2] if len(names) > 2 else names[1]
-        out.append(_image(image_id, [str(c).strip() for c in captions], names, split=str(item.get("split", "")),
+        out.append(_image(image_id, [text(c, source, name).strip() for c in captions], names, split=str(item.get("split", "")),
                           filename=name, filepath=str(item.get("file_path", "")), prediction=prediction))
     return out
 
@@ -129,7 +154,7 @@ def parse_coco_captions(data: Any, source: str) -> list[AnnotatedImage]:
     caps: dict[str, list[str]] = {}
     try:
         for ann in data["annotations"]:
-            caps.setdefault(str(ann["image_id"]), []).append(str(ann["caption"]).strip())
+            caps.setdefault(str(ann["image_id"]), []).append(text(ann["caption"], source, ann["image_id"]).strip())
         files = {str(img["id"]): str(img.get("file_name", "")) for img in data["images"]}
     except (KeyError, TypeError):
         raise DataError(f"{source}: annotations need 'image_id' and 'caption', images need 'id'") from None
@@ -203,7 +228,8 @@ def read_predictions(path: str | Path) -> tuple[dict[Any, str], ReferenceIndex |
         for i, item in enumerate(data):
             if not isinstance(item, dict) or "image_id" not in item or not isinstance(item.get("caption"), str):
                 raise DataError(f"prediction file {path}: entry #{i} lacks 'image_id' or a string 'caption'")
-            key = item["image_id"]
+            key = image_key(item["image_id"], f"prediction file {path}", i)
+            text(item["caption"], f"prediction file {path}", key)
             if key in preds and preds[key] != item["caption"]:
                 raise DataError(f"prediction file {path} has two different captions for image {key}")
             preds[key] = item["caption"]

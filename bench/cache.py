@@ -78,9 +78,12 @@ class EmbeddingCache:
             return None
         try:
             manifest = json.loads(manifest_path.read_text())
-            array = np.load(array_path, mmap_mode="r")
+            array = np.load(array_path, mmap_mode="r")  # allow_pickle is off: an object array is refused
         except (OSError, ValueError, json.JSONDecodeError):
             self.log(f"warning: embedding cache entry {folder} is unreadable; re-encoding")
+            return None
+        if not isinstance(manifest, dict):
+            self.log(f"warning: embedding cache entry {folder} has a manifest of the wrong shape; re-encoding")
             return None
         expected = {"key": key.__dict__, "count": int(array.shape[0]), "dim": int(array.shape[1]) if array.ndim == 2 else -1,
                     "dtype": str(array.dtype), "normalized": key.normalized}

@@ -31,7 +31,9 @@ def image_files(folder: Path) -> list[Path]:
 def caption_folder(method_name: str, checkpoint: Path, images: Path, device: str = "cpu", cache_dir: Path | None = None,
                    log: Callable[[str], None] = print) -> FolderCaptions:
     """Caption every image file in ``images`` with the fit in ``checkpoint`` (a folder a run wrote
-    under ``RUN_DIR/checkpoints/``); unreadable files are skipped and listed."""
+    under ``RUN_DIR/checkpoints/``); unreadable files are skipped and listed. The encoder is the
+    one the fit names, from the cache folder it was fitted with unless ``cache_dir`` says
+    otherwise; one that has to be built first (the shapes CLIP) is announced through ``log``."""
     from bench.encoders import EncoderConfig, create_encoder
     from bench.fits import read_meta
     from bench.plugins import METHODS, load_plugins
@@ -43,15 +45,22 @@ def caption_folder(method_name: str, checkpoint: Path, images: Path, device: str
     for flag, path in (("--checkpoint", checkpoint), ("--images", images)):
         if not path.is_dir():
             raise BenchError(f"{flag} {path} is not a folder")
-    if fit_problem(checkpoint) is not None:
+    problem = fit_problem(checkpoint)
+    if problem == "missing":
         raise BenchError(f"{checkpoint} is not a fitted method (expected {', '.join(FIT_FILES)}, "
                          "as a run writes under RUN_DIR/checkpoints/)")
+    if problem is not None:
+        raise BenchError(f"{checkpoint} cannot be used: {problem}")
     meta = read_meta(checkpoint)
     cls = METHODS.get(name)
     saved = meta.get("method")
     if saved and METHODS.get(saved) is not cls:
         raise BenchError(f"{checkpoint} holds a {saved} fit, not {name}")
     files = image_files(images)
+    if cache_dir is None and meta.get("cache_dir"):  # the cache the fit was made with holds its encoder
+        cache_dir = Path(meta["cache_dir"])
+    if not isinstance(meta.get("encoder"), str):
+        raise BenchError(f"{checkpoint / 'fit.json'} names no encoder")
     encoder = create_encoder(EncoderConfig(name=meta["encoder"]), device, cache_dir, log=log)
     if encoder.id != meta.get("encoder_id"):
         log(f"warning: the encoder now resolves to {encoder.id}, but the method was fitted with {meta.get('encoder_id')}")

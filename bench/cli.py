@@ -178,6 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.config import config_to_dict, resolve_config
     from bench.encoders import check_device
     from bench.grid import RunConfig, build_grid
+    from bench.io import check_writable
     from bench.options import parse_assignments, parse_sweeps, split_encoder_options
     from bench.runner import Runner
     from bench.summary import summary_table
@@ -196,6 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config: RunConfig = resolve_config(RunConfig, cli, args.config)
     check_device(config.device)
     cells = build_grid(config)
+    check_writable(config.out, "run folder --out", "choose another --out")
     runner = Runner(config, log=_stderr, command=args.command_line)
     resolved = runner.resolve(cells)  # data, then the encoder: bad input fails here, before any output
     _stderr(f"{len(cells)} cells -> {config.out}")
@@ -228,6 +230,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     from bench.progress import progress
     from bench.scoring import match_predictions, score
 
+    if args.per_image:
+        from bench.io import check_output_file
+
+        check_output_file(args.per_image, "--per-image")  # before scoring: a bad path must not cost the scores
     predictions, refs = read_predictions(args.predictions)
     if args.references:
         refs = load_references(args.references, args.split)

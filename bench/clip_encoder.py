@@ -162,12 +162,14 @@ class ClipEncoder:
         previous batch. An unreadable file fails the call unless ``skip_unreadable``.
         """
 
+        from PIL import Image
+
         batch_size = batch_size or self.config.image_batch_size
 
         def load(i: int) -> tuple[int, Any]:
             try:
                 return i, self.load_image(paths[i])
-            except (OSError, ValueError, SyntaxError) as exc:
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # the bomb guard: not an OSError
                 if not skip_unreadable:
                     raise BenchError(f"cannot read image {paths[i]}: {exc}") from None
                 return i, None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 import types
 import typing
@@ -55,9 +56,18 @@ def merge(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a ``.toml`` or ``.json`` config file into a dict."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder, not a file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    if path.suffix not in (".toml", ".json"):
+        raise ConfigError(f"config file {path} must end in .toml or .json")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     try:
         if path.suffix == ".toml":
             import tomllib
@@ -119,6 +129,8 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
         return value
     if origin is tuple:
         items = _split_list(value)
+        if not items and isinstance(value, str) and value.strip():
+            raise ConfigError(f"{where} lists nothing ({value!r}); give at least one value, or leave it out")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(coerce(v, args[0], where) for v in items)
         if len(items) != len(args):
@@ -151,6 +163,8 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
         if number is None or (hint is int and isinstance(value, str) and not value.strip().lstrip("-").isdigit()):
             kind = "an integer" if hint is int else "a number"
             raise ConfigError(f"{where} must be {kind}, got {value!r}")
+        if not math.isfinite(number):  # no setting of this project means anything at NaN or infinity
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
         return number
     if hint is Path:
         if not isinstance(value, (str, os.PathLike)) or str(value) == "":

@@ -38,6 +38,14 @@ class DatasetSplit:
     #: Builds the image files on first need (procedural datasets); None for real data.
     materialize: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        seen: dict[str, ImageItem] = {}
+        for item in self.items:
+            if item.image_id in seen:
+                raise DataError(f"{self.dataset} {self.split}: image id {item.image_id} appears twice "
+                                f"({seen[item.image_id].path or 'no file'} and {item.path or 'no file'}); ids must be unique")
+            seen[item.image_id] = item
+
     def __len__(self) -> int:
         return len(self.items)
 

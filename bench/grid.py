@@ -68,6 +68,8 @@ class RunConfig:
         for value in self.noise:
             if not value >= 0 or value != value or value == float("inf"):
                 raise ConfigError(f"noise variance must be a finite number >= 0, got {value}")
+        if not self.seeds:
+            raise ConfigError("seeds lists nothing; give at least one seed, or leave it out for seed 0")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds must be distinct, got {list(self.seeds)}")
         if any(not 0 <= s <= MAX_SEED for s in self.seeds):
@@ -141,6 +143,21 @@ def selected_methods(run: RunConfig) -> list[str]:
     return [METHODS.canonical(m) for m in (run.methods or DEFAULT_METHODS)]
 
 
+def check_resources(config: Any) -> None:
+    """Call ``check_resources()`` on every part of a (nested) config that has one: the files and
+    folders a config names (a GPT-2 folder, a diffusers pipeline, a detector) are checked before
+    anything loads, so a missing one is bad input rather than a failed cell."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(config):
+        return
+    check = getattr(config, "check_resources", None)
+    if callable(check):
+        check()
+    for item in dataclasses.fields(config):
+        check_resources(getattr(config, item.name))
+
+
 def build_grid(run: RunConfig) -> list[Cell]:
     """Every cell of the run, in execution order, without duplicates; validates every setting."""
     from bench.encoders import parse_encoder_spec
@@ -168,6 +185,7 @@ def build_grid(run: RunConfig) -> list[Cell]:
         if noise is not None and sweeps(method):
             overrides = {**overrides, cls.noise_field: noise}
         config = method_config(method, overrides)
+        check_resources(config)
         applied = getattr(config, cls.noise_field) if cls.noise_field else None
         cell = Cell(method, split, seed, config, applied, role)
         if cell not in cells:

@@ -61,19 +61,33 @@ def sha256_file(path: str | Path, _memo: dict = {}) -> str:  # noqa: B006 - a pe
     return _memo[key]
 
 
-def check_writable(folder: Path) -> Path:
-    """Create ``folder`` if needed and prove it is writable, or fail in one line."""
+def check_writable(folder: Path, what: str = "cache directory",
+                   hint: str = "pass --cache-dir DIR or set TEXTCAP_BENCH_CACHE") -> Path:
+    """Create ``folder`` if needed and prove it is writable, or fail in one line naming ``what``."""
     from bench.errors import BenchError
 
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise BenchError(f"{what} {folder} is a file, not a folder; {hint}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise BenchError(f"cache directory {folder} is not writable ({exc.strerror or exc}); "
-                         "pass --cache-dir DIR or set TEXTCAP_BENCH_CACHE") from None
+        raise BenchError(f"{what} {folder} is not writable ({exc.strerror or exc}); {hint}") from None
     return folder
+
+
+def check_output_file(path: str | Path, flag: str) -> Path:
+    """A file a command will write: not a folder, in a folder that exists and is writable."""
+    from bench.errors import BenchError
+
+    path = Path(path)
+    if path.is_dir():
+        raise BenchError(f"{flag} {path} is a folder; give a file name")
+    check_writable(path.parent if str(path.parent) else Path("."), f"the folder of {flag}", "choose another path")
+    return path
 
 
 def file_hashes(files: list[Path]) -> dict[str, str]:

@@ -8,6 +8,8 @@ from typing import Any
 from bench.errors import BenchError
 
 SECTIONS = ("methods", "datasets", "splits", "metrics")
+#: Splits whose image files a run reads (training is text-only, so train images are never needed).
+IMAGE_SPLITS = ("val", "test")
 
 
 def listing(what: str = "all") -> dict[str, Any]:
@@ -94,5 +96,8 @@ def prepare(names: list[str], data_root: str | Path | None, cache_dir: str | Pat
                     continue
                 raise
             counts.append(f"{split} {len(loaded):,} images / {len(loaded.captions()):,} captions")
+            if split in IMAGE_SPLITS and any(item.path is not None for item in loaded.items):
+                loaded.require_images()  # the files the test stage will read: missing ones are named now
+                counts[-1] += " (image files present)"
         lines.append(f"{name}: " + "; ".join(counts))
     return lines

@@ -7,7 +7,7 @@ The schema (version 2), one line per completed cell::
      "n_images", "encoder", "train_fingerprint", "eval_fingerprint",
      "timings": {stage: seconds}, "versions": {package: version},
      "git_commit", "date", "role", "fit_key", "fit_reused", "fit_info", "device",
-     "unavailable": {metric: reason}, "note", "extra": {...}, "schema_version"}
+     "unavailable": {metric: reason}, "note", "warnings": [...], "extra": {...}, "schema_version"}
 
 A cell's identity (``cell_id``) covers everything its result depends on: the method, its whole
 config, the split, the seed, the noise variance, the encoder id (spec and weights hash) and the
@@ -87,6 +87,8 @@ class Record:
     unavailable: dict[str, str] = field(default_factory=dict)
     #: what a report must say about the data (FlickrStyle10K's seeded split)
     note: str = ""
+    #: what a reader of the numbers must know about this cell (empty captions, say)
+    warnings: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
@@ -143,6 +145,8 @@ def _check_types(data: dict[str, Any]) -> None:
     for name in ("timings", "versions", "fit_info", "unavailable", "extra", "config"):
         if name in data and not isinstance(data[name], dict):
             raise ValueError(f"record field {name} is not an object")
+    if "warnings" in data and not (isinstance(data["warnings"], list) and all(isinstance(w, str) for w in data["warnings"])):
+        raise ValueError("record field warnings is not a list of strings")
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ class Runner:
                          progress=progress, log=self.log, cache_dir=Path(self.run.cache_dir), decoders=self.decoders)
         method.fit(corpus, ctx)
         save_fit(folder, method, {"method": cell.method, "encoder": self.run.encoder, "encoder_id": self.encoder.id,
-                                  "fit_info": method.fit_info})
+                                  "cache_dir": str(Path(self.run.cache_dir).resolve()), "fit_info": method.fit_info})
         self._fits[key] = method
         return method, key, False
 
@@ -166,8 +166,13 @@ class Runner:
             raise BenchError(f"{cell.method} returned {len(predictions)} captions for {len(items)} images")
         t = time.perf_counter()
         ids = [item.image_id for item in items]
-        result = score(dict(zip(ids, predictions)), test.data.references(), progress=None)
+        result = score(dict(zip(ids, predictions)), test.data.references(), progress=progress)
         timings["score"] = time.perf_counter() - t
+        warnings = []
+        empty = sum(1 for p in predictions if not str(p).strip())
+        if empty:  # a decoder that says nothing scores 0 on it: the reader must be told why
+            warnings.append(f"{empty} of {len(predictions)} captions are empty")
+            self.log(f"warning: {cell.label()}: {warnings[-1]}")
         record = Record(
             method=cell.method, split=str(cell.split), train=cell.split.train, eval=cell.split.eval, kind=cell.split.kind,
             seed=cell.seed, config=cell.config_dict, metrics={k: round(v, 4) for k, v in result.metrics.items()},
@@ -176,7 +181,7 @@ class Runner:
             eval_fingerprint=self.inputs.eval_fingerprint(cell.split.eval),
             timings={k: round(v, 3) for k, v in timings.items()}, **self.provenance(), role=cell.role, fit_key=fit_key,
             fit_reused=reused, fit_info=method.fit_info, device=self.run.device, unavailable=result.unavailable,
-            note=test.data.note,
+            note=test.data.note, warnings=warnings,
         )
         samples = [Sample(image_id, str(Path(path).resolve()), prediction, tuple(item.captions),
                           {m: round(result.per_image[m][k], 4) for m in result.per_image}, tuple(result.bleu_stats[k]))

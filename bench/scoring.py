@@ -82,6 +82,15 @@ def require_java() -> None:
         raise ScorerError(f"scoring needs Java for the PTB tokenizer and METEOR: {JAVA_HINT}")
 
 
+def _check_text(value: Any, image_id: str, what: str) -> None:
+    if not isinstance(value, str):
+        raise ScorerError(f"image {image_id}: a {what} is not a string ({type(value).__name__})")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ScorerError(f"image {image_id}: a {what} is not valid text (an unpaired surrogate at position {exc.start})") from None
+
+
 def _clean(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -144,6 +153,10 @@ def score(
         raise ScorerError("there is nothing to score: no predictions")
     refs = {str(k): list(v) for k, v in references.items()}
     missing = [i for i in image_ids if not refs.get(i)]
+    for i in image_ids:  # text that is not a string, or not valid Unicode, is named here, not deep in Java
+        _check_text(predictions_get(predictions, i), i, "prediction")
+        for ref in refs.get(i, []):
+            _check_text(ref, i, "reference")
     if missing:
         raise ScorerError(f"{len(missing)} predictions are for images with no references (first: {missing[0]})")
 

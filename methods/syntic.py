@@ -24,6 +24,7 @@ generated-image embeddings: a plain synthetic-pairs baseline.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -62,6 +63,15 @@ class GeneratorSettings:
             if getattr(self, name) < 1:
                 raise ConfigError(f"syntic.generator.{name} must be >= 1, got {getattr(self, name)}")
 
+    def check_resources(self) -> None:
+        """A pipeline folder that is named must exist (a hub id is left to diffusers)."""
+        if self.path and (self.path.startswith((".", "/", "~")) or self.path.count("/") > 1):
+            folder = Path(self.path).expanduser()
+            if not folder.is_dir():
+                raise BenchError(f"syntic.generator.path {folder} does not exist")
+            if not (folder / "model_index.json").is_file():
+                raise BenchError(f"syntic.generator.path {folder} is not a diffusers pipeline folder (no model_index.json)")
+
 
 @dataclass(frozen=True)
 class TaggerSettings:
@@ -83,6 +93,14 @@ class TaggerSettings:
             raise ConfigError(f"syntic.tagger.template must contain {{}} for the tag word, got {self.template!r}")
         if self.kind == "detr" and self.vocabulary:
             raise ConfigError("syntic.tagger.vocabulary is the clip tagger's word list; the detr tagger names its own labels")
+
+    def check_resources(self) -> None:
+        if self.path:
+            folder = Path(self.path).expanduser()
+            if not folder.is_dir():
+                raise BenchError(f"syntic.tagger.path {folder} does not exist")
+            if not (folder / "config.json").is_file():
+                raise BenchError(f"syntic.tagger.path {folder} is not a transformers model folder (no config.json)")
 
 
 @dataclass(frozen=True)

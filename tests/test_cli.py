@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tests.fixtures import karpathy_images, write_flattened, write_karpathy
+from tests.fixtures import karpathy_images, write_flattened, write_images, write_karpathy
 
 
 def test_ls_lists_everything(run_cli):
@@ -74,11 +74,19 @@ def test_report_and_check_need_records(run_cli, tmp_path):
     _one_line_error(code, err, "records.jsonl does not exist")
 
 
-def test_prepare_indexes_real_data(run_cli, tmp_path):
-    write_karpathy(tmp_path, "coco", karpathy_images())
+def test_prepare_indexes_real_data_and_checks_its_image_files(run_cli, tmp_path):
+    images = karpathy_images()
+    write_karpathy(tmp_path, "coco", images)
+    code, _, err = run_cli("prepare", "coco", "--data-root", str(tmp_path))
+    _one_line_error(code, err, "coco val: image folder", "does not exist")
+    write_images(tmp_path, images)
     code, out, err = run_cli("prepare", "coco", "--data-root", str(tmp_path))
     assert code == 0, err
-    assert "coco: train 3 images / 15 captions; val 1 images / 5 captions; test 2 images / 10 captions" in out
+    assert ("coco: train 3 images / 15 captions; val 1 images / 5 captions (image files present); "
+            "test 2 images / 10 captions (image files present)") in out
+    next((tmp_path / "coco" / "images").rglob("*.jpg")).unlink()
+    code, _, err = run_cli("prepare", "coco", "--data-root", str(tmp_path))
+    _one_line_error(code, err, "image files are missing")
 
 
 # -- bench score ---------------------------------------------------------------------------

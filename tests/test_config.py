@@ -68,7 +68,8 @@ def test_bad_values_name_the_setting(data, message):
 @pytest.mark.parametrize("cli, message", [
     ({"noise": "0,-0.1"}, ">= 0"),
     ({"noise": "0,abc"}, "must be a number"),
-    ({"noise": "nan"}, ">= 0"),
+    ({"noise": "nan"}, "must be a finite number"),
+    ({"noise": "inf"}, "must be a finite number"),
     ({"device": "tpu"}, "cpu, cuda"),
     ({"seeds": "1,1"}, "distinct"),
     ({"splits": "coco->"}, "no eval dataset"),

@@ -215,3 +215,120 @@ def test_two_runs_on_one_folder_at_once_keep_both_grids(tmp_path, karpathy_root,
     records = read_records(tmp_path / "run").records
     assert sorted((r.method, r.split) for r in records) == [("clipre", "coco"), ("clipre", "flickr30k"),
                                                            ("nonoise", "coco"), ("nonoise", "flickr30k")]
+
+
+# -- 5 and 6. what a user meets ----------------------------------------------------------------------------
+
+def test_a_decompression_bomb_is_skipped_by_caption_and_named_by_a_run(run_cli, tmp_path, tiny_clip_checkpoint, tiny_datasets,
+                                                                      monkeypatch):
+    from PIL import Image
+
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_checkpoint, methods="clipre", split="tiny-coco")
+    assert code == 0, err
+    folder = tmp_path / "run" / "checkpoints" / read_records(tmp_path / "run").records[0].fit_key
+    images = tmp_path / "photos"
+    images.mkdir()
+    Image.new("RGB", (30, 30), "red").save(images / "small.png")
+    Image.new("RGB", (400, 400), "blue").save(images / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20_000)  # 400 x 400 is now more than twice the limit: a "bomb"
+    code, out, err = run_cli("caption", "--method", "clipre", "--checkpoint", str(folder), "--images", str(images), "--json")
+    assert code == 0, err
+    assert set(json.loads(out)) == {"small.png"} and "skipped 1 unreadable of 2 files (first: huge.png)" in err
+
+    from bench.clip_encoder import ClipEncoder
+    from bench.encoders import create_encoder
+    from bench.errors import BenchError
+
+    encoder = create_encoder(tiny_clip_checkpoint, log=lambda m: None)
+    assert isinstance(encoder, ClipEncoder)
+    with pytest.raises(BenchError, match="cannot read image .*huge.png"):
+        encoder.encode_images([images / "small.png", images / "huge.png"], progress=None)
+
+
+def test_an_embedding_manifest_of_the_wrong_shape_is_rebuilt(tmp_path):
+    import numpy as np
+
+    from bench.cache import CacheKey, EmbeddingCache
+
+    messages = []
+    cache = EmbeddingCache(tmp_path, log=messages.append)
+    key = CacheKey("enc@1", "d", "train", "text", "c")
+    first = np.asarray(cache.get(key, lambda: np.ones((3, 4), np.float32)))
+    (cache.folder(key) / "manifest.json").write_text("[1, 2, 3]")
+    again = np.asarray(cache.get(key, lambda: np.ones((3, 4), np.float32)))
+    assert np.array_equal(first, again) and cache.misses == 2 and "wrong shape" in messages[0]
+
+
+def test_a_prepared_read_only_cache_is_enough(run_cli, tmp_path, tiny_clip_checkpoint, tiny_datasets, monkeypatch):
+    """Root writes everywhere, so a read-only cache is simulated: any attempt to create or probe
+    a folder for writing fails, yet a second run over the prepared cache completes."""
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_checkpoint, methods="clipre", split="tiny-coco")
+    assert code == 0, err
+    import bench.io
+
+    def read_only(folder, *args, **kwargs):
+        if str(folder).startswith(str(tmp_path / "cache")):
+            raise AssertionError(f"wrote to the cache: {folder}")
+        return folder
+
+    monkeypatch.setattr(bench.io, "check_writable", read_only)
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_checkpoint, methods="clipre", split="tiny-coco", out="second")
+    assert code == 0, err
+    assert len(read_records(tmp_path / "second").records) == 1
+
+
+def test_empty_captions_are_a_warning_in_the_record_and_the_report(run_cli, tmp_path, tiny_clip_checkpoint, tiny_datasets,
+                                                                   monkeypatch):
+    from bench.plugins import METHODS
+
+    monkeypatch.setattr(METHODS.get("clipre"), "caption", lambda self, emb: [""] * len(emb))
+    code, _, err = run_cli("run", "--methods", "clipre", "--split", "tiny-coco", "--out", str(tmp_path / "run"),
+                           "--cache-dir", str(tmp_path / "cache"), "--encoder", tiny_clip_checkpoint)
+    assert code == 0, err
+    record = read_records(tmp_path / "run").records[0]
+    assert record.warnings == ["12 of 12 captions are empty"] and "12 of 12 captions are empty" in err
+    assert "Warning: clipre on tiny-coco (seed 0" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_caption_uses_the_cache_the_fit_was_made_with(run_cli, tmp_path, tiny_clip_checkpoint, tiny_datasets, monkeypatch):
+    from PIL import Image
+
+    import bench.encoders
+
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_checkpoint, methods="clipre", split="tiny-coco")
+    assert code == 0, err
+    folder = tmp_path / "run" / "checkpoints" / read_records(tmp_path / "run").records[0].fit_key
+    images = tmp_path / "photos"
+    images.mkdir()
+    Image.new("RGB", (30, 30), "red").save(images / "a.png")
+    seen = []
+    original = bench.encoders.create_encoder
+
+    def spy(config, device="cpu", cache_dir=None, log=print):
+        seen.append(cache_dir)
+        return original(config, device, cache_dir, log)
+
+    monkeypatch.setattr(bench.encoders, "create_encoder", spy)
+    monkeypatch.setenv("TEXTCAP_BENCH_CACHE", str(tmp_path / "elsewhere"))
+    code, _, err = run_cli("caption", "--method", "clipre", "--checkpoint", str(folder), "--images", str(images))
+    assert code == 0, err
+    assert seen == [(tmp_path / "cache").resolve()]
+
+
+def test_report_markdown_carries_no_raw_html_from_records(tmp_path):
+    from bench.records import Record, RecordStore
+    from bench.reporting import render_report
+
+    store = RecordStore(tmp_path)
+    for method, cider in (("<img src=x onerror=alert(1)>", 0.0), ("plain", 0.0)):
+        store.add(Record(method=method, split="coco", train="coco", eval="coco", kind="in-domain", seed=0, config={},
+                         metrics={"cider": cider, "bleu4": 0.0}, encoder="e@1", train_fingerprint="t", eval_fingerprint="v",
+                         note="a & b"))
+    rendered = render_report(tmp_path, gallery=0)
+    markdown = rendered.markdown.read_text()
+    import re
+
+    assert not re.search(r"(?<!\\)<img", markdown) and "\\<img src=x onerror=alert(1)>" in markdown
+    assert "**0.00**" not in markdown  # a tie at 0 is no best value
+    html = rendered.html.read_text()
+    assert "<img src=x" not in html and "&lt;img src=x" in html

@@ -9,7 +9,9 @@ kind's defaults from its paper, scaled where noted.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal
 
 from bench.errors import ConfigError
@@ -45,10 +47,36 @@ class DecoderConfig:
                      "bucket_pool", "length_split"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"decoder.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("epochs", "lr", "weight_decay", "grad_clip", "dropout", "length_penalty"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"decoder.{name} must be a finite number, got {getattr(self, name)}")
         if self.epochs <= 0 or self.lr <= 0:
-            raise ConfigError("decoder.epochs and decoder.lr must be > 0")
+            raise ConfigError(f"decoder.epochs and decoder.lr must be > 0, got {self.epochs} and {self.lr}")
+        for name in ("warmup", "weight_decay", "grad_clip"):  # grad_clip 0: no clipping
+            if getattr(self, name) < 0:
+                raise ConfigError(f"decoder.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"decoder.dropout must be in [0, 1), got {self.dropout}")
         if self.width % self.heads:
             raise ConfigError(f"decoder.width ({self.width}) must be divisible by decoder.heads ({self.heads})")
+
+    def check_resources(self) -> None:
+        """The files this config names exist (run before anything loads: a missing folder is bad
+        input, not a failed cell)."""
+        if self.gpt2_path:
+            check_model_folder(self.gpt2_path)
+
+
+def check_model_folder(path: str) -> Path:
+    """A local transformers folder, or a one-line error saying what is wrong with it."""
+    from bench.errors import BenchError
+
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise BenchError(f"GPT-2 folder {folder} does not exist")
+    if not (folder / "config.json").is_file():
+        raise BenchError(f"{folder} is not a transformers model folder (no config.json)")
+    return folder
 
 
 PRESETS: dict[str, DecoderConfig] = {

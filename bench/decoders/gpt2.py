@@ -8,12 +8,12 @@ cache through the same search code as the from-scratch decoder.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
+from bench.decoders.config import check_model_folder
 from bench.decoders.mappers import build_mapper, map_prefix
 
 
@@ -52,18 +52,6 @@ class GPT2Prefix(nn.Module):
             cache.reorder_cache(index)
             return cache
         return tuple(tuple(t.index_select(0, index) for t in layer) for layer in cache)
-
-
-def check_model_folder(path: str) -> Path:
-    """A local transformers folder, or a one-line error saying what is wrong with it."""
-    from bench.errors import BenchError
-
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise BenchError(f"GPT-2 folder {folder} does not exist")
-    if not (folder / "config.json").is_file():
-        raise BenchError(f"{folder} is not a transformers model folder (no config.json)")
-    return folder
 
 
 def load_gpt2(path: str = "", config: dict | None = None) -> Any:

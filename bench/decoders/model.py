@@ -20,6 +20,7 @@ import numpy as np
 from bench.decoders.batching import epoch_batches, length_pieces, pad
 from bench.decoders.config import DecoderConfig
 from bench.errors import BenchError
+from bench.progress import progress as default_progress
 from bench.training import decay_groups
 
 
@@ -73,7 +74,7 @@ class CaptionDecoder:
             self.vocab, encoded = ClipBpeVocab.build(captions)
         else:
             if cfg.gpt2_path:
-                from bench.decoders.gpt2 import check_model_folder
+                from bench.decoders.config import check_model_folder
 
                 self.vocab = HFVocab.from_pretrained(str(check_model_folder(cfg.gpt2_path)))
             else:
@@ -221,7 +222,7 @@ class CaptionDecoder:
 
     # -- decoding ---------------------------------------------------------------------------
     def decode(self, embeddings: Any, device: str = "cpu", beam_size: int | None = None,
-               progress: Callable | None = None, tags: Any = None) -> list[str]:
+               progress: Callable | None = default_progress, tags: Any = None) -> list[str]:
         """Captions for a batch of embeddings (B, D), in order (with their tag indices when the
         decoder fuses tags)."""
         import torch

@@ -21,6 +21,8 @@ from bench.records import SAMPLES_DIR, Record, flatten_config, load_records, sho
 from bench.splits import KINDS
 from bench.stats import BLEU_STATS, INTERVAL_METRICS, PerImage, bootstrap_interval, paired_bootstrap_pvalue, resample_counts
 
+#: Means closer than this (half the last printed digit of a 4-decimal record) are a tie.
+BEST_TOLERANCE = 5e-5
 #: Columns of the method tables, in the order papers print them.
 TABLE_METRICS = ("bleu1", "bleu4", "meteor", "rouge_l", "cider", "spice")
 METRIC_NAMES = {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "bleu3": "BLEU-3", "bleu4": "BLEU-4", "meteor": "METEOR",
@@ -45,6 +47,7 @@ class Row:
     kind: str
     noise_variance: float | None
     settings: tuple[tuple[str, Any], ...]  # the method's varying config keys and their values here
+    inputs: Any = None  # the records' InputIdentity (encoder, data fingerprints): never pooled across
     records: list[Record] = field(default_factory=list)
     label: str = ""
     intervals: dict[str, Interval] = field(default_factory=dict)
@@ -141,9 +144,9 @@ def group_rows(records: list[Record]) -> list[Row]:
     for record in records:
         flat = flatten_config(record.config)
         settings = tuple((k, flat.get(k)) for k in keys[record.method])
-        key = (record.split, record.method, record.noise_variance, json.dumps(settings, default=str))
+        key = (record.split, record.method, record.noise_variance, json.dumps(settings, default=str), record.inputs)
         if key not in rows:
-            rows[key] = Row(record.method, record.split, record.kind, record.noise_variance, settings)
+            rows[key] = Row(record.method, record.split, record.kind, record.noise_variance, settings, record.inputs)
         rows[key].records.append(record)
     out = list(rows.values())
     for split in dict.fromkeys(r.split for r in out):
@@ -162,7 +165,30 @@ def label_rows(rows: list[Row]) -> None:
         for key, value in row.settings:
             if len({json.dumps(v, default=str) for r in siblings for k, v in r.settings if k == key}) > 1:
                 parts.append(f"{short_key(key, row.method)}={show_value(value)}")
+        if len({r.inputs.encoder for r in siblings}) > 1:
+            parts.append(f"encoder {row.inputs.encoder}")
+        if len({(r.inputs.train, r.inputs.eval) for r in siblings}) > 1:
+            parts.append(f"data {row.inputs.train[:8]}/{row.inputs.eval[:8]}")
         row.label = row.method + (f" ({', '.join(parts)})" if parts else "")
+
+
+def reader_notes(records: list[Record]) -> list[str]:
+    """What a reader must be told before trusting the tables: cells computed with other inputs
+    than their neighbours (another encoder, other data under the same name), and each cell's
+    own warnings (empty captions)."""
+    notes = []
+    for split in dict.fromkeys(r.split for r in records):
+        mine = [r for r in records if r.split == split]
+        encoders = sorted({r.encoder for r in mine})
+        data = {(r.train_fingerprint, r.eval_fingerprint) for r in mine}
+        if len(encoders) > 1:
+            notes.append(f"{split} mixes cells computed with {len(encoders)} encoders ({', '.join(encoders)}); "
+                         "their rows are kept apart and are not comparable")
+        if len(data) > 1:
+            notes.append(f"{split} mixes cells computed on {len(data)} different versions of its data; "
+                         "their rows are kept apart and are not comparable")
+    notes += [f"{r.describe()}: {w}" for r in records for w in r.warnings]
+    return notes
 
 
 def show_noise(noise: float | None) -> str:
@@ -206,8 +232,14 @@ def evidence(row: Row, metric: str, samples: dict[str, list[dict[str, Any]]], im
 
 
 def best_row(rows: list[Row], metric: str) -> Row | None:
+    """The one row with the top mean, or None: with fewer than two rows there is nothing to be
+    best among, a tie at the top names no single best, and a top of 0 is no result to test against."""
     scored = [r for r in rows if r.mean(metric) is not None]
-    return max(scored, key=lambda r: r.mean(metric)) if scored else None
+    if len(scored) < 2:
+        return None
+    top = max(r.mean(metric) for r in scored)
+    leaders = [r for r in scored if np.isclose(r.mean(metric), top, rtol=0, atol=BEST_TOLERANCE)]
+    return leaders[0] if len(leaders) == 1 and top > BEST_TOLERANCE else None
 
 
 def add_intervals(data: RunData) -> None:

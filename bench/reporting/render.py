@@ -21,13 +21,14 @@ import numpy as np
 
 from bench.errors import DataError
 from bench.io import write_text_atomic
-from bench.reporting.collect import METRIC_NAMES, RunData, load_run
+from bench.reporting.collect import METRIC_NAMES, RunData, load_run, reader_notes
 from bench.reporting.defaults import GALLERY_IMAGES, RESAMPLES, SEED
 from bench.reporting.figures import noise_curves, plot_noise_curves
 from bench.reporting.tables import (
     KIND_TITLES,
     Table,
     ablation_tables,
+    md_escape,
     method_table,
     model_card_tables,
     noise_table,
@@ -91,6 +92,7 @@ def summary_line(data: RunData) -> str:
 
 def build_sections(data: RunData, curves: list, figures: list[Path], out: Path, gallery: int) -> list[Section]:
     intro = [f"{METRIC_NAMES.get(m, m)} is not reported: {reason}." for m, reason in unavailable_metrics(data).items()]
+    intro += [f"Warning: {note}." for note in reader_notes(data.records)]
     sections: list[Section] = [Section(2, "Results", intro, "results")]
     for kind in data.kinds():
         for split in data.splits(kind):
@@ -225,17 +227,17 @@ def provenance_section(data: RunData) -> Section:
 
 
 def to_markdown(title: str, summary: str, sections: list[Section]) -> str:
-    out = [f"# {title}", "", summary, ""]
+    out = [f"# {md_escape(title)}", "", md_escape(summary), ""]
     for section in sections:
-        out += ["#" * section.level + " " + section.title, ""]
+        out += ["#" * section.level + " " + md_escape(section.title), ""]
         for block in section.blocks:
             if isinstance(block, Table):
                 out.append(block.markdown())
             elif isinstance(block, tuple):
                 if block[0] == "md":
-                    out += [block[1], ""]
+                    out += [md_escape(block[1]), ""]
             else:
-                out += [block, ""]
+                out += [md_escape(block), ""]
     return "\n".join(out).rstrip() + "\n"
 
 

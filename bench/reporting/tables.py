@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bench.records import show_value
-from bench.reporting.collect import METRIC_NAMES, TABLE_METRICS, Row, RunData, best_row, short_key, show_noise
+from bench.reporting.collect import BEST_TOLERANCE, METRIC_NAMES, TABLE_METRICS, Row, RunData, best_row, short_key, show_noise
 
 KIND_TITLES = {"in-domain": "In-domain", "cross-domain": "Cross-domain", "style": "Style"}
 
@@ -62,7 +63,18 @@ class Table:
 
 
 def _md_cell(value: Any) -> str:
-    return " ".join(str(value).split()).replace("|", "\\|")  # one line, pipes escaped
+    return md_escape(" ".join(str(value).split()).replace("|", "\\|"))  # one line, pipes escaped
+
+
+_RAW_HTML = re.compile(r"<(?=[A-Za-z/!?])|&(?=[A-Za-z#])")
+
+
+def md_escape(text: str) -> str:
+    """Text from records made inert in Markdown: a ``<`` that could open a tag and an ``&`` that
+    could open an entity are backslash-escaped (outside code spans), so report.md never carries
+    raw HTML from a caption, a method name or a setting; ``<0.001`` and the like stay as they are."""
+    parts = str(text).split("`")
+    return "`".join(p if i % 2 else _RAW_HTML.sub(lambda m: "\\" + m.group(0), p) for i, p in enumerate(parts))
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
@@ -83,8 +95,10 @@ def _mark_best(best: pd.DataFrame, column: str, means: list[float | None]) -> No
     if len(valid) < 2:
         return
     top = max(valid)
+    if top <= BEST_TOLERANCE:  # every row at 0: nothing is best
+        return
     for i, m in enumerate(means):
-        if m is not None and np.isclose(m, top, rtol=0, atol=5e-5):
+        if m is not None and np.isclose(m, top, rtol=0, atol=BEST_TOLERANCE):
             best.iloc[i, list(best.columns).index(column)] = True
 
 
@@ -134,6 +148,10 @@ def significance_table(data: RunData, split: str) -> Table:
     table.notes.append(f"95% percentile bootstrap intervals over the {n_images} test images ({data.resamples} resamples, "
                        f"seed {data.seed}); p: one-sided paired bootstrap test that the best row is not better than this one "
                        "(same resamples for every row).")
+    for metric in ("cider", "bleu4"):
+        if best[metric] is None and sum(r.mean(metric) is not None for r in rows) > 1:
+            table.notes.append(f"{METRIC_NAMES[metric]}: no single best row (a tie at the top, or every row at 0), "
+                               "so no row is tested against one.")
     table.notes += missing_notes(rows)
     return table
 

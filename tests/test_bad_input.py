@@ -1,0 +1,166 @@
+"""Every command answers bad input with one line on stderr and exit code 2, never a traceback,
+and before anything heavy is loaded. One table, one row per bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import karpathy_images, write_images, write_karpathy
+
+
+def _records(tmp: Path, line: str) -> Path:
+    run = tmp / "run"
+    run.mkdir(exist_ok=True)
+    (run / "records.jsonl").write_text(line + "\n")
+    return run
+
+
+def _preds(tmp: Path, entries) -> str:
+    path = tmp / "preds.json"
+    path.write_text(json.dumps(entries) if not isinstance(entries, str) else entries)
+    return str(path)
+
+
+def _refs(tmp: Path) -> str:
+    return str(write_karpathy(tmp, "coco", karpathy_images()))
+
+
+def _data(tmp: Path, mutate=None) -> str:
+    images = karpathy_images()
+    if mutate:
+        mutate(images)
+    write_karpathy(tmp / "data", "coco", images)
+    write_images(tmp / "data", images)
+    return str(tmp / "data")
+
+
+def _truncated(tmp: Path) -> str:
+    root = _data(tmp)
+    path = Path(root) / "coco" / "dataset_coco.json"
+    path.write_text(path.read_text()[:200])
+    return root
+
+
+def _duplicate_test_ids(images):
+    test = [i for i in images if i["split"] == "test"]
+    test[1]["cocoid"] = test[0]["cocoid"]
+
+
+def _null_caption(images):
+    images[0]["sentences"][0]["raw"] = None
+
+
+def _file(tmp: Path, name: str, content: bytes | str) -> str:
+    path = tmp / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return str(path)
+
+
+def _folder(tmp: Path, name: str) -> str:
+    (tmp / name).mkdir(exist_ok=True)
+    return str(tmp / name)
+
+
+VALID = {"method": "capdec", "split": "coco", "train": "coco", "eval": "coco", "kind": "in-domain", "seed": 0, "config": {},
+         "metrics": {"cider": 1.0}, "encoder": "e@1", "train_fingerprint": "t", "eval_fingerprint": "v"}
+
+CASES = [
+    # bench run: the run folder, the config file, the encoder
+    ("run --out is a file", lambda t: ["run", "--methods", "clipre", "--split", "coco", "--out", _file(t, "f", "x")],
+     "run folder --out"),
+    ("run --config is a folder", lambda t: ["run", "--config", _folder(t, "cfg.toml")], "is a folder"),
+    ("run --config is binary", lambda t: ["run", "--config", _file(t, "cfg.toml", b"\xff\xfe\x00\x81")], "not UTF-8 text"),
+    ("run --encoder NAME:/folder", lambda t: ["run", "--methods", "clipre", "--split", "coco",
+                                              "--encoder", f"ViT-B-32:{_folder(t, 'weights')}"], "is a folder, not a weights file"),
+    ("run --encoder NAME:/a.json", lambda t: ["run", "--methods", "clipre", "--split", "coco", "--data-root", _data(t),
+                                              "--encoder", f"RN50:{_file(t, 'w.json', '{}')}"], "cannot load its weights"),
+    ("run --encoder local-dir: without config", lambda t: ["run", "--encoder", f"local-dir:{_folder(t, 'clipdir')}"],
+     "has no open_clip_config.json"),
+    # bench run: lists that name nothing, numbers out of range
+    ("run --methods ,", lambda t: ["run", "--methods", ","], "methods lists nothing"),
+    ("run --seeds ,", lambda t: ["run", "--seeds", ","], "seeds lists nothing"),
+    ("run NaN learning rate", lambda t: ["run", "--methods", "capdec", "--set", "decoder.lr=nan"], "finite number"),
+    ("run infinite learning rate", lambda t: ["run", "--methods", "capdec", "--set", "decoder.lr=inf"], "finite number"),
+    ("run dropout above 1", lambda t: ["run", "--methods", "capdec", "--set", "decoder.dropout=1.5"], "dropout must be in [0, 1)"),
+    ("run seed 2^32", lambda t: ["run", "--seeds", str(2**32)], "seeds must be integers in [0, 2^32 - 1]"),
+    ("run negative warm-up", lambda t: ["run", "--methods", "capdec", "--set", "decoder.warmup=-5"], "warmup must be >= 0"),
+    ("run negative weight decay", lambda t: ["run", "--methods", "capdec", "--set", "decoder.weight_decay=-1"],
+     "weight_decay must be >= 0"),
+    ("run negative grad clip", lambda t: ["run", "--methods", "capdec", "--set", "decoder.grad_clip=-1"], "grad_clip must be >= 0"),
+    ("run NaN length penalty", lambda t: ["run", "--methods", "capdec", "--set", "decoder.length_penalty=nan"], "finite number"),
+    ("run --noise without a noise method", lambda t: ["run", "--methods", "clipre", "--split", "coco", "--noise", "0.1"],
+     "--noise applies to methods that inject noise"),
+    # bench run: resources and data, found before any model loads
+    ("run missing gpt2_path", lambda t: ["run", "--methods", "capdec", "--decoder", "gpt2", "--set",
+                                         f"decoder.gpt2_path={t / 'no-gpt2'}"], "GPT-2 folder"),
+    ("run missing generator folder", lambda t: ["run", "--methods", "syntic", "--set", "syntic.generator.kind=diffusers",
+                                                "--set", f"syntic.generator.path={t / 'no-sd'}"], "syntic.generator.path"),
+    ("run truncated annotation file", lambda t: ["run", "--methods", "clipre", "--split", "coco", "--data-root", _truncated(t)],
+     "is not JSON"),
+    ("run duplicate test image ids", lambda t: ["run", "--methods", "clipre", "--split", "coco",
+                                                "--data-root", _data(t, _duplicate_test_ids)], "appears twice"),
+    ("run a null training caption", lambda t: ["run", "--methods", "clipre", "--split", "coco",
+                                               "--data-root", _data(t, _null_caption)], "has a caption that is not a string"),
+    # bench score
+    ("score predictions are a folder", lambda t: ["score", "--predictions", _folder(t, "p.json"), "--references", _refs(t)],
+     "is a folder"),
+    ("score image_id is a list", lambda t: ["score", "--predictions", _preds(t, [{"image_id": [1], "caption": "x"}]),
+                                            "--references", _refs(t)], "neither a string nor an integer"),
+    ("score image_id is a dict", lambda t: ["score", "--predictions", _preds(t, [{"image_id": {"a": 1}, "caption": "x"}]),
+                                            "--references", _refs(t)], "neither a string nor an integer"),
+    ("score a lone surrogate", lambda t: ["score", "--predictions", _preds(t, '[{"image_id": 1003, "caption": "a \\ud800 dog"}]'),
+                                          "--references", _refs(t)], "unpaired surrogate"),
+    ("score --per-image is a folder", lambda t: ["score", "--predictions", _preds(t, [{"image_id": 1003, "caption": "x"}]),
+                                                 "--references", _refs(t), "--per-image", _folder(t, "out")], "is a folder"),
+    ("score a null reference", lambda t: ["score", "--predictions", _preds(t, [{"image_name": "a.jpg", "captions": [None],
+                                                                                "prediction": "x"}])],
+     "has a caption that is not a string"),
+    # bench check / report
+    ("check null metrics", lambda t: ["check", str(_records(t, json.dumps({**VALID, "metrics": None}))), "--baseline",
+                                      str(_records(t, json.dumps({**VALID, "metrics": None})))], "no complete records"),
+    ("check records.jsonl is a folder", lambda t: ["check", str(_mkdir(t / "r1" / "records.jsonl").parent),
+                                                   "--baseline", str(t)], "is not a file"),
+    ("report records.jsonl is a folder", lambda t: ["report", str(_mkdir(t / "r2" / "records.jsonl").parent)], "is not a file"),
+    # bench caption
+    ("caption a folder that is not a fit", lambda t: ["caption", "--method", "clipre", "--checkpoint", _folder(t, "ck"),
+                                                      "--images", _folder(t, "im")], "is not a fitted method"),
+]
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.mark.parametrize("name, argv, fragment", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_exit_2(run_cli, tmp_path, monkeypatch, name, argv, fragment):
+    monkeypatch.setenv("TEXTCAP_BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(*argv(tmp_path))
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert fragment in lines[0], lines[0]
+
+
+def test_an_unreadable_file_is_one_line(run_cli, tmp_path, monkeypatch):
+    """A file the process may not read (root reads everything, so the refusal is simulated)."""
+    preds = _preds(tmp_path, [{"image_id": 1003, "caption": "x"}])
+    original = Path.read_text
+
+    def read_text(self, *args, **kwargs):
+        if str(self) == preds:
+            raise PermissionError(13, "Permission denied")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    code, _, err = run_cli("score", "--predictions", preds, "--references", _refs(tmp_path))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Permission denied" in err
+
+
+def test_ls_with_a_pattern_that_matches_nothing(run_cli):
+    code, out, _ = run_cli("ls", "zzz*")
+    assert code == 0 and "(none matching 'zzz*')" in out and "registered yet" not in out
