@@ -1,10 +1,10 @@
 """``bench check``: compare a run with baseline records and flag metrics that fell.
 
-Cells are matched by their id (method, split, seed, σ² and the whole method config). A cell
-whose config changed (a new default, a new field) has a new id; it is still compared with the
-baseline cell of the same method, split, seed and σ² when exactly one such cell exists on each
-side, and the config change is named, because a changed default is exactly what can move a
-number without anyone noticing.
+Cells are matched by their id (method, split, seed, σ², the whole method config, the encoder
+and the data's fingerprints). A cell whose config, encoder or data changed has a new id; it is
+still compared with the baseline cell of the same method, split, seed and σ² when exactly one
+such cell exists on each side, and what changed is named, because a changed default or a
+changed input is exactly what can move a number without anyone noticing.
 
 Tolerances are absolute, on the 0-100 scale: a metric regresses when it falls by more than its
 tolerance. Rises never fail a check.
@@ -138,8 +138,23 @@ def match(current: list[Record], base: list[Record]) -> tuple[list[tuple[Record,
             pairs.append((r, theirs[0]))
             rest_run.remove(r)
             rest_base.remove(theirs[0])
-            changes.append(f"{r.describe()}: config changed ({config_diff(theirs[0].config, r.config)})")
+            changes.append(f"{r.describe()}: {what_changed(theirs[0], r)}")
     return pairs, rest_run, rest_base, changes
+
+
+def what_changed(old: Record, new: Record) -> str:
+    """Why two records of the same method, split, seed and σ² are different cells: their config,
+    their encoder, or the content of their data."""
+    parts = []
+    if flatten_config(old.config) != flatten_config(new.config):
+        parts.append(f"config changed ({config_diff(old.config, new.config)})")
+    if old.encoder != new.encoder:
+        parts.append(f"encoder changed ({old.encoder or '?'} -> {new.encoder or '?'})")
+    if old.train_fingerprint != new.train_fingerprint:
+        parts.append(f"the {new.train} training captions changed")
+    if old.eval_fingerprint != new.eval_fingerprint:
+        parts.append(f"the {new.eval} test split changed")
+    return "; ".join(parts) or "recorded under another id"
 
 
 def config_diff(old: dict, new: dict, limit: int = 4) -> str:

@@ -88,6 +88,18 @@ def test_a_changed_config_is_still_compared_and_named(baseline, tmp_path):
     assert config_diff({"a": {"b": 1, "c": True}}, {"a": {"b": 2, "c": False}}) == "a.b 1 -> 2, a.c on -> off"
 
 
+def test_a_changed_encoder_or_data_is_still_compared_and_named(baseline, tmp_path):
+    def change(records):
+        records[0].update(encoder="ViT-B-32:/w.pt@abc", cell_id="0123456789abcdef")
+        records[1].update(train_fingerprint="other", cell_id="fedcba9876543210")
+
+    result = check(_changed(tmp_path, change), baseline)
+    assert result.compared == len(_records())
+    changes = " | ".join(result.config_changes)
+    assert "encoder changed (" in changes and "-> ViT-B-32:/w.pt@abc)" in changes
+    assert "training captions changed" in changes
+
+
 def test_truncated_baseline_uses_its_complete_lines(run_cli, tmp_path):
     lines = FIXTURE.read_text(encoding="utf-8").splitlines()
     base = tmp_path / "baseline.jsonl"
