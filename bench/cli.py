@@ -29,6 +29,8 @@ EXAMPLES = {
     "report": "examples:\n  python -m bench report runs/latest",
     "check": "examples:\n  python -m bench check runs/latest --baseline baseline/records.jsonl --tolerance cider=1.0,bleu4=0.5",
     "caption": "examples:\n  python -m bench caption --method capdec --checkpoint runs/latest/checkpoints/CELL --images my_photos/",
+    "gap": ("examples:\n  python -m bench gap --encoder shapes --dataset shapes-coco\n"
+            "  python -m bench gap --encoder ViT-B-32:/models/vit_b_32.pt --dataset coco --split val --data-root ~/data --json"),
 }
 
 
@@ -41,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from bench.check import DEFAULT_TOLERANCES
-    from bench.grid import DEFAULT_METHODS, DEFAULT_OUT, DEFAULT_SPLITS, RunConfig
+    from bench.grid import DEFAULT_METHODS, DEFAULT_OUT, DEFAULT_SEEDS, DEFAULT_SPLITS, RunConfig
     from bench.reporting import defaults as report_defaults
 
     parser = _Parser(prog=PROG, description="A benchmark and ablation harness for text-only image captioning.",
@@ -68,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", dest="splits", action="append", metavar="SPEC",
                    help=f"TRAIN or TRAIN->EVAL; repeat or comma-separate for several (default: {', '.join(DEFAULT_SPLITS)})")
     p.add_argument("--noise", help="comma-separated noise variances for methods that inject noise, e.g. 0,0.004,0.016")
-    p.add_argument("--seeds", help=f"comma-separated seeds (default: {','.join(map(str, defaults.seeds))})")
+    p.add_argument("--seeds", help=f"comma-separated seeds (default: 0; the embedded default: {','.join(map(str, DEFAULT_SEEDS))})")
     p.add_argument("--out", help=f"run folder (default: {DEFAULT_OUT})")
     p.add_argument("--device", help=f"cpu, cuda or cuda:N (default: {defaults.device})")
     p.add_argument("--encoder", help=f"{defaults.encoder} (default), NAME:TAG (ViT-B-32:openai), NAME:/path/weights.pt, "
@@ -111,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", required=True, help="baseline records.jsonl (or a run folder)")
     p.add_argument("--tolerance", help="metric=value pairs overriding the defaults ("
                                        + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_TOLERANCES.items()) + "), e.g. cider=2,bleu4=0.5")
+
+    p = add("gap", "Print the modality-gap card of an encoder on a dataset (and the noise variance it suggests).")
+    p.add_argument("--encoder", required=True, help="shapes, NAME:TAG, NAME:/path/weights.pt or local-dir:/path")
+    p.add_argument("--dataset", required=True, help="a dataset name (bench ls datasets)")
+    p.add_argument("--split", default="test", help="the split whose image-caption pairs are measured (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _data_options(p)
 
     p = add("caption", "Caption a folder of your own images with a fitted method.")
     p.add_argument("--method", required=True)
@@ -318,8 +328,25 @@ def cmd_caption(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gap(args: argparse.Namespace) -> int:
+    from bench.config import default_cache_dir
+    from bench.encoders import create_encoder, parse_encoder_spec
+    from bench.gap import gap_card, load_pairs, render_card
+    from bench.plugins import DATASETS, load_plugins
+
+    load_plugins()
+    dataset = DATASETS.canonical(args.dataset)
+    parse_encoder_spec(args.encoder)
+    cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
+    data = load_pairs(dataset, args.split, args.data_root, cache_dir)  # bad input fails here, before any model loads
+    encoder = create_encoder(args.encoder, args.device, cache_dir, log=_stderr)
+    card = gap_card(encoder, data, cache_dir, log=_stderr)
+    print(json.dumps(card) if args.json else render_card(card))
+    return 0
+
+
 COMMANDS = {"ls": cmd_ls, "prepare": cmd_prepare, "run": cmd_run, "score": cmd_score,
-            "report": cmd_report, "check": cmd_check, "caption": cmd_caption}
+            "report": cmd_report, "check": cmd_check, "caption": cmd_caption, "gap": cmd_gap}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

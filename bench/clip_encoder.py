@@ -85,7 +85,7 @@ class ClipEncoder:
         import torch
 
         with torch.inference_mode():
-            out = self.model.encode_text(tokens.to(self.device))
+            out = encode_text(self.model, tokens.to(self.device))
             return torch.nn.functional.normalize(out.float(), dim=-1)
 
     def encode_texts(self, texts: Sequence[str], batch_size: int | None = None, progress: Callable | None = default_progress,
@@ -188,3 +188,38 @@ class ClipEncoder:
                 out.append(self.encode_pixels(self.batch_images([x for _, x in good])).cpu().numpy())
         dim = self.dim
         return (np.concatenate(out) if out else np.empty((0, dim), np.float32)), kept
+
+
+def truncates_exactly(model: Any) -> bool:
+    """Whether ``encode_text`` may run on tokens cut after the batch's longest caption: a CLIP
+    text tower with a causal mask that reads the end-of-text position (OpenAI's and open_clip's
+    CLIP). Each position then sees only itself and what comes before it, so the positions after
+    the last end-of-text token change nothing that is read."""
+    import torch
+
+    needed = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection")
+    mask = getattr(model, "attn_mask", None)
+    if not all(hasattr(model, name) for name in needed) or not isinstance(mask, torch.Tensor):
+        return False
+    if getattr(model, "text_pool_type", "argmax") not in ("argmax", "eos"):
+        return False
+    causal = torch.full_like(mask, float("-inf")).triu(1)
+    return bool(torch.equal(mask, causal))
+
+
+def encode_text(model: Any, tokens: Any) -> Any:
+    """``model.encode_text(tokens)``, on the tokens up to the batch's longest caption when that
+    gives the same features (:func:`truncates_exactly`): a caption of 13 tokens in a context of
+    77 costs a sixth of the compute. Padding is token 0, as in CLIP's tokenizer."""
+    if not truncates_exactly(model):
+        return model.encode_text(tokens)
+    from open_clip.model import text_global_pool
+
+    length = max(1, int((tokens != 0).sum(dim=1).max()))
+    tokens = tokens[:, :length]
+    cast = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:length].to(cast)
+    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:length, :length]))
+    x = text_global_pool(x, tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+    projection = model.text_projection
+    return projection(x) if callable(projection) and not hasattr(projection, "shape") else x @ projection

@@ -54,17 +54,19 @@ class GeneratedImages:
 
 
 def embed_generated(prompts: Sequence[str], generator: ImageGenerator, ctx: Any, dataset: str,
-                    batch_size: int = 64) -> tuple[list[Path], Any]:
-    """Generate (or find on disk) one image per prompt and embed them with ``ctx.encoder``
-    through the embedding cache; returns the image paths and their (N, D) embeddings."""
+                    batch_size: int = 64, seed: int = 0) -> tuple[list[Path], Any]:
+    """Generate (or find on disk) one image per prompt, with the generation ``seed``, and embed
+    them with ``ctx.encoder`` through the embedding cache; returns the image paths and their
+    (N, D) embeddings. The generation seed is a setting of its own, not the fit's seed: a
+    synthetic dataset is made once and its fits are repeated over seeds, as a paper would."""
     from bench.cache import CacheKey, fingerprint
     from bench.errors import BenchError
 
     if ctx.cache_dir is None:
         raise BenchError("generating images needs a cache folder (FitContext.cache_dir)")
     store = GeneratedImages(ctx.cache_dir, generator)
-    key = CacheKey(ctx.encoder.id, dataset, f"generated-{generator.id}-seed{ctx.seed}", "image",
-                   fingerprint([f"{ctx.seed}|{p}" for p in prompts]))
+    key = CacheKey(ctx.encoder.id, dataset, f"generated-{generator.id}-seed{seed}", "image",
+                   fingerprint([f"{seed}|{p}" for p in prompts]))
     paths: list[Path] = []
 
     def encode() -> Any:
@@ -73,7 +75,7 @@ def embed_generated(prompts: Sequence[str], generator: ImageGenerator, ctx: Any,
             raise BenchError(f"{len(paths) - len(kept)} generated images could not be read back")
         return emb
 
-    paths.extend(store.ensure(prompts, ctx.seed, batch_size, progress=ctx.progress))
+    paths.extend(store.ensure(prompts, seed, batch_size, progress=ctx.progress))
     if store.generated:
         ctx.log(f"generated {store.generated} images with {generator.id} into {store.folder}")
     return paths, (ctx.cache.get(key, encode) if ctx.cache is not None else encode())

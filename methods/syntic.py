@@ -57,6 +57,9 @@ class GeneratorSettings:
     size: int = 512
     guidance: float = 7.5
     batch_size: int = 4
+    #: the generation seed: the synthetic images are made once and shared by the fits of every
+    #: training seed (a paper generates its synthetic set once)
+    seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("steps", "size", "batch_size"):
@@ -251,7 +254,7 @@ class SynTIC(Captioner):
             self.memory = support_memory(texts, cfg.memory_size, ctx.seed, "syntic.memory_size")
         generator = make_generator(cfg.generator, corpus, ctx.device)
         tagger = make_tagger(cfg.tagger, ctx.encoder, corpus.objects, corpus.dataset, ctx.device) if cfg.auxiliary else None
-        paths, raw = embed_generated(corpus.captions, generator, ctx, corpus.dataset)
+        paths, raw = embed_generated(corpus.captions, generator, ctx, corpus.dataset, seed=cfg.generator.seed)
         features, info = self.training_features(np.asarray(raw), texts, ctx.seed, ctx.progress, _stage_cache(ctx, corpus))
         tags = None
         if tagger is not None:

@@ -32,7 +32,9 @@ def test_defaults_file_cli_precedence(tmp_path):
     assert cfg.out == Path("from_cli")  # CLI beats file
     assert cfg.seeds == (1, 2)  # file beats default; None on the CLI means "not given"
     assert cfg.noise == (0.0, 0.01)
-    assert resolve_config(RunConfig).seeds == (0,)  # defaults
+    defaults = resolve_config(RunConfig)
+    assert defaults.seeds == () and defaults.seed_list == (0, 1, 2)  # the embedded default: three seeds
+    assert resolve_config(RunConfig, {"methods": "capdec"}).seed_list == (0,)  # a grid of your own: seed 0
 
 
 def test_cli_strings_are_coerced():

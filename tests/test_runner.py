@@ -21,25 +21,27 @@ def tiny_run(tmp_path, encoder, **kw):
 
 
 def test_grid_of_the_embedded_default():
+    from bench.grid import DEFAULT_SWEEP
+
     cells = build_grid(RunConfig())
-    assert len({c.spec_id for c in cells}) == len(cells) == 32
-    # 5 methods x 3 splits, 3 more points of capdec's 4-point sweep (0.016 is the capdec cell), and
-    # syntic's 8 switch combinations in and across domains (the all-on one is the syntic cell).
+    assert len({c.spec_id for c in cells}) == len(cells) == 67
+    # 5 methods x 3 splits x 3 seeds; with seed 0, 8 more points of capdec's 9-point sweep (0.016 is
+    # the capdec cell) and syntic's 8 switch combinations in and across domains (all-on is the syntic cell).
     assert {c.method for c in cells} == {"capdec", "nonoise", "clipre", "decap", "syntic"}
     assert {str(c.split) for c in cells} == {"shapes-coco", "shapes-coco->shapes-flickr", "shapes-romantic"}
     for split in ("shapes-coco", "shapes-coco->shapes-flickr"):
         combos = {(c.config.optimise, c.config.project, c.config.auxiliary) for c in cells
-                  if c.method == "syntic" and str(c.split) == split}
+                  if c.method == "syntic" and str(c.split) == split and c.seed == 0}
         assert len(combos) == 8
-    assert sum(c.method == "syntic" and str(c.split) == "shapes-romantic" for c in cells) == 1
+    assert sum(c.method == "syntic" and str(c.split) == "shapes-romantic" for c in cells) == 3
     assert {c.split.kind for c in cells} == {"in-domain", "cross-domain", "style"}
-    sweep = sorted(c.noise_variance for c in cells if c.method == "capdec" and str(c.split) == "shapes-coco")
-    assert sweep == [0.0, 0.004, 0.016, 0.1]
+    sweep = sorted(c.noise_variance for c in cells if c.method == "capdec" and str(c.split) == "shapes-coco" and c.seed == 0)
+    assert sweep == sorted(DEFAULT_SWEEP)
     assert all(c.noise_variance == 0.0 for c in cells if c.method == "nonoise")
     assert all(c.noise_variance is None for c in cells if c.method == "clipre")
-    # the report's method tables show the 15 main cells; sweep points and ablation cells have their own sections
+    # the report's method tables show the 45 main cells; sweep points and ablation cells have their own sections
     roles = [c.role for c in cells]
-    assert (roles.count("main"), roles.count("noise-sweep"), roles.count("ablation")) == (15, 3, 14)
+    assert (roles.count("main"), roles.count("noise-sweep"), roles.count("ablation")) == (45, 8, 14)
     main = {c.spec_id for c in cells if c.role == "main"}
     capdec_0016 = next(c for c in cells if c.method == "capdec" and c.noise_variance == 0.016 and str(c.split) == "shapes-coco")
     assert capdec_0016.spec_id in main  # a sweep point equal to a main cell is that main cell

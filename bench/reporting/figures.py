@@ -16,6 +16,9 @@ from bench.reporting.collect import METRIC_NAMES, Row, RunData, short_key
 from bench.stats import seed_interval
 
 CURVE_METRICS = ("cider", "bleu4")
+#: What each marked σ² is.
+MARKER_NOTES = {"gap variance": "the per-dimension mean square of image − caption on the test pairs",
+                "CapDec's rule": "the squared mean ℓ∞ distance between captions of one image"}
 
 
 @dataclass
@@ -69,6 +72,18 @@ def noise_curves(data: RunData) -> list[Curve]:
     return curves
 
 
+def gap_markers(data: RunData) -> dict[str, float]:
+    """σ² values worth seeing on the curve: the encoder's own gap variance and the value CapDec's
+    rule gives, from the encoder card the run recorded (the shapes CLIP's model card)."""
+    card = ((data.run_info.get("encoder") or {}).get("model_card") or {}).get("gap") or {}
+    out = {}
+    if isinstance(card.get("diff_var_per_dim"), (int, float)):
+        out["gap variance"] = float(card["diff_var_per_dim"])
+    if isinstance(card.get("sigma2_capdec_captions"), (int, float)):
+        out["CapDec's rule"] = float(card["sigma2_capdec_captions"])
+    return out
+
+
 def axis_positions(variances: list[float]) -> tuple[dict[float, float], float | None]:
     """Where each σ² sits on the log-scaled x axis; 0 gets a stand-in position. Returns the
     positions and the stand-in (None when 0 is not among the values)."""
@@ -86,8 +101,9 @@ def axis_positions(variances: list[float]) -> tuple[dict[float, float], float | 
     return positions, None
 
 
-def plot_noise_curves(curves: list[Curve], out_dir: Path) -> list[Path]:
-    """Draw the curves; save ``noise_curve.png`` and ``noise_curve.svg`` under ``out_dir``."""
+def plot_noise_curves(curves: list[Curve], out_dir: Path, markers: dict[str, float] | None = None) -> list[Path]:
+    """Draw the curves, with a dashed vertical line at each of ``markers`` (name -> σ²); save
+    ``noise_curve.png`` and ``noise_curve.svg`` under ``out_dir``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,6 +121,11 @@ def plot_noise_curves(curves: list[Curve], out_dir: Path) -> list[Path]:
             if banded:
                 ax.fill_between([positions[p.noise] for p in banded], [p.band[metric][0] for p in banded],
                                 [p.band[metric][1] for p in banded], color=line.get_color(), alpha=0.2, linewidth=0)
+        for k, (name, value) in enumerate(sorted((markers or {}).items(), key=lambda kv: kv[1])):
+            if value > 0:
+                ax.axvline(value, color="0.35", linestyle="--" if k % 2 == 0 else ":", linewidth=1)
+                ax.text(value, 0.98 - 0.07 * k, f" {name}\n σ²={value:.2g}", transform=ax.get_xaxis_transform(),
+                        fontsize=7, va="top", color="0.25")
         ax.set_xscale("log")
         ax.set_xticks([positions[v] for v in variances])
         ax.set_xticklabels([f"{v:g}" for v in variances])

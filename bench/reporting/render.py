@@ -23,7 +23,7 @@ from bench.errors import DataError
 from bench.io import write_text_atomic
 from bench.reporting.collect import METRIC_NAMES, RunData, load_run, reader_notes
 from bench.reporting.defaults import GALLERY_IMAGES, RESAMPLES, SEED
-from bench.reporting.figures import noise_curves, plot_noise_curves
+from bench.reporting.figures import MARKER_NOTES, gap_markers, noise_curves, plot_noise_curves
 from bench.reporting.tables import (
     KIND_TITLES,
     Table,
@@ -66,7 +66,7 @@ def render_report(run_dir: str | Path, out_dir: str | Path | None = None, resamp
         raise DataError(f"--out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     curves = noise_curves(data)
-    figures = plot_noise_curves(curves, out / "figures") if curves else []
+    figures = plot_noise_curves(curves, out / "figures", gap_markers(data)) if curves else []
     sections = build_sections(data, curves, figures, out, gallery)
     title = f"textcap-bench report: {data.run_dir.name or data.run_dir.resolve().name}"
     md_path, html_path = out / "report.md", out / "report.html"
@@ -106,6 +106,11 @@ def build_sections(data: RunData, curves: list, figures: list[Path], out: Path, 
     if curves:
         blocks: list[Any] = ["CIDEr and BLEU-4 against the noise variance σ² injected into text embeddings during "
                              "training (log-scaled axis; σ² = 0 is drawn left of the break)."]
+        markers = gap_markers(data)
+        if markers:
+            blocks.append("Vertical lines (from the encoder's model card; `bench gap` prints them for any encoder): "
+                          + "; ".join(f"{name} σ² = {value:.2g} ({MARKER_NOTES.get(name, '')})" for name, value in markers.items())
+                          + ".")
         png, svg = figures
         blocks.append(("md", f"![noise-variance curve]({_relative(png, out)})\n\n(vector: [{svg.name}]({_relative(svg, out)}))"))
         blocks.append(("html", f'<figure class="curve"><img class="curve" alt="noise-variance curve" '

@@ -21,17 +21,31 @@ def retrieval(image_emb: np.ndarray, text_emb: np.ndarray, text_owner: np.ndarra
 
 
 def modality_gap(image_emb: np.ndarray, text_emb: np.ndarray, text_owner: np.ndarray) -> dict[str, float]:
-    """Gap statistics over true pairs (each caption with its image)."""
-    paired = image_emb[text_owner]
-    diff = paired - text_emb
-    shuffled = np.roll(text_owner, len(np.unique(text_owner)) // 2 * (len(text_owner) // len(np.unique(text_owner))))
-    random_cos = np.sum(image_emb[shuffled] * text_emb, axis=1)
-    return {
-        "true_pair_cosine": float(np.mean(np.sum(paired * text_emb, axis=1))),
-        "random_pair_cosine": float(np.mean(random_cos[shuffled != text_owner])),
-        "centroid_gap": float(np.linalg.norm(image_emb.mean(0) - text_emb.mean(0))),
-        "mean_l2": float(np.mean(np.linalg.norm(diff, axis=1))),
-        "mean_linf": float(np.mean(np.abs(diff).max(axis=1))),
-        "diff_var_per_dim": float(np.mean(diff**2)),
-        "dim": int(image_emb.shape[1]),
-    }
+    """Gap statistics over true pairs (each caption with its image): ``bench.gap.gap_statistics``."""
+    from bench.gap import gap_statistics
+
+    return gap_statistics(image_emb, text_emb, text_owner)
+
+
+def zero_shot(image_emb: np.ndarray, labels: list[str], prompts: dict[str, list[str]], encode_texts) -> float:
+    """Zero-shot accuracy (percent): each image gets the class whose prompts' mean text embedding
+    (a prompt ensemble, normalised) is nearest. ``labels[i]`` is image i's true class;
+    ``prompts`` maps each class to its prompts; ``encode_texts`` embeds a list of strings."""
+    classes = list(prompts)
+    table = []
+    for name in classes:
+        emb = np.asarray(encode_texts(prompts[name]), np.float32).mean(0)
+        table.append(emb / max(float(np.linalg.norm(emb)), 1e-12))
+    predicted = np.asarray(classes)[np.argmax(image_emb @ np.stack(table).T, axis=1)]
+    return 100.0 * float(np.mean(predicted == np.asarray(labels)))
+
+
+def attribute_prompts(shapes: tuple[str, ...], colours: tuple[str, ...]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Prompt ensembles for the two zero-shot tasks, in the words the captions use: a shape is
+    ``a {colour} {shape}`` over every colour, a colour the same over every shape."""
+    def phrase(colour: str, shape: str) -> str:
+        return f"{'an' if colour[0] in 'aeiou' else 'a'} {colour} {shape}"
+
+    by_shape = {s: [phrase(c, s) for c in colours] for s in shapes}
+    by_colour = {c: [phrase(c, s) for s in shapes] for c in colours}
+    return by_shape, by_colour

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -94,9 +94,15 @@ class WorldConfig:
 SPLITS = ("train", "val", "test")
 
 
+#: How many objects the CLIP's pretraining scenes hold (P(1), P(2), P(3)): more single objects
+#: than the benchmark domains, so that what each shape looks like is seen alone before it is
+#: seen beside others. The pretraining split is the CLIP's own; no benchmark split uses it.
+PRETRAIN_OBJECTS = (0.6, 0.3, 0.1)
+
+
 def scene_of(world: WorldConfig, domain: str, split: str, index: int) -> Scene:
     if domain == "pretrain":
-        stats = (_INDOOR, _OUTDOOR)[index % 2]
+        stats = replace((_INDOOR, _OUTDOOR)[index % 2], n_objects=PRETRAIN_OBJECTS)
     else:
         stats = world.domains()[domain].stats
     return sample_scene(stats, rng_for(world.seed, domain, split, index, "scene"))
@@ -157,18 +163,18 @@ def render_images(world: WorldConfig, domain: str, split: str, folder: Path,
     return len(todo)
 
 
-def pretrain_arrays(world: WorldConfig, progress: Callable | None = None) -> tuple[np.ndarray, list[list[str]], set[str]]:
-    """The CLIP pretraining pairs: uint8 images (N, H, W, 3), 5 captions each, scene keys."""
+def pretrain_arrays(world: WorldConfig, progress: Callable | None = None) -> tuple[np.ndarray, list[list[str]], list[Scene]]:
+    """The CLIP pretraining pairs: uint8 images (N, H, W, 3), 5 captions each, and their scenes."""
     n = world.pretrain_images
     images = np.empty((n, world.image_size, world.image_size, 3), np.uint8)
-    texts, keys = [], set()
+    texts, scenes = [], []
     items = progress(range(n), total=n, desc="rendering CLIP pretraining images", unit="img") if progress else range(n)
     for i in items:
         scene = scene_of(world, "pretrain", "pretrain", i)
         images[i] = np.asarray(render(scene, world.image_size))
         texts.append(captions_of(world, "pretrain", "pretrain", i, scene))
-        keys.add(scene.key())
-    return images, texts, keys
+        scenes.append(scene)
+    return images, texts, scenes
 
 
 def object_vocabulary() -> tuple[str, ...]:

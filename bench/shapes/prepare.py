@@ -27,12 +27,14 @@ def model_card(ckpt: ClipCheckpoint, world: WorldConfig, cache_dir: Path) -> dic
 
     from bench.clip_encoder import ClipEncoder
     from bench.io import sha256_file
-    from bench.shapes.card import modality_gap, retrieval
+    from bench.shapes.card import attribute_prompts, modality_gap, retrieval, zero_shot
+    from bench.shapes.world import COLOURS, SHAPES
 
     model, preprocess, tokenizer = ckpt.load()
     encoder = ClipEncoder(model, preprocess, tokenizer, "shapes", sha256_file(ckpt.weights), log=lambda m: None)
     folder = world_dir(world, cache_dir)
-    card: dict[str, Any] = {"retrieval": {}, "gap_by_domain": {}}
+    card: dict[str, Any] = {"retrieval": {}, "zero_shot": {}, "gap_by_domain": {}}
+    by_shape, by_colour = attribute_prompts(SHAPES, tuple(COLOURS))
     all_img, all_txt, all_owner = [], [], []
     for domain in CARD_DOMAINS:
         images_dir = folder / f"shapes-{domain}" / "images" / "test"
@@ -46,6 +48,12 @@ def model_card(ckpt: ClipCheckpoint, world: WorldConfig, cache_dir: Path) -> dic
         card["retrieval"][domain] = {k: (int(v) if k in ("images", "captions") else float(v))
                                      for k, v in retrieval(image_emb, text_emb, owner).items()}
         card["gap_by_domain"][domain] = modality_gap(image_emb, text_emb, owner)
+        single = [k for k, img in enumerate(test) if len(img["objects"]) == 1]  # objects: [size, colour, shape]
+        embed = lambda prompts: encoder.encode_texts(prompts, progress=None)  # noqa: E731
+        card["zero_shot"][domain] = {
+            "images": len(single),
+            "shape": zero_shot(image_emb[single], [test[k]["objects"][0][2] for k in single], by_shape, embed),
+            "colour": zero_shot(image_emb[single], [test[k]["objects"][0][1] for k in single], by_colour, embed)}
         all_img.append(image_emb)
         all_txt.append(text_emb)
         all_owner.append(owner + sum(len(x) for x in all_img[:-1]))

@@ -1,0 +1,120 @@
+"""The modality-gap card of an encoder on a dataset: how far its image embeddings lie from the
+embeddings of their own captions, and the noise variance that rules of thumb derive from that.
+
+``gap_statistics`` works on embeddings; ``gap_card`` loads a dataset split, encodes it (through
+the embedding cache) and returns the card; ``bench gap`` prints it. The shapes CLIP's model card
+is this card on the world's test splits.
+
+The σ² rules, each for the per-dimension noise variance of CapDec-style injection:
+
+* ``capdec_captions``: CapDec's own rule (Nukrai et al., 2022, §4): the square of the mean
+  ℓ∞ norm of the differences between the text embeddings of captions of the same image
+  (0.016 for ViT-B/32 on 15 COCO images; the ℓ∞-or-ℓ1 question is CapDec issue #3);
+* ``capdec_pairs``: the same rule on image–caption differences;
+* ``variance``: the mean squared difference per dimension of image − caption, the variance an
+  isotropic Gaussian needs to cover the gap's spread.
+
+Real CLIP ViT-B/32 on COCO, for reference: true-pair cosine about 0.3 (CLIPScore's w = 2.5
+rescales cosines that range "from roughly zero to roughly .4", Hessel et al., 2021; its README's
+good example captions score 0.8585 = 2.5 × 0.34) and a centroid gap of 0.82 (Liang et al., 2022,
+"Mind the Gap", at CLIP's temperature 1/100).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.errors import DataError
+
+#: Real CLIP ViT-B/32 on COCO (see the module doc), printed beside every card.
+REFERENCE = {"true_pair_cosine": 0.3, "centroid_gap": 0.82}
+
+
+def gap_statistics(image_emb: np.ndarray, text_emb: np.ndarray, text_owner: np.ndarray) -> dict[str, float]:
+    """Gap statistics of unit-norm embeddings: ``text_owner[j]`` is the image row of caption j."""
+    image_emb, text_emb, text_owner = np.asarray(image_emb, np.float64), np.asarray(text_emb, np.float64), np.asarray(text_owner)
+    paired = image_emb[text_owner]
+    diff = paired - text_emb
+    n_images = len(image_emb)
+    shift = max(1, n_images // 2)
+    other = (text_owner + shift) % n_images  # each caption against an image half the split away
+    random_cos = np.sum(image_emb[other] * text_emb, axis=1)
+    mean_linf = float(np.mean(np.abs(diff).max(axis=1)))
+    # CapDec's rule: captions of the same image, consecutive pairs
+    same = [(a, b) for a, b in zip(range(len(text_owner) - 1), range(1, len(text_owner))) if text_owner[a] == text_owner[b]]
+    caption_linf = float(np.mean([np.abs(text_emb[a] - text_emb[b]).max() for a, b in same])) if same else float("nan")
+    return {
+        "true_pair_cosine": float(np.mean(np.sum(paired * text_emb, axis=1))),
+        "random_pair_cosine": float(np.mean(random_cos[other != text_owner])) if np.any(other != text_owner) else float("nan"),
+        "centroid_gap": float(np.linalg.norm(image_emb.mean(0) - text_emb.mean(0))),
+        "mean_l2": float(np.mean(np.linalg.norm(diff, axis=1))),
+        "mean_linf": mean_linf,
+        "caption_linf": caption_linf,
+        "diff_var_per_dim": float(np.mean(diff**2)),
+        "sigma2_capdec_captions": caption_linf**2,
+        "sigma2_capdec_pairs": mean_linf**2,
+        "sigma2_variance": float(np.mean(diff**2)),
+        "dim": int(image_emb.shape[1]),
+        "images": int(n_images),
+        "captions": int(len(text_emb)),
+    }
+
+
+def load_pairs(dataset: str, split: str = "test", data_root: Path | None = None, cache_dir: Path | None = None) -> Any:
+    """The split whose pairs a card measures, checked before any encoder loads: it must exist,
+    hold at least 2 image-caption pairs, and have its image files on disk."""
+    from bench.plugins import create_dataset
+
+    source = create_dataset(dataset, data_root, cache_dir=cache_dir)
+    source.check_split(split)
+    data = source.load(split)
+    pairs = sum(len(item.captions) for item in data.items)
+    if len(data) < 2 or pairs < 2:
+        raise DataError(f"{dataset} {split} has {len(data)} image(s) and {pairs} caption(s); the gap needs at least 2 pairs")
+    data.require_images()
+    return data
+
+
+def gap_card(encoder: Any, data: Any, cache_dir: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Encode a split's images and captions (through the embedding cache when ``cache_dir`` is
+    given) and return its gap statistics."""
+    from bench.cache import CacheKey, EmbeddingCache, fingerprint
+
+    paths = data.require_images()
+    cache = EmbeddingCache(cache_dir, log=log) if cache_dir is not None else None
+    captions = data.captions()
+    owner = np.repeat(np.arange(len(data)), [len(item.captions) for item in data.items])
+
+    def encoded(modality: str, content: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        if cache is None:
+            return compute()
+        return np.asarray(cache.get(CacheKey(encoder.id, data.dataset, data.split, modality, content), compute))
+
+    image_emb = encoded("image", fingerprint(f"{p}:{p.stat().st_size}" for p in paths),
+                        lambda: encoder.encode_images(paths, desc=f"encoding {data.dataset} {data.split} images")[0])
+    text_emb = encoded("text", fingerprint(captions),
+                       lambda: encoder.encode_texts(captions, desc=f"encoding {data.dataset} {data.split} captions"))
+    return {"encoder": encoder.id, "dataset": data.dataset, "split": data.split, **gap_statistics(image_emb, text_emb, owner)}
+
+
+def render_card(card: dict[str, Any]) -> str:
+    """The card as lines of text, with real CLIP's values beside the world's."""
+    rows = [("true-pair cosine", "true_pair_cosine", f"{REFERENCE['true_pair_cosine']:.2f}"),
+            ("random-pair cosine", "random_pair_cosine", ""),
+            ("centroid gap", "centroid_gap", f"{REFERENCE['centroid_gap']:.2f}"),
+            ("mean l2 (image - caption)", "mean_l2", ""), ("mean l-inf (image - caption)", "mean_linf", ""),
+            ("mean l-inf (caption - caption, same image)", "caption_linf", ""),
+            ("per-dimension mean square of image - caption", "diff_var_per_dim", ""),
+            ("sigma^2, CapDec's rule (caption l-inf squared)", "sigma2_capdec_captions", "0.016"),
+            ("sigma^2, CapDec's rule on image-caption pairs", "sigma2_capdec_pairs", ""),
+            ("sigma^2, variance rule", "sigma2_variance", "")]
+    head = f"modality gap of {card.get('encoder', '?')} on {card.get('dataset', '?')} {card.get('split', '')} " \
+           f"({card['images']} images, {card['captions']} captions, {card['dim']}-d)"
+    lines = [head, f"  {'':48} {'value':>9}  real ViT-B/32 on COCO"]
+    for label, key, ref in rows:
+        lines.append(f"  {label:48} {card[key]:9.5f}  {ref}".rstrip())
+    return "\n".join(lines)

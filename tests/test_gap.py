@@ -1,0 +1,117 @@
+"""The modality-gap card (`bench gap`), exact text truncation, and the embedded default's grid."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.gap import gap_statistics
+
+
+def test_gap_statistics_by_hand():
+    images = np.array([[1.0, 0.0], [0.0, 1.0]])
+    texts = np.array([[0.6, 0.8], [0.8, 0.6], [0.0, 1.0]])
+    owner = np.array([0, 0, 1])
+    stats = gap_statistics(images, texts, owner)
+    assert stats["true_pair_cosine"] == pytest.approx((0.6 + 0.8 + 1.0) / 3)
+    # each caption against the image half the split away: captions 0, 1 with image 1, caption 2 with image 0
+    assert stats["random_pair_cosine"] == pytest.approx((0.8 + 0.6 + 0.0) / 3)
+    assert stats["centroid_gap"] == pytest.approx(np.linalg.norm([0.5 - 14 / 30, 0.5 - 24 / 30]))
+    diffs = np.array([[0.4, -0.8], [0.2, -0.6], [0.0, 0.0]])
+    assert stats["mean_linf"] == pytest.approx((0.8 + 0.6 + 0.0) / 3)
+    assert stats["sigma2_capdec_pairs"] == pytest.approx(stats["mean_linf"] ** 2)
+    assert stats["diff_var_per_dim"] == pytest.approx(np.mean(diffs**2)) == stats["sigma2_variance"]
+    assert stats["caption_linf"] == pytest.approx(0.2)  # captions 0 and 1 share image 0: |0.6 - 0.8|
+    assert stats["sigma2_capdec_captions"] == pytest.approx(0.04)
+
+
+def test_text_truncation_gives_the_features_of_the_full_context(tiny_clip_checkpoint):
+    import torch
+
+    from bench.clip_encoder import encode_text, truncates_exactly
+    from bench.encoders import create_encoder
+
+    encoder = create_encoder(tiny_clip_checkpoint, log=lambda m: None)
+    texts = ["a red circle", "a small green triangle above a large yellow star on a wooden table", "two"]
+    tokens = encoder.tokenize(texts)
+    assert truncates_exactly(encoder.model) and int((tokens != 0).sum(1).max()) < tokens.shape[1]
+    with torch.no_grad():
+        full = encoder.model.encode_text(tokens)
+        cut = encode_text(encoder.model, tokens)
+    assert torch.allclose(full, cut, atol=1e-5)
+    # a model whose mask is not causal cannot be cut: the full forward runs
+    encoder.model.attn_mask = None
+    assert not truncates_exactly(encoder.model)
+    encoder.model.attn_mask = torch.full((40, 40), float("-inf")).triu(1)
+
+
+def test_bench_gap_prints_the_card(run_cli, tmp_path, karpathy_root, tiny_clip_folder):
+    code, out, err = run_cli("gap", "--encoder", tiny_clip_folder, "--dataset", "coco", "--data-root", str(karpathy_root),
+                             "--cache-dir", str(tmp_path / "cache"), "--json")
+    assert code == 0, err
+    card = json.loads(out)
+    assert card["dataset"] == "coco" and card["images"] == 2 and card["captions"] == 10
+    assert -1 <= card["true_pair_cosine"] <= 1 and card["sigma2_capdec_captions"] >= 0
+    code, out, err = run_cli("gap", "--encoder", tiny_clip_folder, "--dataset", "coco", "--data-root", str(karpathy_root),
+                             "--cache-dir", str(tmp_path / "cache"))
+    assert code == 0 and "centroid gap" in out and "0.82" in out and "CapDec's rule" in out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--encoder", "NoSuchNet:openai", "--dataset", "coco"], "unknown open_clip model"),
+    (["--encoder", "shapes", "--dataset", "cocoo"], "unknown dataset 'cocoo'"),
+    (["--encoder", "shapes", "--dataset", "coco", "--split", "nope"], "has no split 'nope'"),
+])
+def test_bench_gap_bad_input(run_cli, argv, fragment, tmp_path, karpathy_root):
+    code, _, err = run_cli("gap", *argv, "--data-root", str(karpathy_root), "--cache-dir", str(tmp_path / "cache"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err
+
+
+def test_bench_gap_needs_image_files_and_two_pairs(run_cli, tmp_path, tiny_clip_folder):
+    from tests.fixtures import karpathy_images, write_karpathy
+
+    images = karpathy_images()
+    write_karpathy(tmp_path / "data", "coco", images)  # annotations, but no image files
+    args = ["--encoder", tiny_clip_folder, "--dataset", "coco", "--data-root", str(tmp_path / "data"), "--cache-dir",
+            str(tmp_path / "cache")]
+    code, _, err = run_cli("gap", *args)
+    assert code == 2 and "image folder" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli("gap", *args, "--split", "val")  # one image in val
+    assert code == 2 and "needs at least 2 pairs" in err
+
+
+def test_the_embedded_default_grid():
+    from bench.grid import DEFAULT_SWEEP, RunConfig, build_grid
+
+    cells = build_grid(RunConfig())
+    main = [c for c in cells if c.role == "main"]
+    assert {c.seed for c in main} == {0, 1, 2} and len(main) == 5 * 3 * 3
+    sweep = sorted(c.noise_variance for c in cells if c.method == "capdec" and str(c.split) == "shapes-coco" and c.seed == 0)
+    assert sweep == sorted(DEFAULT_SWEEP) and 0.0 in sweep and 0.016 in sweep
+    positive = [v for v in sweep if v not in (0.0, 0.016)]
+    steps = np.diff(np.log10(positive))
+    assert len(positive) >= 7 and np.allclose(steps, steps[0], atol=0.05)  # log-spaced
+    assert all(c.seed == 0 for c in cells if c.role in ("noise-sweep", "ablation"))
+    assert len(build_grid(RunConfig(methods=("clipre",), splits=("coco",)))) == 1  # a custom grid: seed 0 only
+
+
+def test_the_noise_curve_marks_the_gap(tmp_path):
+    from bench.reporting.figures import gap_markers
+
+    class Data:
+        run_info = {"encoder": {"model_card": {"gap": {"diff_var_per_dim": 0.0024, "sigma2_capdec_captions": 0.0015}}}}
+
+    assert gap_markers(Data()) == {"gap variance": 0.0024, "CapDec's rule": 0.0015}
+    Data.run_info = {}
+    assert gap_markers(Data()) == {}
+
+
+def test_zero_shot_accuracy():
+    from bench.shapes.card import zero_shot
+
+    vectors = {"a": np.array([1.0, 0.0]), "b": np.array([0.0, 1.0])}
+    images = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    accuracy = zero_shot(images, ["a", "b", "b"], {"a": ["pa"], "b": ["pb"]}, lambda prompts: [vectors[p[1]] for p in prompts])
+    assert accuracy == pytest.approx(100 * 2 / 3)
