@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.io import atomic_path, write_json_atomic
+from bench.io import atomic_path, file_lock, write_json_atomic
 
 CACHE_VERSION = 1
 
@@ -71,7 +71,7 @@ class EmbeddingCache:
     def folder(self, key: CacheKey) -> Path:
         return self.root / key.folder_name()
 
-    def _valid(self, key: CacheKey) -> np.ndarray | None:
+    def _valid(self, key: CacheKey, quiet: bool = False) -> np.ndarray | None:
         folder = self.folder(key)
         array_path, manifest_path = folder / "embeddings.npy", folder / "manifest.json"
         if not array_path.is_file() or not manifest_path.is_file():
@@ -80,7 +80,8 @@ class EmbeddingCache:
             manifest = json.loads(manifest_path.read_text())
             array = np.load(array_path, mmap_mode="r")  # allow_pickle is off: an object array is refused
         except (OSError, ValueError, json.JSONDecodeError):
-            self.log(f"warning: embedding cache entry {folder} is unreadable; re-encoding")
+            if not quiet:
+                self.log(f"warning: embedding cache entry {folder} is unreadable; re-encoding")
             return None
         if not isinstance(manifest, dict):
             self.log(f"warning: embedding cache entry {folder} has a manifest of the wrong shape; re-encoding")
@@ -88,16 +89,30 @@ class EmbeddingCache:
         expected = {"key": key.__dict__, "count": int(array.shape[0]), "dim": int(array.shape[1]) if array.ndim == 2 else -1,
                     "dtype": str(array.dtype), "normalized": key.normalized}
         if any(manifest.get(k) != v for k, v in expected.items()) or manifest.get("sha256") != _array_hash(array):
-            self.log(f"warning: embedding cache entry {folder} does not match its manifest; re-encoding")
+            if not quiet:
+                self.log(f"warning: embedding cache entry {folder} does not match its manifest; re-encoding")
             return None
         return array
 
     def get(self, key: CacheKey, compute: Callable[[], np.ndarray]) -> np.ndarray:
-        """The cached array for ``key`` (memory-mapped), computing and storing it on a miss."""
+        """The cached array for ``key`` (memory-mapped), computing and storing it on a miss.
+
+        Many processes, on many machines, may share one cache folder: a complete entry is read
+        without a lock (its manifest is written last, after the array's rename, so a reader
+        never sees half an entry); a missing one is computed under a lock on its key, so two
+        writers never encode the same key at once and the second finds the first's entry."""
         cached = self._valid(key)
         if cached is not None:
             self.hits += 1
             return cached
+        with file_lock(self.root / f".{key.folder_name()}.lock"):
+            cached = self._valid(key, quiet=True)
+            if cached is not None:  # another process made it while this one waited
+                self.hits += 1
+                return cached
+            return self._compute(key, compute)
+
+    def _compute(self, key: CacheKey, compute: Callable[[], np.ndarray]) -> np.ndarray:
         self.misses += 1
         array = np.ascontiguousarray(compute(), dtype=np.float32)
         if array.ndim != 2:

@@ -84,6 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "combination, e.g. syntic's ablation grid; repeatable")
     p.add_argument("--config", help="a .toml or .json file of run settings; flags override it")
     p.add_argument("--no-report", dest="report", action="store_false", help="do not render the report at the end")
+    ex = p.add_argument_group("where cells run (default: this process)")
+    ex.add_argument("--executor", help="local (default), ray or slurm")
+    ex.add_argument("--address", help="ray: auto or HOST:PORT of a running cluster (default: start one on this machine)")
+    ex.add_argument("--cpus-per-task", type=int, help="ray, slurm: CPUs each task asks for (default: 1)")
+    ex.add_argument("--gpus-per-task", type=float, help="ray, slurm: GPUs each task asks for (default: 0)")
+    ex.add_argument("--threads", type=int, help="ray, slurm: torch threads in a task (default: --cpus-per-task)")
+    ex.add_argument("--partition", help="slurm: the partition to submit to")
+    ex.add_argument("--time", type=int, help="slurm: minutes per task (default: 60)")
+    ex.add_argument("--array-parallelism", type=int, help="slurm: tasks of one job array running at once (default: 64)")
+    ex.add_argument("--slurm-cluster", help="slurm: slurm (default) or local (the same job arrays as local processes)")
     _data_options(p)
 
     p = add("score", "Score a prediction file against references (BLEU, METEOR, ROUGE-L, CIDEr, SPICE).")
@@ -187,6 +197,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.config import config_to_dict, resolve_config
     from bench.encoders import check_device
+    from bench.executors.factory import create_executor
     from bench.grid import RunConfig, build_grid
     from bench.io import check_writable
     from bench.options import parse_assignments, parse_sweeps, split_encoder_options
@@ -203,12 +214,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     cli = {"methods": args.methods, "noise": args.noise, "seeds": args.seeds, "out": args.out, "device": args.device,
            "encoder": args.encoder, "data_root": args.data_root, "cache_dir": args.cache_dir,
            "splits": ",".join(args.splits) if args.splits else None, "method_options": options or None,
-           "encoder_options": encoder_options or None, "sweep": sweep or None}
+           "encoder_options": encoder_options or None, "sweep": sweep or None,
+           "executor": {k: v for k, v in {"kind": args.executor, "address": args.address, "cpus_per_task": args.cpus_per_task,
+                                           "gpus_per_task": args.gpus_per_task, "threads": args.threads, "partition": args.partition,
+                                           "time": args.time, "array_parallelism": args.array_parallelism,
+                                           "slurm_cluster": args.slurm_cluster}.items() if v is not None} or None}
     config: RunConfig = resolve_config(RunConfig, cli, args.config)
     check_device(config.device)
     cells = build_grid(config)
     check_writable(config.out, "run folder --out", "choose another --out")
-    runner = Runner(config, log=_stderr, command=args.command_line)
+    executor = create_executor(config.executor)
+    executor.check()  # the engine is there and answers, before any model loads
+    runner = Runner(config, log=_stderr, command=args.command_line, executor=executor)
     resolved = runner.resolve(cells)  # data, then the encoder: bad input fails here, before any output
     _stderr(f"{len(cells)} cells -> {config.out}")
     report = runner.execute(cells, resolved)

@@ -72,12 +72,17 @@ class ClipEncoder:
     def tokenize(self, texts: Sequence[str]) -> Any:
         return self.tokenizer(list(texts))
 
-    def count_truncated(self, texts: Sequence[str]) -> int:
-        """How many texts have more BPE tokens than fit in the context (with start and end)."""
+    def count_truncated(self, texts: Sequence[str], tokens: Any = None) -> int:
+        """How many texts have more BPE tokens than fit in the context (with start and end).
+        With ``tokens`` (the texts, tokenised), only the rows that fill the whole context are
+        looked at again: the rest have padding, so they fit."""
         inner = getattr(self.tokenizer, "encode", None)
         if inner is None:
             return 0
         limit = self.context_length - 2
+        if tokens is not None:
+            full = (tokens[:, -1] != 0).nonzero().flatten().tolist()
+            return sum(1 for i in full if len(inner(texts[i])) > limit)
         return sum(1 for t in texts if len(inner(t)) > limit)
 
     def encode_tokens(self, tokens: Any) -> Any:
@@ -91,15 +96,18 @@ class ClipEncoder:
     def encode_texts(self, texts: Sequence[str], batch_size: int | None = None, progress: Callable | None = default_progress,
                      desc: str = "encoding captions") -> np.ndarray:
         batch_size = batch_size or self.config.text_batch_size
-        truncated = self.count_truncated(texts)
-        if truncated:
-            self.log(f"{truncated} of {len(texts)} captions are longer than the encoder's context "
-                     f"({self.context_length} tokens) and were truncated")
         out = np.empty((len(texts), self.dim), np.float32)
         starts = range(0, len(texts), batch_size)
         bar = progress(starts, total=len(starts), desc=desc, unit="batch") if progress else starts
+        truncated = 0
         for start in bar:
-            out[start:start + batch_size] = self.encode_tokens(self.tokenize(texts[start:start + batch_size])).cpu().numpy()
+            batch = texts[start:start + batch_size]
+            tokens = self.tokenize(batch)
+            truncated += self.count_truncated(batch, tokens)
+            out[start:start + batch_size] = self.encode_tokens(tokens).cpu().numpy()
+        if truncated:
+            self.log(f"{truncated} of {len(texts)} captions are longer than the encoder's context "
+                     f"({self.context_length} tokens) and were truncated")
         return out
 
     # -- images -----------------------------------------------------------------------------

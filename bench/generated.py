@@ -9,6 +9,7 @@ one batch; the next call generates only what is still missing.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ class GeneratedImages:
                     for prompt, image in zip(batch, self.generator.generate(batch, seed)):
                         target = self.path(prompt, seed)
                         target.parent.mkdir(parents=True, exist_ok=True)
-                        tmp = target.with_suffix(".tmp.png")
+                        tmp = target.with_suffix(f".{os.getpid()}.tmp.png")  # another process may write it too
                         image.save(tmp)
                         tmp.replace(target)
                         self.generated += 1

@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.config import config_dict, default_cache_dir
 from bench.errors import BenchError, ConfigError
+from bench.executors.config import ExecutorConfig
 from bench.records import InputIdentity, cell_id, describe_cell
 from bench.splits import SplitSpec, parse_split
 
@@ -66,6 +67,8 @@ class RunConfig:
     #: each key (as in ``method_options``) maps to a list of values; the grid holds every
     #: combination for the methods a key applies to
     sweep: dict = field(default_factory=dict)
+    #: where the cells run (``bench.executors``): this process, a Ray cluster, or Slurm
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     def __post_init__(self) -> None:
         from bench.options import check_sweep

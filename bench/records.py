@@ -184,6 +184,12 @@ class Sample:
         return {"image_id": self.image_id, "image": self.image, "prediction": self.prediction,
                 "references": list(self.references), **self.scores, "bleu_stats": list(self.bleu_stats)}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Sample:
+        named = ("image_id", "image", "prediction", "references", "bleu_stats")
+        return cls(str(data["image_id"]), str(data.get("image", "")), str(data["prediction"]), tuple(data.get("references", ())),
+                   {k: v for k, v in data.items() if k not in named}, tuple(data.get("bleu_stats", ())))
+
 
 def cell_id(method: str, split: str, seed: int, noise_variance: float | None, config: dict[str, Any],
             inputs: InputIdentity | None = None) -> str:

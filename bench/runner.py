@@ -11,7 +11,6 @@ from __future__ import annotations
 import platform
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,9 +42,11 @@ class RunReport:
 
 
 class Runner:
-    """Executes cells against one encoder, one cache and one run folder."""
+    """Executes cells against one encoder, one cache and one run folder, through an executor
+    (``bench.executors``; by default this process). In a worker it computes what it is given
+    (``compute_cell``, ``fitted``) and the driver writes."""
 
-    def __init__(self, run: RunConfig, log: Callable[[str], None] = print, command: str = "") -> None:
+    def __init__(self, run: RunConfig, log: Callable[[str], None] = print, command: str = "", executor: Any = None) -> None:
         from bench.decoders.fit_cache import DecoderCache
 
         self.run = run
@@ -55,6 +56,11 @@ class Runner:
         self.store = RecordStore(self.out)
         self.inputs = RunInputs(run.encoder_config(), run.device, run.data_root, run.cache_dir, log)
         self.decoders = DecoderCache(self.out / "decoders", log=log)
+        if executor is None:  # the default: this process, one cell after another
+            from bench.executors.local import LocalExecutor
+
+            executor = LocalExecutor(run.executor)
+        self.executor = executor
         self._fits: dict[str, Captioner] = {}
         self._provenance: dict[str, Any] | None = None
 
@@ -148,6 +154,14 @@ class Runner:
 
     # -- cells ------------------------------------------------------------------------------
     def execute_cell(self, cell: Cell) -> Record:
+        """Compute a cell and store its record and samples."""
+        record, samples = self.compute_cell(cell)
+        self.store.add(record, samples)
+        return record
+
+    def compute_cell(self, cell: Cell) -> tuple[Record, list[Sample]]:
+        """A cell's record and per-image samples (fitting, or reusing, its method first); nothing
+        is written but the fit. Executors run this in workers; the driver alone writes records."""
         from bench.scoring import score
 
         timings: dict[str, float] = {}
@@ -186,8 +200,7 @@ class Runner:
         samples = [Sample(image_id, str(Path(path).resolve()), prediction, tuple(item.captions),
                           {m: round(result.per_image[m][k], 4) for m in result.per_image}, tuple(result.bleu_stats[k]))
                    for k, (image_id, path, prediction, item) in enumerate(zip(ids, test.paths, predictions, items))]
-        self.store.add(record, samples)
-        return record
+        return record, samples
 
     def execute(self, cells: list[Cell], resolved: list[tuple[Cell, str]] | None = None) -> RunReport:
         """Run every cell not complete in the run folder; bad inputs fail before the first cell.
@@ -207,27 +220,15 @@ class Runner:
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         info["encoder"] = {"spec": self.run.encoder, "id": self.encoder.id, **getattr(self.encoder, "card", {})}
         write_json_atomic(self.out / "run.json", info)
-        bar = progress(todo, total=len(todo), desc="cells", unit="cell")
-        for cell, cell_id in bar:
-            if hasattr(bar, "set_postfix_str"):
-                bar.set_postfix_str(cell.label())
-            try:
-                record = self.execute_cell(cell)
-            except BenchError as exc:
-                self._failed(report, cell, cell_id, str(exc), str(exc))
-                continue
-            except Exception as exc:  # a bug in one method must not cost the other cells
-                self._failed(report, cell, cell_id, f"{type(exc).__name__}: {exc}", traceback.format_exc())
-                continue
-            report.completed.append(record)
-            report.fits_reused += bool(record.fit_reused)
-            report.fits += not record.fit_reused
+        if todo:
+            self.executor.run(self, todo, report)
         report.seconds = time.perf_counter() - start
         write_json_atomic(self.out / "run.json", {**info, "wall_s": round(report.seconds, 1),
                                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         return report
 
-    def _failed(self, report: RunReport, cell: Cell, cell_id: str, message: str, detail: str) -> None:
+    def record_failure(self, report: RunReport, cell: Cell, cell_id: str, message: str, detail: str) -> None:
+        """A cell that failed: said in the log, counted, and appended to ``failures.jsonl``."""
         report.failed.append((cell.label(), message))
         self.log(f"cell failed: {cell.label()}: {message}")
         self.store.add_failure({"cell_id": cell_id, "cell": cell.label(), "error": detail, "date": time.strftime("%Y-%m-%dT%H:%M:%S")})

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.io import write_json_atomic
+from bench.io import file_lock, write_json_atomic
 from bench.registry import Registry
 
 
@@ -139,16 +139,26 @@ class TagCache:
     def __init__(self, root: str | Path, tagger: ObjectTagger) -> None:
         self.tagger = tagger
         self.path = Path(root) / "tags" / hashlib.sha256(tagger.id.encode()).hexdigest()[:16] / "tags.json"
-        self._tags: dict[str, list[str]] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self._tags: dict[str, list[str]] = self._read()
 
     def tags(self, paths: Sequence[str | Path], batch_size: int = 256) -> list[list[str]]:
         keys = [str(Path(p).resolve()) for p in paths]
         missing = list(dict.fromkeys(k for k in keys if k not in self._tags))
         for s in range(0, len(missing), batch_size):  # saved after every batch: an interruption keeps them
             batch = missing[s:s + batch_size]
-            self._tags.update(zip(batch, self.tagger.tag(batch)))
-            write_json_atomic(self.path, self._tags, indent=None)
+            found = dict(zip(batch, self.tagger.tag(batch)))
+            with file_lock(self.path.with_suffix(".lock")):  # merged with what other processes saved meanwhile
+                on_disk = self._read()
+                self._tags = {**on_disk, **self._tags, **found}
+                write_json_atomic(self.path, self._tags, indent=None)
         return [self._tags[k] for k in keys]
+
+    def _read(self) -> dict[str, list[str]]:
+        try:
+            data = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
 
 
 def tag_indices(tags: Sequence[Sequence[str]], vocabulary: Sequence[str], max_tags: int) -> Any:

@@ -115,7 +115,7 @@ def test_a_damaged_fit_is_refitted_not_used(run_cli, tmp_path, tiny_clip_checkpo
 def test_a_damaged_shared_decoder_is_refitted(run_cli, tmp_path, tiny_clip_checkpoint, tiny_datasets):
     code, _, err = _run(run_cli, tmp_path, tiny_clip_checkpoint, methods="nonoise", split="tiny-coco")
     assert code == 0, err
-    entries = list((tmp_path / "run" / "decoders").iterdir())
+    entries = [p for p in (tmp_path / "run" / "decoders").iterdir() if p.is_dir()]
     assert len(entries) == 1
     _flip(entries[0] / "state.pt", offset=1024, size=4096)
     code, _, err = _run(run_cli, tmp_path, tiny_clip_checkpoint, methods="decap", split="tiny-coco")

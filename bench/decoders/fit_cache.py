@@ -114,13 +114,25 @@ def fit_decoder(config: DecoderConfig, captions: Sequence[str], embeddings: Any,
     ``transform_id`` naming it and its settings, or the fit is never shared. Returns the
     decoder and its fit info (steps, seconds, losses, ``decoder_key``, ``decoder_reused``).
     """
-    import torch
-
     embeddings = np.asarray(embeddings)
     decoder = CaptionDecoder(config, int(embeddings.shape[1]), tag_table=tag_table, fusion_heads=fusion_heads)
     cache = getattr(ctx, "decoders", None)
     shareable = cache is not None and (transform is None or transform_id is not None)
     key = fit_key(config, captions, embeddings, ctx.seed, transform_id or "", tags, tag_table, fusion_heads) if shareable else ""
+    if shareable and cache.folder is not None:  # workers sharing the folder train a key once: the rest wait and reuse it
+        from bench.io import file_lock
+
+        with file_lock(cache.folder / f".{key}.lock"):
+            return _fit_or_reuse(decoder, config, captions, embeddings, ctx, key, cache, transform, tags)
+    return _fit_or_reuse(decoder, config, captions, embeddings, ctx, key, cache if shareable else None, transform, tags)
+
+
+def _fit_or_reuse(decoder: CaptionDecoder, config: DecoderConfig, captions: Sequence[str], embeddings: Any, ctx: Any, key: str,
+                  cache: DecoderCache | None, transform: Callable[[Any, Any], Any] | None, tags: Any
+                  ) -> tuple[CaptionDecoder, dict[str, Any]]:
+    import torch
+
+    shareable = cache is not None
     if shareable:
         found = cache.load(key)
         if found is not None:

@@ -188,10 +188,13 @@ def ablation_tables(data: RunData) -> list[tuple[str, list[str], Table]]:
                 combos.setdefault(key, (row.settings, {}))[1][row.split] = row
         records = {}
         best_cols = []
+        seed_counts = {len(r.records) for _, by in combos.values() for r in by.values()}
         for (_, nv), (settings, by_split) in combos.items():
             cells = {short_key(k, method): _switch(v) for k, v in settings}
             if noise:
                 cells["σ²"] = show_noise(nv)
+            if len(seed_counts) > 1:  # a row shared with the main table may have run more seeds than the rest
+                cells["seeds"] = str(max(len(r.records) for r in by_split.values()))
             for split in splits:
                 row = by_split.get(split)
                 for metric in ("cider", "bleu4"):
@@ -206,7 +209,9 @@ def ablation_tables(data: RunData) -> list[tuple[str, list[str], Table]]:
                 best_cols.append(col)
                 _mark_best(best, col, [by[split].mean(metric) if split in by else None for _, by in combos.values()])
         table = Table(frame, best, numeric=best_cols)
-        table.notes.append("✓ on, ✗ off. Each value: the metric [its 95% bootstrap interval]; the best per column in bold.")
+        table.notes.append("✓ on, ✗ off. Each value: the metric [its 95% bootstrap interval]; the best per column in bold."
+                           + (" Rows differ in their number of seeds (column seeds): a row with one seed carries its "
+                              "seed-to-seed variation unmeasured." if len(seed_counts) > 1 else ""))
         out.append((method, [short_key(k, method) for k in keys], table))
     return out
 
@@ -224,6 +229,7 @@ def _with_interval(row: Row, metric: str) -> str:
 def noise_table(curves: list[Any]) -> Table:
     """The noise-variance sweep as numbers: one row per σ², CIDEr and BLEU-4 per curve."""
     variances = sorted({p.noise for c in curves for p in c.points})
+    seed_counts = {p.seeds for c in curves for p in c.points}
     records = {}
     for nv in variances:
         cells = {"σ²": f"{nv:g}"}
@@ -231,9 +237,17 @@ def noise_table(curves: list[Any]) -> Table:
             point = next((p for p in c.points if p.noise == nv), None)
             for metric in ("cider", "bleu4"):
                 cells[f"{c.label} {METRIC_NAMES[metric]}"] = fmt(point.mean[metric]) if point else "–"
+            if len(seed_counts) > 1:
+                cells[f"{c.label} seeds"] = str(point.seeds) if point else "–"
         records[len(records)] = cells
     frame = pd.DataFrame.from_dict(records, orient="index")
-    return Table(frame, numeric=list(frame.columns))
+    table = Table(frame, numeric=list(frame.columns))
+    if seed_counts == {1}:
+        table.notes.append("One seed per point: the curve carries no seed-to-seed variation.")
+    elif len(seed_counts) > 1:
+        table.notes.append("Points differ in their number of seeds (columns seeds): a point with one seed carries its "
+                           "seed-to-seed variation unmeasured.")
+    return table
 
 
 def model_card_tables(card: dict[str, Any]) -> list[tuple[str, Table]]:

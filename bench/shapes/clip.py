@@ -264,12 +264,23 @@ def ensure_clip(world: WorldConfig, cfg: ClipTrainConfig, cache_dir: Path, progr
     ``card(checkpoint)`` computes the model card from the checkpoint as loaded back from disk;
     the manifest, written last, marks the checkpoint complete.
     """
-    import torch
-
     key = cache_key(world, cfg)
     ckpt = ClipCheckpoint(Path(cache_dir) / "shapes" / f"clip-{key}", key, cfg.model)
+    if ckpt.problem() is None:  # a complete checkpoint is only read (the cache may be read-only)
+        return ckpt
+    from bench.io import file_lock
+
+    with file_lock(Path(cache_dir) / "shapes" / f".clip-{key}.lock"):  # processes sharing a cache train it once
+        return _train_checkpoint(ckpt, world, cfg, progress, log, card)
+
+
+def _train_checkpoint(ckpt: ClipCheckpoint, world: WorldConfig, cfg: ClipTrainConfig, progress: Callable | None,
+                      log: Callable[[str], None], card: Callable[[ClipCheckpoint], dict[str, Any]] | None) -> ClipCheckpoint:
+    import torch
+
+    key = ckpt.key
     problem = ckpt.problem()
-    if problem is None:
+    if problem is None:  # another process trained it while this one waited
         return ckpt
     if problem != "missing":
         log(f"warning: cached shapes CLIP at {ckpt.folder} is not usable ({problem}); rebuilding it")

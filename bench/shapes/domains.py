@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -157,7 +158,7 @@ def render_images(world: WorldConfig, domain: str, split: str, folder: Path,
     items = progress(todo, total=len(todo), desc=f"rendering shapes-{domain} {split}", unit="img") if progress and todo else todo
     for i in items:
         target = folder / image_name(domain, split, i)
-        tmp = target.with_suffix(".tmp.png")
+        tmp = target.with_suffix(f".{os.getpid()}.tmp.png")  # this process's own: another may render it too
         render(scene_of(world, domain, split, i), world.image_size).save(tmp)
         tmp.replace(target)  # an interrupted render never leaves half a PNG
     return len(todo)

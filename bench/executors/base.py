@@ -1,0 +1,59 @@
+"""What every executor shares: checking it can run, the driver's progress bar, and turning a
+worker's result into a stored record (the driver is the only writer)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from abc import ABC, abstractmethod
+from typing import Any
+
+from bench.executors.config import ExecutorConfig
+from bench.progress import progress
+
+
+class Executor(ABC):
+    def __init__(self, config: ExecutorConfig) -> None:
+        self.config = config
+
+    def check(self) -> None:  # noqa: B027 - an optional hook: the local executor can always run
+        """Fail in one line (exit 2) when this executor cannot run here; called before any model loads."""
+
+    @abstractmethod
+    def run(self, runner: Any, todo: list[tuple[Any, str]], report: Any) -> None:
+        """Complete the ``todo`` cells (with their ids), adding to ``report``."""
+
+
+class CellProgress:
+    """One bar over the cells, with how many run, finished and failed, and a time-left estimate."""
+
+    def __init__(self, total: int) -> None:
+        self.bar = progress(total=total, desc="cells", unit="cell")
+        self.running = self.finished = self.failed = 0
+        self.started = time.perf_counter()
+
+    def update(self, running: int | None = None, finished: int = 0, failed: int = 0) -> None:
+        if running is not None:
+            self.running = running
+        self.finished += finished
+        self.failed += failed
+        if finished or failed:
+            self.bar.update(finished + failed)
+        if hasattr(self.bar, "set_postfix_str"):
+            self.bar.set_postfix_str(f"running {self.running}, finished {self.finished}, failed {self.failed}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def accept(runner: Any, report: Any, cell: Any, result: dict[str, Any], fit_reused: bool | None = None) -> None:
+    """Store a worker's result for ``cell``: its samples, then its record (the driver writes)."""
+    from bench.records import Record, Sample
+
+    record = Record.from_dict(result["record"])
+    if fit_reused is not None:
+        record = dataclasses.replace(record, fit_reused=fit_reused)
+    runner.store.add(record, [Sample.from_dict(s) for s in result["samples"]])
+    report.completed.append(record)
+    report.fits_reused += bool(record.fit_reused)
+    report.fits += not record.fit_reused

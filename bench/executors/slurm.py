@@ -1,0 +1,99 @@
+"""The Slurm executor, through submitit (``pip install -e '.[slurm]'``).
+
+Three job arrays (``map_array``), one stage after another: encode, fit (one task per fit key),
+caption-and-score. Each job's logs go to ``RUN_DIR/slurm/``; results come back to this process,
+which alone writes records, as with every executor. ``--slurm-cluster local`` runs the very same
+arrays as local processes (submitit's local executor), to try a configuration before submitting
+it. Where no Slurm exists (no ``sbatch``) and ``local`` was not asked for, the executor says so.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from bench.errors import BenchError
+from bench.executors.base import CellProgress, Executor, accept
+from bench.executors.tasks import describe_failure, plan, run_task
+
+
+class SlurmExecutor(Executor):
+    def check(self) -> None:
+        try:
+            import submitit  # noqa: F401
+        except ImportError:
+            raise BenchError("--executor slurm needs submitit: pip install -e '.[slurm]' (or pip install submitit)") from None
+        if self.config.slurm_cluster == "slurm" and shutil.which("sbatch") is None:
+            raise BenchError("--executor slurm: no Slurm here (sbatch is not on PATH); "
+                             "use --slurm-cluster local to run the same job arrays on this machine")
+
+    def _executor(self, folder: Any) -> Any:
+        import submitit
+
+        cfg = self.config
+        executor = submitit.AutoExecutor(folder=str(folder), cluster="local" if cfg.slurm_cluster == "local" else "slurm")
+        params: dict[str, Any] = {"timeout_min": cfg.time, "cpus_per_task": cfg.cpus_per_task}
+        if cfg.gpus_per_task:
+            params["gpus_per_node"] = int(round(cfg.gpus_per_task))
+        if cfg.slurm_cluster == "slurm":
+            params.update(slurm_partition=cfg.partition, slurm_array_parallelism=cfg.array_parallelism)
+        executor.update_parameters(**params)
+        return executor
+
+    def run(self, runner: Any, todo: list[tuple[Any, str]], report: Any) -> None:
+        graph = plan(runner, todo, self.config.task_threads)
+        executor = self._executor(runner.out / "slurm")
+        bar = CellProgress(len(graph.cells))
+        try:
+            failed_inputs: dict[str, str] = {}
+            for task, outcome in self._stage(executor, graph.encodes, bar):
+                if isinstance(outcome, BaseException):
+                    failed_inputs[f"{task.dataset}/{task.modality}"] = describe_failure(outcome)[0]
+            fits = []
+            fit_failures: dict[str, tuple[str, str]] = {}
+            for key, task in graph.fits.items():
+                blocked = [failed_inputs[k] for k in (f"{task.cell.split.train}/text", f"{task.cell.split.eval}/image")
+                           if k in failed_inputs]
+                if blocked:
+                    fit_failures[key] = (blocked[0], blocked[0])
+                else:
+                    fits.append((key, task))
+            fit_reused: dict[str, bool] = {}
+            for (key, _), (_, outcome) in zip(fits, self._stage(executor, [t for _, t in fits], bar)):
+                if isinstance(outcome, BaseException):
+                    line, text = describe_failure(outcome)
+                    fit_failures[key] = (f"its fit failed: {line}", text)
+                else:
+                    fit_reused[key] = bool(outcome["reused"])
+            cells = []
+            for task, key, cell_id in graph.cells:
+                if key in fit_failures:
+                    runner.record_failure(report, task.cell, cell_id, *fit_failures[key])
+                    bar.update(failed=1)
+                else:
+                    cells.append((task, key, cell_id))
+            for (task, key, cell_id), (_, outcome) in zip(cells, self._stage(executor, [c[0] for c in cells], bar)):
+                if isinstance(outcome, BaseException):
+                    runner.record_failure(report, task.cell, cell_id, *describe_failure(outcome))
+                    bar.update(failed=1)
+                else:
+                    accept(runner, report, task.cell, outcome, fit_reused=fit_reused.pop(key, True))
+                    bar.update(finished=1)
+        finally:
+            bar.close()
+
+    @staticmethod
+    def _stage(executor: Any, tasks: list[Any], bar: CellProgress) -> list[tuple[Any, Any]]:
+        """Run one job array; each task with its result or the exception it ended with."""
+        if not tasks:
+            return []
+        jobs = executor.map_array(run_task, tasks)
+        bar.update(running=len(jobs))
+        out = []
+        for task, job in zip(tasks, jobs):
+            try:
+                out.append((task, job.result()))
+            except Exception as exc:  # the job raised, was killed, or timed out: that task failed
+                out.append((task, exc))
+        bar.update(running=0)
+        return out

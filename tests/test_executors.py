@@ -1,0 +1,192 @@
+"""Executors: the same grid through Ray and through Slurm job arrays (submitit's local executor)
+gives the local executor's numbers; a killed worker costs its cell only; caches shared by
+concurrent processes hold one valid entry per key."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bench.records import read_records
+from tests.conftest import TINY_DECODER
+
+DECODER = [a for key, value in TINY_DECODER["decoder"].items() for a in ("--set", f"decoder.{key}={value}")]
+
+
+def _args(tmp_path, encoder, data, out, methods="clipre,nonoise,decap", split="coco", decoder=True):
+    return ["run", "--methods", methods, "--split", split, "--out", str(tmp_path / out), "--cache-dir", str(tmp_path / "cache"),
+            "--encoder", encoder, "--data-root", str(data), "--no-report", *(DECODER if decoder else [])]
+
+
+def _metrics(folder: Path) -> dict:
+    return {(r.method, r.split, r.seed): r.metrics for r in read_records(folder).records}
+
+
+@pytest.fixture
+def single_thread(monkeypatch):
+    """The local run computes with one torch thread, as each worker task does (``--threads 1``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def ray_session():
+    import ray  # a test dependency (pip install -e '.[test]')
+
+    yield ray
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--executor", "nope"], "executor.kind must be one of local, ray, slurm"),
+    (["--address", "auto"], "--address is an option of the ray executor, not of local"),
+    (["--executor", "ray", "--partition", "gpu"], "--partition is an option of the slurm executor, not of ray"),
+    (["--executor", "slurm"], "needs --partition"),
+    (["--executor", "slurm", "--partition", "gpu"], "no Slurm here"),
+    (["--cpus-per-task", "2"], "is an option of the ray and slurm executor"),
+])
+def test_executor_bad_input(run_cli, tmp_path, argv, fragment, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no sbatch
+    code, _, err = run_cli("run", "--methods", "clipre", "--split", "coco", "--out", str(tmp_path / "r"),
+                           "--cache-dir", str(tmp_path / "c"), *argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, err
+
+
+def test_ray_missing_is_named(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    code, _, err = run_cli("run", "--methods", "clipre", "--split", "coco", "--out", str(tmp_path / "r"), "--executor", "ray")
+    assert code == 2 and "pip install -e '.[ray]'" in err
+
+
+def test_a_ray_address_that_does_not_answer(run_cli, tmp_path, ray_session):
+    code, _, err = run_cli("run", "--methods", "clipre", "--split", "coco", "--out", str(tmp_path / "r"), "--executor", "ray",
+                           "--address", "127.0.0.1:1")
+    assert code == 2 and "cannot reach a Ray cluster at 127.0.0.1:1" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ray_gives_the_local_numbers(run_cli, tmp_path, karpathy_root, tiny_clip_folder, single_thread, ray_session):
+    code, _, err = run_cli(*_args(tmp_path, tiny_clip_folder, karpathy_root, "local"))
+    assert code == 0, err
+    ray_session.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
+                     runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "BENCH_PROGRESS": "0"}})
+    code, _, err = run_cli(*_args(tmp_path, tiny_clip_folder, karpathy_root, "ray"), "--executor", "ray", "--threads", "1")
+    assert code == 0, err
+    local, remote = _metrics(tmp_path / "local"), _metrics(tmp_path / "ray")
+    assert local.keys() == remote.keys() and len(local) == 3
+    for cell, metrics in local.items():
+        assert remote[cell] == pytest.approx(metrics, abs=1e-6), cell
+    reused = {(r.method, r.seed): r.fit_reused for r in read_records(tmp_path / "local").records}
+    assert {(r.method, r.seed): r.fit_reused for r in read_records(tmp_path / "ray").records} == reused  # said as locally
+
+
+CRASHING_METHOD = '''
+import os
+from pathlib import Path
+from bench.plugins import register_method
+from bench.plugins.methods.clipre import CLIPRe
+
+@register_method("crashonce")
+class CrashOnce(CLIPRe):
+    """Retrieval, but the first fit kills its own worker process."""
+    def fit(self, corpus, ctx):
+        marker = Path(os.environ["CRASH_MARKER"])
+        if not marker.exists():
+            marker.write_text("crashed")
+            os.kill(os.getpid(), 9)
+        super().fit(corpus, ctx)
+'''
+
+
+def test_a_killed_worker_costs_its_cell_only(run_cli, tmp_path, karpathy_root, tiny_clip_folder, monkeypatch, ray_session):
+    plugins = tmp_path / "plugins" / "methods"
+    plugins.mkdir(parents=True)
+    (plugins / "crashonce.py").write_text(textwrap.dedent(CRASHING_METHOD))
+    monkeypatch.setenv("TEXTCAP_BENCH_PLUGINS", str(tmp_path / "plugins"))
+    monkeypatch.setenv("CRASH_MARKER", str(tmp_path / "crashed"))
+    import bench.plugins
+
+    bench.plugins.load_plugins(force=True)
+    ray_session.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
+                     runtime_env={"env_vars": {"TEXTCAP_BENCH_PLUGINS": str(tmp_path / "plugins"),
+                                               "CRASH_MARKER": str(tmp_path / "crashed"), "HF_HUB_OFFLINE": "1"}})
+    args = _args(tmp_path, tiny_clip_folder, karpathy_root, "run", methods="clipre,crashonce", decoder=False)
+    code, _, err = run_cli(*args, "--executor", "ray")
+    assert code == 1 and (tmp_path / "crashed").exists(), err
+    assert [r.method for r in read_records(tmp_path / "run").records] == ["clipre"]
+    failure = json.loads((tmp_path / "run" / "failures.jsonl").read_text().splitlines()[0])
+    assert "crashonce" in failure["cell"]
+    code, _, err = run_cli(*args, "--executor", "ray")  # the re-run finishes the failed cell only
+    assert code == 0 and "1 of 2 cells are already complete" in err
+    assert sorted(r.method for r in read_records(tmp_path / "run").records) == ["clipre", "crashonce"]
+
+
+def test_slurm_job_arrays_locally_give_the_local_numbers(run_cli, tmp_path, karpathy_root, tiny_clip_folder, single_thread):
+    code, _, err = run_cli(*_args(tmp_path, tiny_clip_folder, karpathy_root, "local"))
+    assert code == 0, err
+    code, _, err = run_cli(*_args(tmp_path, tiny_clip_folder, karpathy_root, "slurm"), "--executor", "slurm",
+                           "--slurm-cluster", "local", "--threads", "1")
+    assert code == 0, err
+    local, remote = _metrics(tmp_path / "local"), _metrics(tmp_path / "slurm")
+    assert local.keys() == remote.keys()
+    for cell, metrics in local.items():
+        assert remote[cell] == pytest.approx(metrics, abs=1e-6), cell
+    assert list((tmp_path / "slurm" / "slurm").glob("*_log.out")), "job logs live in the run folder"
+
+
+_ENCODE_ONCE = """
+import sys, time
+import numpy as np
+from pathlib import Path
+from bench.cache import CacheKey, EmbeddingCache
+cache = EmbeddingCache(sys.argv[1], log=lambda m: None)
+def compute():
+    with open(sys.argv[2], "a") as fh:
+        fh.write("computed\\n")
+    time.sleep(1.0)
+    return np.arange(12, dtype=np.float32).reshape(3, 4)
+out = cache.get(CacheKey("enc@1", "d", "train", "text", "c"), compute)
+print(float(np.asarray(out).sum()))
+"""
+
+
+def test_two_processes_on_one_cache_key_leave_one_valid_entry(tmp_path):
+    import numpy as np
+
+    from bench.cache import CacheKey, EmbeddingCache
+
+    log = tmp_path / "computed.txt"
+    procs = [subprocess.Popen([sys.executable, "-c", _ENCODE_ONCE, str(tmp_path / "cache"), str(log)], stdout=subprocess.PIPE,
+                              text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs) and outputs == ["66.0"] * 3
+    assert log.read_text().count("computed") == 1  # the others waited for it and read it
+    cache = EmbeddingCache(tmp_path / "cache", log=lambda m: None)
+    key = CacheKey("enc@1", "d", "train", "text", "c")
+    assert np.array_equal(np.asarray(cache._valid(key)), np.arange(12, dtype=np.float32).reshape(3, 4))
+    assert [p.name for p in (tmp_path / "cache" / "embeddings").iterdir() if not p.name.startswith(".")] == [cache.folder(key).name]
+
+
+def test_two_runs_sharing_a_cache_at_once(tmp_path, karpathy_root, tiny_clip_folder):
+    env = {**os.environ, "BENCH_PROGRESS": "0", "HF_HUB_OFFLINE": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "bench", *_args(tmp_path, tiny_clip_folder, karpathy_root, out)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for out in ("one", "two")]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-400:] for o in outputs]
+    assert _metrics(tmp_path / "one") == _metrics(tmp_path / "two")
+    from bench.cache import EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path / "cache", log=lambda m: None)
+    entries = [p for p in cache.root.iterdir() if p.is_dir()]
+    assert entries and all(json.loads((e / "manifest.json").read_text())["count"] > 0 for e in entries)
+    assert not list(cache.root.rglob("*.tmp"))
