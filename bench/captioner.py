@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -30,8 +30,10 @@ class Corpus:
     ``captions[i]`` is embedded as ``embeddings[i]``: a float32 array of shape ``(N, D)``,
     L2-normalised along D unless ``normalized`` is False. ``dataset`` and ``split`` name where
     the text came from (for caches and records). ``objects`` are the dataset's object words (a
-    tagger's vocabulary; empty when the dataset names none) and ``generator`` the name of the
-    dataset's own text-to-image generator (``shapes`` for the shapes world; empty for real data).
+    tagger's vocabulary; empty when the dataset names none), ``aliases`` map other words the
+    captions use for them onto them ("dot" -> "circle", "man" -> "person"), and ``generator`` the
+    name of the dataset's own text-to-image generator (``shapes`` for the shapes world; empty for
+    real data).
     """
 
     captions: Sequence[str]
@@ -41,6 +43,7 @@ class Corpus:
     normalized: bool = True
     objects: tuple[str, ...] = ()
     generator: str = ""
+    aliases: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         shape = getattr(self.embeddings, "shape", None)
@@ -55,6 +58,16 @@ class Corpus:
     @property
     def dim(self) -> int:
         return int(self.embeddings.shape[1])
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What a method may check about its training data before anything heavy loads: the
+    dataset's name, its object words and how many training captions it has."""
+
+    dataset: str
+    objects: tuple[str, ...]
+    captions: int
 
 
 @dataclass
@@ -97,6 +110,13 @@ class Captioner(ABC):
     Config: ClassVar[type] = type(None)
     #: The config field that ``bench run --noise`` sweeps, or None for methods without noise.
     noise_field: ClassVar[str | None] = None
+
+    @classmethod
+    def check_training(cls, config: Any, data: TrainingData) -> None:
+        """Raise ``BenchError`` if ``config`` cannot train on ``data`` (an empty entity
+        vocabulary, more neighbours than captions). Called for every cell before the encoder
+        loads, so bad input is one line and not a failed fit. Most methods check nothing."""
+        return None
 
     def __init__(self, config: Any = None) -> None:
         if config is None:

@@ -25,6 +25,7 @@ from bench.records import Record, flatten_config, load_records, show_value
 #: widest band.
 DEFAULT_TOLERANCES: dict[str, float] = {
     "bleu1": 1.0, "bleu2": 0.75, "bleu3": 0.5, "bleu4": 0.5, "meteor": 0.5, "rouge_l": 0.5, "cider": 1.0, "spice": 0.5,
+    "clip_s": 0.5, "refclip_s": 0.5,
 }
 
 

@@ -13,6 +13,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.errors import BenchError, ConfigError
 
@@ -75,7 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help=f"cpu, cuda or cuda:N (default: {defaults.device})")
     p.add_argument("--encoder", help=f"{defaults.encoder} (default), NAME:TAG (ViT-B-32:openai), NAME:/path/weights.pt, "
                                      "local-dir:/path")
-    p.add_argument("--decoder", help="decoder preset for decoding methods: transformer (default) or gpt2")
+    p.add_argument("--decoder", help="decoder preset for decoding methods: transformer (default), gpt2, viecap or ifcap")
+    p.add_argument("--preset", help="the embedded grid: default (about 10 minutes on a laptop CPU) or full (adds viecap "
+                                    "and ifcap with their ablations)")
+    p.add_argument("--eval-encoder", metavar="SPEC", help="the CLIP that computes CLIP-S and RefCLIP-S (default: --encoder)")
+    p.add_argument("--no-clip-score", dest="clip_score", action="store_false", default=None,
+                   help="do not compute CLIP-S and RefCLIP-S")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
                    help="a setting, for all methods (decoder.width=256), one method (capdec.noise_variance=0.01) or the "
                         "encoder (encoder.image_batch_size=64); repeatable")
@@ -107,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="require SPICE (fail if it cannot run)")
     spice.add_argument("--no-spice", dest="spice", action="store_const", const=False, help="skip SPICE")
     p.add_argument("--per-image", metavar="FILE", help="also write per-image scores to FILE (JSON)")
+    p.add_argument("--clip-score", action="store_true", help="also CLIP-S and RefCLIP-S (needs --images and --eval-encoder)")
+    p.add_argument("--images", metavar="DIR", help="--clip-score: the folder of the images (by file name, or ID.jpg/.png)")
+    p.add_argument("--eval-encoder", metavar="SPEC", help="--clip-score: the CLIP that scores (shapes, NAME:TAG, NAME:/path, local-dir:/path)")
+    p.add_argument("--device", default="cpu", help="--clip-score: cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--cache-dir", help="--clip-score: the embedding cache (default: $TEXTCAP_BENCH_CACHE or ~/.cache/textcap-bench)")
 
     p = add("report", "Render report.md, report.html and figures/ from a run's records.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (records.jsonl, samples/, run.json)")
@@ -177,7 +188,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
             if section == "splits":
                 print(f"  {item['spec']:<34} {item['kind']}")
             elif section == "metrics":
-                print(f"  {item['name']:<10} {'available' if item['available'] else 'unavailable: ' + item['reason']}")
+                state = 'available' if item['available'] else 'unavailable: ' + item['reason']
+                print(f"  {item['name']:<10} {state}" + (f" (needs {item['needs']})" if item.get("needs") else ""))
             elif section == "plugin_errors":
                 print(f"  {item['where']}: {item['error']}")
             else:
@@ -213,6 +225,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options, encoder_options = split_encoder_options(options)
     cli = {"methods": args.methods, "noise": args.noise, "seeds": args.seeds, "out": args.out, "device": args.device,
            "encoder": args.encoder, "data_root": args.data_root, "cache_dir": args.cache_dir,
+           "eval_encoder": args.eval_encoder, "clip_score": args.clip_score, "preset": args.preset,
            "splits": ",".join(args.splits) if args.splits else None, "method_options": options or None,
            "encoder_options": encoder_options or None, "sweep": sweep or None,
            "executor": {k: v for k, v in {"kind": args.executor, "address": args.address, "cpus_per_task": args.cpus_per_task,
@@ -261,6 +274,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         from bench.io import check_output_file
 
         check_output_file(args.per_image, "--per-image")  # before scoring: a bad path must not cost the scores
+    _check_clip_score_options(args)
     predictions, refs = read_predictions(args.predictions)
     if args.references:
         refs = load_references(args.references, args.split)
@@ -270,7 +284,15 @@ def cmd_score(args: argparse.Namespace) -> int:
     uncovered = len(refs) - len(matched)
     if uncovered and args.split:
         _stderr(f"warning: {uncovered} images of split {args.split} have no prediction; scoring the {len(matched)} that do")
+    images = None
+    if args.clip_score:
+        from bench.clipscore import find_images
+
+        images = find_images(args.images, list(matched), refs)  # every image found before anything is scored
     result = score(matched, {i: refs.references(i) for i in matched}, spice=args.spice, progress=progress)
+    if images is not None:
+        eval_encoder = _clip_score_into(result, matched, refs, images, args)
+        _stderr(f"CLIP-S and RefCLIP-S by {eval_encoder}")
     if args.per_image:
         from bench.io import write_json_atomic
 
@@ -286,6 +308,46 @@ def cmd_score(args: argparse.Namespace) -> int:
     for name, reason in result.unavailable.items():
         print(f"{name} unavailable: {reason}")
     return 0
+
+
+def _check_clip_score_options(args: argparse.Namespace) -> None:
+    """--clip-score needs an image folder and an encoder, and they need it; checked before loading."""
+    if not args.clip_score:
+        given = [f for f, v in (("--images", args.images), ("--eval-encoder", args.eval_encoder)) if v]
+        if given:
+            raise ConfigError(f"{' and '.join(given)} only apply with --clip-score")
+        return
+    if not args.images:
+        raise ConfigError("--clip-score needs --images DIR (the images the captions describe)")
+    if not args.eval_encoder:
+        raise ConfigError("--clip-score needs --eval-encoder SPEC (the CLIP that scores, e.g. ViT-B-32:openai)")
+    from bench.encoders import check_device, parse_encoder_spec
+
+    check_device(args.device)
+    parse_encoder_spec(args.eval_encoder)
+    if not Path(args.images).expanduser().is_dir():
+        raise ConfigError(f"--images {args.images} is not a folder")
+
+
+def _clip_score_into(result: Any, matched: dict[str, str], refs: Any, images: list[Path], args: argparse.Namespace) -> str:
+    """Add CLIP-S and RefCLIP-S to ``result`` (corpus and per image); returns the encoder id."""
+    from bench.cache import CacheKey, EmbeddingCache, fingerprint
+    from bench.clipscore import ClipScorer
+    from bench.config import default_cache_dir
+    from bench.encoders import create_encoder
+    from bench.progress import progress
+
+    cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
+    encoder = create_encoder(args.eval_encoder, args.device, cache_dir, _stderr)
+    cache = EmbeddingCache(cache_dir, log=_stderr)
+    key = CacheKey(encoder.id, "score", "images", "image", fingerprint(f"{p.resolve()}:{p.stat().st_size}" for p in images))
+    image_emb = cache.get(key, lambda: encoder.encode_images(images, progress=progress, desc="CLIP-S: encoding images")[0])
+    ids = list(matched)
+    values, per = ClipScorer(encoder, cache).score(image_emb, [matched[i] for i in ids], [refs.references(i) for i in ids],
+                                                   "score")
+    result.metrics.update(values)
+    result.per_image.update(per)
+    return str(encoder.id)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -91,6 +91,8 @@ class CaptionDataset(ABC):
     splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
     #: The object words of this data (a CLIP tagger's vocabulary); empty when it names none.
     object_vocabulary: ClassVar[tuple[str, ...]] = ()
+    #: Other words the captions use for the object words, mapped onto them (entity methods).
+    entity_aliases: ClassVar[dict[str, str]] = {}
     #: The name of the data's own text-to-image generator (``shapes``); empty for real data.
     generator: ClassVar[str] = ""
 

@@ -39,6 +39,12 @@ SWEEP_METHOD, SWEEP_SPLIT = "capdec", "shapes-coco"
 ABLATION_METHOD = "syntic"
 ABLATION_SWEEP = {"syntic.optimise": (True, False), "syntic.project": (True, False), "syntic.auxiliary": (True, False)}
 ABLATION_SPLITS = ("shapes-coco", "shapes-coco->shapes-flickr")
+#: ``--preset full``: the embedded default plus the methods that do not fit its 10-minute budget
+#: on a 2-core CPU (ViECap and IFCap: 12 more decoder fits over three seeds), each with its key
+#: switch ablated in and across domains with the first seed.
+FULL_METHODS = DEFAULT_METHODS + ("viecap", "ifcap")
+FULL_ABLATIONS = {"viecap": {"viecap.hard_prompt": (True, False)}, "ifcap": {"ifcap.k": (1, 3, 5, 9)}}
+PRESETS = ("default", "full")
 DEFAULT_OUT = Path("runs/latest")
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeding accept 32-bit seeds
 
@@ -69,6 +75,11 @@ class RunConfig:
     sweep: dict = field(default_factory=dict)
     #: where the cells run (``bench.executors``): this process, a Ray cluster, or Slurm
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    #: CLIP-S and RefCLIP-S (``bench.clipscore``) with this encoder spec; empty: the run's encoder
+    eval_encoder: str = ""
+    clip_score: bool = True
+    #: the embedded grid: ``default`` (10 minutes on a laptop CPU) or ``full`` (``FULL_METHODS``)
+    preset: str = "default"
 
     def __post_init__(self) -> None:
         from bench.options import check_sweep
@@ -85,15 +96,24 @@ class RunConfig:
         for spec in self.splits:
             parse_split(spec, resolve=False)
         check_sweep(self.sweep)
+        if self.preset not in PRESETS:
+            raise ConfigError(f"unknown preset {self.preset!r}; known: {', '.join(PRESETS)}")
+        if self.preset != "default" and (self.methods or self.splits):
+            raise ConfigError(f"--preset {self.preset} is an embedded grid of its own: leave out --methods and --split")
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError(f"methods must be distinct, got {','.join(self.methods)}")
         self.encoder_config()  # validates the encoder settings
 
-    def encoder_config(self) -> Any:
+    def encoder_config(self, spec: str = "") -> Any:
+        """The run's encoder config, or that of another spec with the same batch settings."""
         from bench.config import build_dataclass
         from bench.encoders import EncoderConfig
 
-        return build_dataclass(EncoderConfig, {**self.encoder_options, "name": self.encoder}, "encoder")
+        return build_dataclass(EncoderConfig, {**self.encoder_options, "name": spec or self.encoder}, "encoder")
+
+    @property
+    def eval_encoder_spec(self) -> str:
+        return self.eval_encoder or self.encoder
 
     @property
     def embedded(self) -> bool:
@@ -150,7 +170,8 @@ def selected_methods(run: RunConfig) -> list[str]:
     load_plugins()
     if not len(METHODS):
         raise BenchError("no methods are registered (methods/ has no method plugins), so there is nothing to run")
-    return [METHODS.canonical(m) for m in (run.methods or DEFAULT_METHODS)]
+    default = FULL_METHODS if run.preset == "full" else DEFAULT_METHODS
+    return [METHODS.canonical(m) for m in (run.methods or default)]
 
 
 def check_resources(config: Any) -> None:
@@ -211,7 +232,9 @@ def build_grid(run: RunConfig) -> list[Cell]:
             sweep_split = parse_split(SWEEP_SPLIT)
             for noise in (run.noise or DEFAULT_SWEEP):
                 add(SWEEP_METHOD, sweep_split, seed, noise, role="noise-sweep")
-            for spec in ABLATION_SPLITS:
-                for combo in sweep_combinations(ABLATION_METHOD, ABLATION_SWEEP):
-                    add(ABLATION_METHOD, parse_split(spec), seed, None, combo, role="ablation")
+            ablations = {ABLATION_METHOD: ABLATION_SWEEP, **(FULL_ABLATIONS if run.preset == "full" else {})}
+            for method, ablation in ablations.items():
+                for spec in ABLATION_SPLITS:
+                    for combo in sweep_combinations(method, ablation):
+                        add(method, parse_split(spec), seed, None, combo, role="ablation")
     return cells

@@ -76,6 +76,15 @@ class RunInputs:
                                                   for i in items)
         return self._fingerprints[key]
 
+    def training_data(self, dataset: str) -> Any:
+        """What a method checks before the encoder loads (``Captioner.check_training``)."""
+        from bench.captioner import TrainingData
+        from bench.plugins import DATASETS
+
+        cls = DATASETS.get(dataset)
+        return TrainingData(dataset, tuple(getattr(cls, "object_vocabulary", ())),
+                            len(self.dataset_split(dataset, "train").captions()))
+
     def identity(self, train: str, eval: str) -> InputIdentity:
         return InputIdentity(self.encoder.id, self.train_fingerprint(train), self.eval_fingerprint(eval))
 
@@ -91,7 +100,7 @@ class RunInputs:
             emb = self.cache.get(key, lambda: self.encoder.encode_texts(captions, progress=progress,
                                                                           desc=f"encoding {dataset} train captions"))
             corpus = Corpus(captions, emb, dataset, "train", objects=tuple(getattr(cls, "object_vocabulary", ())),
-                            generator=getattr(cls, "generator", ""))
+                            generator=getattr(cls, "generator", ""), aliases=dict(getattr(cls, "entity_aliases", {})))
             self._corpora[dataset] = (corpus, content)
         return self._corpora[dataset]
 

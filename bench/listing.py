@@ -17,7 +17,7 @@ def listing(what: str = "all") -> dict[str, Any]:
     can run here). ``what`` is a section, ``all``, or a wildcard over method and dataset names;
     with a wildcard, the result's ``pattern`` says so."""
     from bench.plugins import DATASETS, METHODS, PLUGIN_ERRORS, load_plugins
-    from bench.scoring import ALL_METRICS, spice_status
+    from bench.scoring import ALL_METRICS, CLIP_METRICS, spice_status
 
     load_plugins()
     section, pattern = (what, "*") if what in SECTIONS + ("all",) else ("all", what)
@@ -47,7 +47,9 @@ def listing(what: str = "all") -> dict[str, Any]:
     if "metrics" in chosen:
         spice_reason = spice_status()
         data["metrics"] = [{"name": m, "available": not (m == "spice" and spice_reason),
-                            **({"reason": spice_reason} if m == "spice" and spice_reason else {})} for m in ALL_METRICS]
+                            **({"reason": spice_reason} if m == "spice" and spice_reason else {}),
+                            **({"needs": "the images and an evaluation CLIP (bench run: always; bench score: --clip-score)"}
+                               if m in CLIP_METRICS else {})} for m in ALL_METRICS]
     if PLUGIN_ERRORS:
         data["plugin_errors"] = [{"where": w, "error": e} for w, e in PLUGIN_ERRORS]
     return data

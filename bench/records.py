@@ -1,9 +1,10 @@
 """Run records: one JSON object per cell in ``records.jsonl``, plus per-image samples.
 
-The schema (version 2), one line per completed cell::
+The schema (version 3), one line per completed cell::
 
     {"cell_id", "method", "split", "train", "eval", "kind", "seed", "config",
-     "noise_variance" (or null), "metrics": {bleu1..bleu4, meteor, rouge_l, cider, spice?},
+     "noise_variance" (or null),
+     "metrics": {bleu1..bleu4, meteor, rouge_l, cider, spice?, clip_s?, refclip_s?}, "eval_encoder",
      "n_images", "encoder", "train_fingerprint", "eval_fingerprint",
      "timings": {stage: seconds}, "versions": {package: version},
      "git_commit", "date", "role", "fit_key", "fit_reused", "fit_info", "device",
@@ -14,7 +15,8 @@ config, the split, the seed, the noise variance, the encoder id (spec and weight
 content fingerprints of the training captions and of the evaluation split (image ids, file
 names, references). Every key code depends on is a field of :class:`Record`; ``extra`` is free for a method's or a
 user's notes. Version-1 files, which kept ``role``, ``fit_key``, ``fit_reused``, ``fit_info``,
-``device``, ``unavailable`` and ``note`` inside ``extra``, are read into the same fields.
+``device``, ``unavailable`` and ``note`` inside ``extra``, are read into the same fields;
+version-2 files have no ``eval_encoder`` (and no CLIP-S).
 Per-image samples (``samples/<cell_id>.json``) are lists of :class:`Sample`.
 
 ``records.jsonl`` is append-only: a completed cell adds one line, under a lock, so concurrent
@@ -41,7 +43,7 @@ from bench.errors import DataError
 from bench.io import append_line, write_json_atomic
 from bench.splits import KINDS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: eval_encoder (CLIP-S); 2: typed fields that version 1 kept in extra
 #: Keys that version 1 kept in ``extra`` and version 2 makes fields.
 V1_EXTRA_FIELDS = ("role", "fit_key", "fit_reused", "fit_info", "device", "unavailable", "note")
 RECORDS_FILE = "records.jsonl"
@@ -89,6 +91,8 @@ class Record:
     note: str = ""
     #: what a reader of the numbers must know about this cell (empty captions, say)
     warnings: list[str] = field(default_factory=list)
+    #: the encoder that computed CLIP-S and RefCLIP-S (its id; empty: not computed)
+    eval_encoder: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 

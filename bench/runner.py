@@ -55,6 +55,10 @@ class Runner:
         self.out = Path(run.out)
         self.store = RecordStore(self.out)
         self.inputs = RunInputs(run.encoder_config(), run.device, run.data_root, run.cache_dir, log)
+        #: the evaluation encoder's inputs (CLIP-S): the run's own unless --eval-encoder names another
+        self.eval_inputs = (self.inputs if run.eval_encoder_spec == run.encoder else
+                            RunInputs(run.encoder_config(run.eval_encoder_spec), run.device, run.data_root, run.cache_dir, log))
+        self._clip_scorer: Any = None
         self.decoders = DecoderCache(self.out / "decoders", log=log)
         if executor is None:  # the default: this process, one cell after another
             from bench.executors.local import LocalExecutor
@@ -71,6 +75,14 @@ class Runner:
     @property
     def cache(self) -> Any:
         return self.inputs.cache
+
+    @property
+    def clip_scorer(self) -> Any:
+        if self._clip_scorer is None:
+            from bench.clipscore import ClipScorer
+
+            self._clip_scorer = ClipScorer(self.eval_inputs.encoder, self.eval_inputs.cache)
+        return self._clip_scorer
 
     def provenance(self) -> dict[str, Any]:
         """Library versions and the git commit: the same for every cell of a run, looked up once."""
@@ -114,12 +126,18 @@ class Runner:
     def resolve(self, cells: list[Cell]) -> list[tuple[Cell, str]]:
         """Each cell with its id, after loading everything the ids depend on: the data of every
         split first (a missing or malformed file fails here, before any model loads), then the
-        encoder. A run folder holds the results of one set of inputs: one whose records were
+        encoder. Each method checks its config against its training data meanwhile
+        (``Captioner.check_training``). A run folder holds the results of one set of inputs: one whose records were
         computed with another encoder or other data is refused (see :meth:`check_inputs`)."""
+        from bench.plugins import METHODS
+
         for cell in cells:
             self.inputs.train_fingerprint(cell.split.train)
             self.inputs.eval_fingerprint(cell.split.eval)
+            METHODS.get(cell.method).check_training(cell.config, self.inputs.training_data(cell.split.train))
         self._check_encoder_spec()
+        if self.run.clip_score:
+            self.eval_inputs.encoder  # noqa: B018 - a bad --eval-encoder fails here, before any output
         resolved = [(cell, cell.id(self.inputs.identity(cell.split.train, cell.split.eval))) for cell in cells]
         self.check_inputs(cells)
         return resolved
@@ -149,6 +167,8 @@ class Runner:
                 problem = f"results trained on other {record.train} captions than this run's"
             elif record.eval in evals and record.eval_fingerprint != evals[record.eval]:
                 problem = f"results scored on another {record.eval} test split than this run's"
+            elif self.run.clip_score and record.eval_encoder and record.eval_encoder != self.clip_scorer.id:
+                problem = f"CLIP-S computed with evaluation encoder {record.eval_encoder}, not {self.clip_scorer.id}"
             if problem:
                 raise BenchError(f"{self.out} holds {problem}; one run folder holds one set of inputs: pass another --out")
 
@@ -181,6 +201,13 @@ class Runner:
         t = time.perf_counter()
         ids = [item.image_id for item in items]
         result = score(dict(zip(ids, predictions)), test.data.references(), progress=progress)
+        eval_encoder = ""
+        if self.run.clip_score:
+            images = self.eval_inputs.eval_images(cell.split.eval).embeddings if self.eval_inputs is not self.inputs else test.embeddings
+            values, per = self.clip_scorer.score(np.asarray(images), predictions, [i.captions for i in items], cell.split.eval)
+            result.metrics.update(values)
+            result.per_image.update(per)
+            eval_encoder = self.clip_scorer.id
         timings["score"] = time.perf_counter() - t
         warnings = []
         empty = sum(1 for p in predictions if not str(p).strip())
@@ -195,7 +222,7 @@ class Runner:
             eval_fingerprint=self.inputs.eval_fingerprint(cell.split.eval),
             timings={k: round(v, 3) for k, v in timings.items()}, **self.provenance(), role=cell.role, fit_key=fit_key,
             fit_reused=reused, fit_info=method.fit_info, device=self.run.device, unavailable=result.unavailable,
-            note=test.data.note, warnings=warnings,
+            note=test.data.note, warnings=warnings, eval_encoder=eval_encoder,
         )
         samples = [Sample(image_id, str(Path(path).resolve()), prediction, tuple(item.captions),
                           {m: round(result.per_image[m][k], 4) for m in result.per_image}, tuple(result.bleu_stats[k]))

@@ -26,7 +26,9 @@ from bench.errors import ScorerError
 METRICS: tuple[str, ...] = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")
 #: Metrics reported when they can run.
 OPTIONAL_METRICS: tuple[str, ...] = ("spice",)
-ALL_METRICS = METRICS + OPTIONAL_METRICS
+#: Metrics from an evaluation CLIP (``bench.clipscore``), which needs the images.
+CLIP_METRICS: tuple[str, ...] = ("clip_s", "refclip_s")
+ALL_METRICS = METRICS + OPTIONAL_METRICS + CLIP_METRICS
 
 JAVA_HINT = "install a Java runtime (Debian/Ubuntu: apt-get install default-jre-headless; conda: conda install openjdk) and make sure `java` is on PATH"
 SPICE_JARS = ("stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar")

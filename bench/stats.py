@@ -29,7 +29,7 @@ BLEU_STATS = ("testlen", "reflen", "guess1", "guess2", "guess3", "guess4", "corr
 #: The smoothing constants pycocoevalcap's BleuScorer uses (so that corpus values agree to 1e-9).
 _TINY, _SMALL = 1e-15, 1e-9
 #: Metrics with an interval in reports, and how each is aggregated over images.
-INTERVAL_METRICS = ("cider", "bleu4")
+INTERVAL_METRICS = ("cider", "bleu4", "clip_s")
 
 
 def corpus_bleu(stats: np.ndarray, n: int = 4) -> np.ndarray:

@@ -25,7 +25,7 @@ from pathlib import Path
 from bench.data import CaptionDataset, DatasetSplit, ImageItem
 from bench.errors import DataError
 from bench.plugins import register_dataset
-from bench.vocabularies import COCO_OBJECTS
+from bench.vocabularies import COCO_ALIASES, COCO_OBJECTS
 
 
 class _ListUnpickler(pickle.Unpickler):
@@ -54,6 +54,7 @@ def read_image_list(folder: Path) -> list[str]:
 class FlickrStyle(CaptionDataset):
     folder = "flickrstyle10k"
     object_vocabulary = COCO_OBJECTS
+    entity_aliases = COCO_ALIASES
     caption_file = ""
 
     def seeded_split(self) -> dict[str, list[int]]:

@@ -23,7 +23,7 @@ from bench.annotations import AnnotatedImage, parse_flattened, parse_karpathy, r
 from bench.data import CaptionDataset, DatasetSplit, ImageItem
 from bench.errors import DataError
 from bench.plugins import register_dataset
-from bench.vocabularies import COCO_OBJECTS
+from bench.vocabularies import COCO_ALIASES, COCO_OBJECTS
 
 
 @functools.lru_cache(maxsize=4)
@@ -37,6 +37,7 @@ class KarpathyDataset(CaptionDataset):
     """A Karpathy-split dataset: 5 human captions per image, train (with restval) / val / test."""
 
     object_vocabulary = COCO_OBJECTS  # what COCO-trained detectors name; Flickr30k photos show the same things
+    entity_aliases = COCO_ALIASES
 
     def annotation_files(self, split: str) -> list[Path]:
         return [self.directory / f"dataset_{self.name}.json", self.directory / f"{self.name}_karpathy_{split}.json"]

@@ -16,6 +16,7 @@ from bench.config import default_cache_dir
 from bench.data import DatasetSplit
 from bench.plugins import register_dataset
 from bench.progress import progress
+from bench.shapes.captions import SHAPE_LEXICON
 from bench.shapes.domains import WorldConfig, build_annotations, render_images
 from bench.shapes.prepare import world_dir
 from bench.shapes.world import SHAPES
@@ -31,6 +32,8 @@ class Shapes(KarpathyDataset):
     family = "shapes"
     #: The world's object words: what a tagger is scored on.
     object_vocabulary: tuple[str, ...] = SHAPES
+    #: The captions' other names for the shapes ("dot", "box", "ball", "round shape").
+    entity_aliases = {" ".join(words): shape for words, shape in SHAPE_LEXICON if " ".join(words) != shape}
     #: SynTIC-style methods generate their training images with the world's own renderer.
     generator = "shapes"
 

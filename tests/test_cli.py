@@ -33,8 +33,9 @@ def test_ls_json_and_wildcard(run_cli):
     data = json.loads(out)
     assert {d["name"] for d in data["datasets"]} >= {"coco", "flickr30k", "flickrstyle-romantic", "flickrstyle-humor"}
     assert [m["name"] for m in data["metrics"]][:7] == ["bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider"]
-    spice = data["metrics"][-1]
-    assert spice["name"] == "spice" and (spice["available"] or spice["reason"])
+    metrics = {m["name"]: m for m in data["metrics"]}
+    assert metrics["spice"]["available"] or metrics["spice"]["reason"]
+    assert "evaluation CLIP" in metrics["clip_s"]["needs"] and "refclip_s" in metrics
     code, out, _ = run_cli("ls", "flickr*", "--json")
     assert [d["name"] for d in json.loads(out)["datasets"]] == ["flickr30k", "flickrstyle-humor", "flickrstyle-romantic"]
 

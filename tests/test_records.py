@@ -41,7 +41,7 @@ def test_version_1_records_read_into_typed_fields():
     record = Record.from_dict(json.loads(json.dumps(data)))
     assert (record.role, record.fit_key, record.fit_reused, record.fit_info) == ("noise-sweep", "abc", True, {"steps": 3})
     assert (record.device, record.unavailable, record.note, record.extra) == ("cpu", {"spice": "no jars"}, "seeded", {"mine": 1})
-    assert make().schema_version == SCHEMA_VERSION == 2 and make().role == "main" and make().fit_reused is None
+    assert make().schema_version == SCHEMA_VERSION == 3 and make().role == "main" and make().fit_reused is None
 
 
 def test_cell_id_is_stable_and_discriminating():

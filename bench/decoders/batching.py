@@ -58,3 +58,22 @@ def pad(encoded: Sequence[Sequence[int]], vocab: Any, max_length: int):
         tokens[i, : len(row)] = torch.tensor(row)
         lengths[i] = len(row) - 1
     return tokens, lengths
+
+
+def prompted_inputs(tokens: Any, prompts: Sequence[Sequence[int]]) -> tuple[Any, Any]:
+    """(inputs, targets) for rows of ``tokens`` ([bos, caption..., eos, -100...]) with each row's
+    prompt ids set before its bos: the prompt is input only, its positions' targets (the
+    prompt's own next tokens, and bos) are -100, so the loss covers the caption alone."""
+    import torch
+
+    width = tokens.shape[1] + max((len(p) for p in prompts), default=0)
+    seq = torch.full((len(tokens), width), -100, dtype=torch.long)
+    for i, (row, prompt) in enumerate(zip(tokens, prompts)):
+        n = len(prompt)
+        if n:
+            seq[i, :n] = torch.as_tensor(list(prompt), dtype=torch.long)
+        seq[i, n:n + len(row)] = row
+    inputs, targets = seq[:, :-1], seq[:, 1:].clone()
+    for i, prompt in enumerate(prompts):
+        targets[i, :len(prompt)] = -100
+    return inputs, targets

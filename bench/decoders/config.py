@@ -27,6 +27,7 @@ class DecoderConfig:
     width: int = 128
     prefix_length: int = 1
     mapper: Literal["linear", "mlp", "transformer"] = "linear"
+    mapper_layers: int = 2  # the transformer mapper's depth (ClipCap and ViECap: 8)
     gpt2_path: str = ""  # a local pretrained GPT-2 folder; empty: GPT-2 from config, random weights
     max_length: int = 32
     epochs: float = 1.0
@@ -43,7 +44,7 @@ class DecoderConfig:
     length_penalty: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("layers", "heads", "width", "prefix_length", "max_length", "batch_size", "beam_size", "decode_batch_size",
+        for name in ("layers", "heads", "width", "prefix_length", "mapper_layers", "max_length", "batch_size", "beam_size", "decode_batch_size",
                      "bucket_pool", "length_split"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"decoder.{name} must be >= 1, got {getattr(self, name)}")
@@ -86,6 +87,13 @@ PRESETS: dict[str, DecoderConfig] = {
     # CapDec / ClipCap: GPT-2 124M, 10 prefix vectors from an MLP, lr 2e-5 with warm-up, beam 5.
     "gpt2": DecoderConfig(kind="gpt2", layers=12, heads=12, width=768, prefix_length=10, mapper="mlp",
                           lr=2e-5, warmup=5000, epochs=10, batch_size=40, beam_size=5, dropout=0.1),
+    # ViECap (train_coco.sh, main.py): GPT-2 124M, 10 prefix vectors from an 8-layer transformer
+    # mapper, lr 2e-5 with 5,000 warm-up steps, batch 80, 15 epochs, beam 5.
+    "viecap": DecoderConfig(kind="gpt2", layers=12, heads=12, width=768, prefix_length=10, mapper="transformer",
+                            mapper_layers=8, lr=2e-5, warmup=5000, epochs=15, batch_size=80, beam_size=5, dropout=0.1),
+    # IFCap: ViECap's decoder, trained 5 epochs on COCO (its README's scripts).
+    "ifcap": DecoderConfig(kind="gpt2", layers=12, heads=12, width=768, prefix_length=10, mapper="transformer",
+                           mapper_layers=8, lr=2e-5, warmup=5000, epochs=5, batch_size=80, beam_size=5, dropout=0.1),
 }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,41 +100,66 @@ def _tensors(state: Any):
 
 
 def fit_key(config: DecoderConfig, captions: Sequence[str], embeddings: Any, seed: int, transform_id: str = "",
-            tags: Any = None, tag_table: Any = None, fusion_heads: int = 0) -> str:
-    blob = json.dumps([KEY_VERSION, config_dict(config), fingerprint(captions), array_digest(embeddings), seed, transform_id,
-                       array_digest(tags), array_digest(tag_table), fusion_heads if tag_table is not None else 0])
+            tags: Any = None, tag_table: Any = None, fusion_heads: int = 0, prompt_id: str = "",
+            extra_texts: Sequence[str] = (), memory: Any = None) -> str:
+    fused = tag_table is not None or memory is not None
+    parts: list[Any] = [KEY_VERSION, config_dict(config), fingerprint(captions), array_digest(embeddings), seed, transform_id,
+                        array_digest(tags), array_digest(tag_table), fusion_heads if fused else 0]
+    if prompt_id or extra_texts or memory is not None:  # (absent from older keys, which stay as they were)
+        parts += [prompt_id, fingerprint(extra_texts), array_digest(memory)]
+    blob = json.dumps(parts)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def fit_decoder(config: DecoderConfig, captions: Sequence[str], embeddings: Any, ctx: Any, *,
                 transform: Callable[[Any, Any], Any] | None = None, transform_id: str | None = None,
-                tags: Any = None, tag_table: Any = None, fusion_heads: int = 8) -> tuple[CaptionDecoder, dict[str, Any]]:
+                tags: Any = None, tag_table: Any = None, fusion_heads: int = 8,
+                prompts: Callable[[CaptionDecoder, int], Callable[[Any, Any], list[list[int]]]] | None = None,
+                prompt_id: str | None = None, extra_texts: Sequence[str] = (),
+                memory: Any = None) -> tuple[CaptionDecoder, dict[str, Any]]:
     """Build and train a decoder on (embedding, caption) pairs, or reuse an identical fit.
 
     ``transform`` alters each training batch (CapDec's noise); it must come with a
-    ``transform_id`` naming it and its settings, or the fit is never shared. Returns the
+    ``transform_id`` naming it and its settings, or the fit is never shared; so must
+    ``prompts`` (``prompts(decoder, seed)`` gives the per-batch prompt function once the
+    decoder's vocabulary exists) with a ``prompt_id``. ``extra_texts`` are words the prompts use;
+    ``memory`` (with ``tags`` as each row's retrieved indices) makes a retrieval-fusion decoder. Returns the
     decoder and its fit info (steps, seconds, losses, ``decoder_key``, ``decoder_reused``).
     """
     embeddings = np.asarray(embeddings)
-    decoder = CaptionDecoder(config, int(embeddings.shape[1]), tag_table=tag_table, fusion_heads=fusion_heads)
+    decoder = CaptionDecoder(config, int(embeddings.shape[1]), tag_table=tag_table, fusion_heads=fusion_heads, memory=memory)
     cache = getattr(ctx, "decoders", None)
-    shareable = cache is not None and (transform is None or transform_id is not None)
-    key = fit_key(config, captions, embeddings, ctx.seed, transform_id or "", tags, tag_table, fusion_heads) if shareable else ""
+    shareable = (cache is not None and (transform is None or transform_id is not None)
+                 and (prompts is None or prompt_id is not None))
+    key = fit_key(config, captions, embeddings, ctx.seed, transform_id or "", tags, tag_table, fusion_heads, prompt_id or "",
+                  extra_texts, memory) if shareable else ""
+    job = _Job(decoder, captions, embeddings, ctx, key, transform, tags, prompts, tuple(extra_texts))
     if shareable and cache.folder is not None:  # workers sharing the folder train a key once: the rest wait and reuse it
         from bench.io import file_lock
 
         with file_lock(cache.folder / f".{key}.lock"):
-            return _fit_or_reuse(decoder, config, captions, embeddings, ctx, key, cache, transform, tags)
-    return _fit_or_reuse(decoder, config, captions, embeddings, ctx, key, cache if shareable else None, transform, tags)
+            return _fit_or_reuse(job, cache)
+    return _fit_or_reuse(job, cache if shareable else None)
 
 
-def _fit_or_reuse(decoder: CaptionDecoder, config: DecoderConfig, captions: Sequence[str], embeddings: Any, ctx: Any, key: str,
-                  cache: DecoderCache | None, transform: Callable[[Any, Any], Any] | None, tags: Any
-                  ) -> tuple[CaptionDecoder, dict[str, Any]]:
+@dataclass
+class _Job:
+    decoder: CaptionDecoder
+    captions: Sequence[str]
+    embeddings: Any
+    ctx: Any
+    key: str
+    transform: Any
+    tags: Any
+    prompts: Any
+    extra_texts: tuple[str, ...]
+
+
+def _fit_or_reuse(job: _Job, cache: DecoderCache | None) -> tuple[CaptionDecoder, dict[str, Any]]:
     import torch
 
-    shareable = cache is not None
-    if shareable:
+    decoder, ctx, key = job.decoder, job.ctx, job.key
+    if cache is not None:
         found = cache.load(key)
         if found is not None:
             state, info = found
@@ -141,10 +167,11 @@ def _fit_or_reuse(decoder: CaptionDecoder, config: DecoderConfig, captions: Sequ
             ctx.log(f"reusing an identical decoder fit ({key})")
             return decoder, {**info, "decoder_key": key, "decoder_reused": True}
     torch.manual_seed(ctx.seed)  # the initialisation depends on the seed only, not on what ran before
-    encoded = decoder.build(captions)
-    stats = decoder.fit(embeddings, encoded, seed=ctx.seed, device=ctx.device, transform=transform,
-                        progress=ctx.progress, tags=tags)
+    encoded = decoder.build(job.captions, job.extra_texts)
+    prompts = job.prompts(decoder, ctx.seed) if job.prompts is not None else None
+    stats = decoder.fit(job.embeddings, encoded, seed=ctx.seed, device=ctx.device, transform=job.transform,
+                        progress=ctx.progress, tags=job.tags, prompts=prompts)
     info = {**stats.to_dict(), "vocab_size": len(decoder.vocab)}
-    if shareable:
+    if cache is not None:
         cache.store(key, decoder.state_dict(), info)
     return decoder, {**info, "decoder_key": key, "decoder_reused": False}

@@ -20,14 +20,16 @@ from bench.decoders.mappers import build_mapper, map_prefix
 class GPT2Prefix(nn.Module):
     """prefix (B, D) or (B, P, D) + tokens (B, T) -> next-token logits (B, T, V), through GPT-2."""
 
-    def __init__(self, gpt: Any, embed_dim: int, prefix_length: int = 10, mapper: str = "mlp", prefix_inputs: int = 1) -> None:
+    def __init__(self, gpt: Any, embed_dim: int, prefix_length: int = 10, mapper: str = "mlp", prefix_inputs: int = 1,
+                 mapper_layers: int = 2) -> None:
         super().__init__()
         self.gpt = gpt
         self.prefix_length = prefix_length
         self.prefix_tokens = prefix_length * prefix_inputs
         width = gpt.config.n_embd
         self.width = width
-        self.mapper = build_mapper(mapper, embed_dim, width, prefix_length, mlp_hidden=prefix_length * width // 2)
+        self.mapper = build_mapper(mapper, embed_dim, width, prefix_length, mlp_hidden=prefix_length * width // 2,
+                                   layers=mapper_layers)
 
     def _prefix(self, prefix: torch.Tensor) -> torch.Tensor:
         return map_prefix(self.mapper, prefix, self.prefix_length, self.width)
@@ -36,8 +38,10 @@ class GPT2Prefix(nn.Module):
         embeds = torch.cat([self._prefix(prefix), self.gpt.transformer.wte(tokens)], dim=1)
         return self.gpt(inputs_embeds=embeds).logits[:, self.prefix_tokens:]
 
-    def start(self, prefix: torch.Tensor, bos: int) -> tuple[torch.Tensor, Any]:
-        tokens = torch.full((prefix.shape[0], 1), bos, dtype=torch.long, device=prefix.device)
+    def start(self, prefix: torch.Tensor, first: int | torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """As the transformer's: ``first`` is the bos id, or each row's prompt ids and bos."""
+        tokens = first if isinstance(first, torch.Tensor) else torch.full((prefix.shape[0], 1), first, dtype=torch.long,
+                                                                            device=prefix.device)
         embeds = torch.cat([self._prefix(prefix), self.gpt.transformer.wte(tokens)], dim=1)
         out = self.gpt(inputs_embeds=embeds, use_cache=True)
         return out.logits[:, -1], out.past_key_values

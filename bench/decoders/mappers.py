@@ -34,14 +34,14 @@ class TransformerMapper(nn.Module):
         return out[:, self.prefix_length:].reshape(x.shape[0], self.prefix_length * self.width)
 
 
-def build_mapper(kind: str, embed_dim: int, width: int, prefix_length: int, mlp_hidden: int) -> nn.Module:
+def build_mapper(kind: str, embed_dim: int, width: int, prefix_length: int, mlp_hidden: int, layers: int = 2) -> nn.Module:
     """A mapper from (B, embed_dim) to (B, prefix_length * width)."""
     if kind == "linear":
         return nn.Linear(embed_dim, prefix_length * width)
     if kind == "mlp":
         return nn.Sequential(nn.Linear(embed_dim, mlp_hidden), nn.Tanh(), nn.Linear(mlp_hidden, prefix_length * width))
     if kind == "transformer":
-        return TransformerMapper(embed_dim, width, prefix_length)
+        return TransformerMapper(embed_dim, width, prefix_length, layers)
     raise ValueError(f"unknown mapper {kind!r}; known: {', '.join(MAPPERS)}")
 
 

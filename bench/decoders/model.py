@@ -17,11 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from bench.decoders.batching import epoch_batches, length_pieces, pad
+from bench.decoders.batching import epoch_batches, length_pieces, pad, prompted_inputs
 from bench.decoders.config import DecoderConfig
 from bench.errors import BenchError
 from bench.progress import progress as default_progress
 from bench.training import decay_groups
+
+#: Positions a prompted decoder keeps for its prompt (ViECap's prompt names at most 10 entities).
+PROMPT_ROOM = 48
 
 
 class NonFiniteLoss(BenchError):
@@ -55,52 +58,64 @@ class CaptionDecoder:
     """
 
     def __init__(self, config: DecoderConfig, embed_dim: int, vocab: Any = None, net: Any = None,
-                 tag_table: Any = None, fusion_heads: int = 8) -> None:
+                 tag_table: Any = None, fusion_heads: int = 8, memory: Any = None) -> None:
+        if tag_table is not None and memory is not None:
+            raise ValueError("a decoder fuses tags or retrieved captions, not both")
         self.config = config
         self.embed_dim = embed_dim
         self.vocab = vocab
         self.net = net
         self.tag_table = tag_table
+        self.memory = memory
         self.fusion_heads = fusion_heads
         self.fusion: Any = None
+        #: positions kept for a prompt between the prefix and the caption (0: trained without prompts)
+        self.prompt_room = 0
 
     # -- building ---------------------------------------------------------------------------
-    def build(self, captions: Sequence[str]) -> list[list[int]]:
-        """Create the vocabulary and the network for ``captions``; returns the encoded captions."""
+    def build(self, captions: Sequence[str], extra_texts: Sequence[str] = ()) -> list[list[int]]:
+        """Create the vocabulary and the network for ``captions`` (the vocabulary also covers
+        ``extra_texts``: the words of prompts); returns the encoded captions."""
         from bench.decoders.vocab import ClipBpeVocab, HFVocab
 
         cfg = self.config
+        self.prompt_room = PROMPT_ROOM if extra_texts else 0
         if cfg.kind == "transformer":
-            self.vocab, encoded = ClipBpeVocab.build(captions)
+            self.vocab, encoded = ClipBpeVocab.build(captions, extra_texts)
         else:
             if cfg.gpt2_path:
                 from bench.decoders.config import check_model_folder
 
                 self.vocab = HFVocab.from_pretrained(str(check_model_folder(cfg.gpt2_path)))
             else:
-                self.vocab = HFVocab.train(captions)
+                self.vocab = HFVocab.train([*captions, *extra_texts])
             encoded = self.vocab.encode_many(captions)
         self.net = self._network()
         self.fusion = self._fusion()
         return encoded
 
     def _fusion(self) -> Any:
-        if self.tag_table is None:
-            return None
         import torch
 
+        if self.memory is not None:
+            from bench.decoders.retrieval_fusion import RetrievalFusion
+
+            return RetrievalFusion(torch.as_tensor(np.asarray(self.memory), dtype=torch.float32), self.fusion_heads)
+        if self.tag_table is None:
+            return None
         from bench.decoders.fusion import TagFusion
 
         return TagFusion(torch.as_tensor(np.asarray(self.tag_table), dtype=torch.float32), self.fusion_heads)
 
     def _network(self, gpt2_config: dict | None = None) -> Any:
         cfg = self.config
-        inputs = 1 if self.tag_table is None else 2
+        inputs = self.prefix_inputs
         if cfg.kind == "transformer":
             from bench.decoders.transformer import PrefixTransformer
 
             return PrefixTransformer(len(self.vocab), self.embed_dim, cfg.width, cfg.layers, cfg.heads, cfg.prefix_length,
-                                     cfg.max_length, cfg.mapper, cfg.dropout, prefix_inputs=inputs)
+                                     cfg.max_length, cfg.mapper, cfg.dropout, prefix_inputs=inputs, prompt_room=self.prompt_room,
+                                     mapper_layers=cfg.mapper_layers)
         from bench.decoders.gpt2 import GPT2Prefix, load_gpt2
 
         if gpt2_config is not None:
@@ -109,10 +124,10 @@ class CaptionDecoder:
             gpt = load_gpt2(cfg.gpt2_path)
         else:
             gpt = load_gpt2(config={"vocab_size": len(self.vocab), "n_layer": cfg.layers, "n_head": cfg.heads, "n_embd": cfg.width,
-                                    "n_positions": cfg.prefix_length * inputs + cfg.max_length + 2, "bos_token_id": self.vocab.eos,
+                                    "n_positions": cfg.prefix_length * inputs + self.prompt_room + cfg.max_length + 2, "bos_token_id": self.vocab.eos,
                                     "eos_token_id": self.vocab.eos, "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout,
                                     "attn_pdrop": cfg.dropout})
-        return GPT2Prefix(gpt, self.embed_dim, cfg.prefix_length, cfg.mapper, prefix_inputs=inputs)
+        return GPT2Prefix(gpt, self.embed_dim, cfg.prefix_length, cfg.mapper, prefix_inputs=inputs, mapper_layers=cfg.mapper_layers)
 
     def _condition(self, embeddings: Any, tags: Any) -> Any:
         """The conditioning the network maps to its prefix: the embeddings, or (B, 2, D) with fused tags."""
@@ -121,28 +136,39 @@ class CaptionDecoder:
         return self.fusion(embeddings, tags)
 
     def _check_tags(self, tags: Any, n: int) -> Any:
+        """The rows' fusion indices (tag words, or retrieved captions) as a checked (N, T) tensor."""
         import torch
 
         if self.fusion is None:
             if tags is not None:
-                raise BenchError("this decoder was built without a tag table; it takes no tags")
+                raise BenchError("this decoder was built without a tag table or a memory; it takes no indices")
             return None
         if tags is None:
-            raise BenchError("this decoder fuses object tags: pass the tag indices of every row")
+            raise BenchError("this decoder fuses tags or retrieved captions: pass the indices of every row")
         tags = torch.as_tensor(np.asarray(tags), dtype=torch.long)
         if tags.ndim != 2 or tags.shape[0] != n:
-            raise BenchError(f"tags must be an (N, T) index array with N = {n}, got shape {tuple(tags.shape)}")
-        if tags.numel() and int(tags.max()) >= len(self.tag_table):
-            raise BenchError(f"a tag index {int(tags.max())} is outside the tag table ({len(self.tag_table)} words)")
+            raise BenchError(f"fusion indices must be an (N, T) array with N = {n}, got shape {tuple(tags.shape)}")
+        table = len(self.fusion.table)
+        if tags.numel() and (int(tags.max()) >= table or (self.memory is not None and int(tags.min()) < 0)):
+            raise BenchError(f"a fusion index is outside its table of {table} rows")
         return tags
+
+    @property
+    def prefix_inputs(self) -> int:
+        """How many conditioning vectors each row gives the mapper: two with tag fusion (the
+        feature and its fused tags), one otherwise (retrieval fusion replaces the feature)."""
+        return 2 if self.tag_table is not None else 1
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, embeddings: np.ndarray, encoded: Sequence[Sequence[int]], seed: int = 0, device: str = "cpu",
             transform: Callable[[Any, Any], Any] | None = None, progress: Callable | None = None,
-            tags: Any = None) -> FitStats:
+            tags: Any = None, prompts: Callable[[Any, Any], list[list[int]]] | None = None) -> FitStats:
         """Train on (embedding, caption) pairs; ``transform(batch, generator)`` alters each batch
-        of embeddings (CapDec's noise); ``tags`` (N, T) are the rows' tag indices when the
-        decoder fuses tags. Raises NonFiniteLoss on a NaN loss."""
+        of embeddings (CapDec's noise); ``tags`` (N, T) are the rows' fusion indices when the
+        decoder fuses tags or retrieved captions; ``prompts(rows, generator)`` gives each row of a
+        batch the token ids of a prompt set between the prefix and the caption (ViECap's hard
+        prompt; drawn per batch, so masking differs each time; the loss covers the caption
+        only). Raises NonFiniteLoss on a NaN loss."""
         import torch
         import torch.nn as nn
         import torch.nn.functional as F
@@ -181,12 +207,17 @@ class CaptionDecoder:
             n_targets = int(lengths[idx].sum())
             opt.zero_grad(set_to_none=True)
             batch_loss = 0.0
+            row_prompts = prompts(idx, gen) if prompts is not None else None
             for piece in length_pieces(lengths[idx], cfg.length_split):
                 rows = idx[piece]
                 width = int(lengths[rows].max()) + 1
-                batch_tokens = tokens[rows, :width].to(device)
+                batch_tokens = tokens[rows, :width]
+                if row_prompts is not None:
+                    inputs, targets = prompted_inputs(batch_tokens, [row_prompts[int(p)] for p in piece])
+                else:
+                    inputs, targets = batch_tokens[:, :-1], batch_tokens[:, 1:]
+                inputs, targets = inputs.to(device), targets.to(device)
                 prefix = prefixes[piece].to(device)
-                inputs, targets = batch_tokens[:, :-1], batch_tokens[:, 1:]
                 inputs = inputs.masked_fill(inputs < 0, self.vocab.pad)  # after eos: any real id, never a target
                 t0 = time.perf_counter()
                 stats.data_seconds += t0 - t_data
@@ -222,9 +253,11 @@ class CaptionDecoder:
 
     # -- decoding ---------------------------------------------------------------------------
     def decode(self, embeddings: Any, device: str = "cpu", beam_size: int | None = None,
-               progress: Callable | None = default_progress, tags: Any = None) -> list[str]:
-        """Captions for a batch of embeddings (B, D), in order (with their tag indices when the
-        decoder fuses tags)."""
+               progress: Callable | None = default_progress, tags: Any = None,
+               prompts: Sequence[Sequence[int]] | None = None) -> list[str]:
+        """Captions for a batch of embeddings (B, D), in order (with their fusion indices when the
+        decoder fuses tags or retrieved captions, and each row's prompt token ids when it was
+        trained with prompts)."""
         import torch
 
         from bench.decoders.search import beam_search
@@ -233,14 +266,19 @@ class CaptionDecoder:
         beam = beam_size or cfg.beam_size
         emb = torch.tensor(np.asarray(embeddings), dtype=torch.float32)
         tag_ids = self._check_tags(tags, len(emb))
+        if prompts is not None and len(prompts) != len(emb):
+            raise BenchError(f"{len(prompts)} prompts for {len(emb)} embeddings")
         net = self.net.to(device).eval()
         if self.fusion is not None:
             self.fusion.to(device).eval()
         bos = getattr(self.vocab, "bos", 1)
 
-        class _Bound:  # start() needs the vocabulary's beginning-of-sentence id
+        class _Bound:  # start() feeds the prompt (if any) and the beginning-of-sentence id after the prefix
+            def __init__(self, first: Any) -> None:
+                self.first = first
+
             def start(self, prefix):
-                return net.start(prefix, bos)
+                return net.start(prefix, self.first)
 
             def step(self, token, cache):
                 return net.step(token, cache)
@@ -248,35 +286,51 @@ class CaptionDecoder:
             def reorder(self, cache, index):
                 return net.reorder(cache, index)
 
-        out: list[str] = []
-        starts = range(0, len(emb), cfg.decode_batch_size)
-        bar = progress(starts, total=len(starts), desc="decoding", unit="batch") if progress else starts
+        # Rows whose prompts have the same length decode together (one start for all of them).
+        groups: dict[int, list[int]] = {}
+        for row in range(len(emb)):
+            groups.setdefault(len(prompts[row]) if prompts is not None else 0, []).append(row)
+        batches = [(rows[s:s + cfg.decode_batch_size]) for rows in groups.values()
+                   for s in range(0, len(rows), cfg.decode_batch_size)]
+        out: list[str] = [""] * len(emb)
+        bar = progress(batches, total=len(batches), desc="decoding", unit="batch") if progress else batches
         with torch.inference_mode():
-            for s in bar:
-                prefix = emb[s:s + cfg.decode_batch_size].to(device)
+            for rows in bar:
+                index = torch.tensor(rows, dtype=torch.long)
+                prefix = emb[index].to(device)
                 if tag_ids is not None:
-                    prefix = self.fusion(prefix, tag_ids[s:s + cfg.decode_batch_size].to(device))
-                ids = beam_search(_Bound(), prefix, self.vocab.eos, cfg.max_length, beam, cfg.length_penalty)
-                out.extend(self.vocab.decode(seq) for seq in ids)
+                    prefix = self.fusion(prefix, tag_ids[index].to(device))
+                if prompts is None:
+                    first: Any = bos
+                else:
+                    first = torch.tensor([[*prompts[r], bos] for r in rows], dtype=torch.long, device=device)
+                ids = beam_search(_Bound(first), prefix, self.vocab.eos, cfg.max_length, beam, cfg.length_penalty)
+                for r, seq in zip(rows, ids):
+                    out[r] = self.vocab.decode(seq)
         return out
 
     # -- persistence ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        state = {"vocab": self.vocab.state_dict(), "net": self.net.state_dict(), "embed_dim": self.embed_dim}
+        state = {"vocab": self.vocab.state_dict(), "net": self.net.state_dict(), "embed_dim": self.embed_dim,
+                 "prompt_room": self.prompt_room}
         if self.config.kind == "gpt2":
             # through JSON: the config's label maps have integer keys, which a state keeps as strings
             state["gpt2_config"] = json.loads(self.net.gpt.config.to_json_string())
         if self.fusion is not None:
             state["fusion"] = self.fusion.state_dict()
             state["fusion_heads"] = self.fusion_heads
+            state["fusion_kind"] = "retrieval" if self.memory is not None else "tags"
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         from bench.decoders.vocab import vocab_from_state
 
         self.embed_dim = int(state["embed_dim"])
+        self.prompt_room = int(state.get("prompt_room", 0))
         self.vocab = vocab_from_state(state["vocab"])
-        self.tag_table = state["fusion"]["table"] if "fusion" in state else None
+        kind = state.get("fusion_kind", "tags") if "fusion" in state else None
+        self.tag_table = state["fusion"]["table"] if kind == "tags" else None
+        self.memory = state["fusion"]["table"] if kind == "retrieval" else None
         self.fusion_heads = int(state.get("fusion_heads", self.fusion_heads))
         self.net = self._network(state.get("gpt2_config"))
         self.net.load_state_dict(state["net"])

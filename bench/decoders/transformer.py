@@ -48,16 +48,17 @@ class PrefixTransformer(nn.Module):
 
     def __init__(self, vocab_size: int, embed_dim: int, width: int = 256, layers: int = 4, heads: int = 4,
                  prefix_length: int = 1, max_length: int = 40, mapper: str = "linear", dropout: float = 0.1,
-                 prefix_inputs: int = 1) -> None:
+                 prefix_inputs: int = 1, prompt_room: int = 0, mapper_layers: int = 2) -> None:
         super().__init__()
         if width % heads:
             raise ValueError(f"decoder width {width} is not divisible by heads {heads}")
         self.prefix_length = prefix_length
         self.prefix_tokens = prefix_length * prefix_inputs  # every input vector becomes prefix_length tokens
         self.width = width
-        self.mapper = build_mapper(mapper, embed_dim, width, prefix_length, mlp_hidden=max(width, prefix_length * width // 2))
+        self.mapper = build_mapper(mapper, embed_dim, width, prefix_length, mlp_hidden=max(width, prefix_length * width // 2),
+                                   layers=mapper_layers)
         self.tok = nn.Embedding(vocab_size, width)
-        self.pos = nn.Embedding(self.prefix_tokens + max_length + 1, width)
+        self.pos = nn.Embedding(self.prefix_tokens + prompt_room + max_length + 1, width)
         self.blocks = nn.ModuleList(_Block(width, heads, dropout) for _ in range(layers))
         self.ln_f = nn.LayerNorm(width)
         self.head = nn.Linear(width, vocab_size, bias=False)
@@ -92,8 +93,11 @@ class PrefixTransformer(nn.Module):
         return logits[:, self.prefix_tokens:]
 
     # -- the search protocol -----------------------------------------------------------------
-    def start(self, prefix: torch.Tensor, bos: int = 1) -> tuple[torch.Tensor, Any]:
-        tokens = torch.full((prefix.shape[0], 1), bos, dtype=torch.long, device=prefix.device)
+    def start(self, prefix: torch.Tensor, first: int | torch.Tensor = 1) -> tuple[torch.Tensor, Any]:
+        """Logits of the first caption token after the prefix and ``first``: the bos id, or a
+        (B, L) tensor of each row's prompt ids followed by bos."""
+        tokens = first if isinstance(first, torch.Tensor) else torch.full((prefix.shape[0], 1), first, dtype=torch.long,
+                                                                            device=prefix.device)
         x = torch.cat([self._prefix(prefix), self.tok(tokens)], dim=1)
         logits, caches = self._run(x, 0, None)
         return logits[:, -1], caches

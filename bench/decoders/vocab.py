@@ -39,18 +39,20 @@ class ClipBpeVocab:
         self.pad, self.bos, self.eos, self.unk = PAD, BOS, EOS, UNK
 
     @classmethod
-    def build(cls, captions: Sequence[str]) -> tuple[ClipBpeVocab, list[list[int]]]:
-        """The vocabulary of ``captions`` and the captions encoded with it (no bos / eos).
+    def build(cls, captions: Sequence[str], extra_texts: Sequence[str] = ()) -> tuple[ClipBpeVocab, list[list[int]]]:
+        """The vocabulary of ``captions`` (and of ``extra_texts``: prompt words a decoder reads but
+        never writes) and the captions encoded with it (no bos / eos).
 
         BPE-encoding 20,000 captions takes 2 s, and a run fits many decoders on one corpus: the
         last few corpora's results are kept (the ids are copied out, so callers may not share them)."""
         from bench.cache import fingerprint
 
-        digest = fingerprint(captions)
+        digest = fingerprint([*captions, "\0extra", *extra_texts]) if extra_texts else fingerprint(captions)
         if digest not in _BUILT:
             tok = clip_tokenizer()
             bpe = [tuple(tok.encode(c)) for c in captions]
-            _BUILT[digest] = sorted({b for ids in bpe for b in ids}), bpe
+            extra = {b for t in extra_texts for b in tok.encode(t)}
+            _BUILT[digest] = sorted({b for ids in bpe for b in ids} | extra), bpe
             while len(_BUILT) > 4:
                 _BUILT.pop(next(iter(_BUILT)))
         bpe_ids, bpe = _BUILT[digest]

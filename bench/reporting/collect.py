@@ -24,9 +24,9 @@ from bench.stats import BLEU_STATS, INTERVAL_METRICS, PerImage, bootstrap_interv
 #: Means closer than this (half the last printed digit of a 4-decimal record) are a tie.
 BEST_TOLERANCE = 5e-5
 #: Columns of the method tables, in the order papers print them.
-TABLE_METRICS = ("bleu1", "bleu4", "meteor", "rouge_l", "cider", "spice")
+TABLE_METRICS = ("bleu1", "bleu4", "meteor", "rouge_l", "cider", "spice", "clip_s", "refclip_s")
 METRIC_NAMES = {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "bleu3": "BLEU-3", "bleu4": "BLEU-4", "meteor": "METEOR",
-                "rouge_l": "ROUGE-L", "cider": "CIDEr", "spice": "SPICE"}
+                "rouge_l": "ROUGE-L", "cider": "CIDEr", "spice": "SPICE", "clip_s": "CLIP-S", "refclip_s": "RefCLIP-S"}
 
 
 @dataclass
@@ -254,7 +254,7 @@ def add_intervals(data: RunData) -> None:
         ids = _image_ids(rows, data.samples)
         if not ids:
             for row in rows:
-                row.missing = {m: "the run folder has no per-image samples" for m in INTERVAL_METRICS}
+                row.missing = {m: "the run folder has no per-image samples" for m in INTERVAL_METRICS if row.mean(m) is not None}
             continue
         counts = resample_counts(len(ids), data.resamples, data.seed)
         ev = _Evidence(data.samples, ids)
@@ -263,6 +263,8 @@ def add_intervals(data: RunData) -> None:
                 best = best_row(table, metric)
                 best_ev = ev.get(best, metric) if best else None
                 for row in table:
+                    if row.mean(metric) is None:  # a metric the row's records lack (CLIP-S of an older run)
+                        continue
                     mine = ev.get(row, metric)
                     if mine is None:
                         continue

@@ -18,6 +18,7 @@ import pandas as pd
 
 from bench.records import show_value
 from bench.reporting.collect import BEST_TOLERANCE, METRIC_NAMES, TABLE_METRICS, Row, RunData, best_row, short_key, show_noise
+from bench.stats import INTERVAL_METRICS
 
 KIND_TITLES = {"in-domain": "In-domain", "cross-domain": "Cross-domain", "style": "Style"}
 
@@ -129,13 +130,15 @@ def method_table(data: RunData, split: str) -> Table:
 
 
 def significance_table(data: RunData, split: str) -> Table:
-    """95% bootstrap intervals of CIDEr and BLEU-4 and the paired test against the best row."""
+    """95% bootstrap intervals of CIDEr and BLEU-4 (and CLIP-S where the rows have it) and the
+    paired test against the best row."""
     rows = data.rows_for(split)
-    best = {metric: best_row(rows, metric) for metric in ("cider", "bleu4")}
+    metrics = [m for m in INTERVAL_METRICS if m in ("cider", "bleu4") or any(r.mean(m) is not None for r in rows)]
+    best = {metric: best_row(rows, metric) for metric in metrics}
     records = {}
     for row in rows:
         cells = {"method": row.label}
-        for metric in ("cider", "bleu4"):
+        for metric in metrics:
             name = METRIC_NAMES[metric]
             interval = row.intervals.get(metric)
             cells[name] = fmt(row.mean(metric))
@@ -148,7 +151,7 @@ def significance_table(data: RunData, split: str) -> Table:
     table.notes.append(f"95% percentile bootstrap intervals over the {n_images} test images ({data.resamples} resamples, "
                        f"seed {data.seed}); p: one-sided paired bootstrap test that the best row is not better than this one "
                        "(same resamples for every row).")
-    for metric in ("cider", "bleu4"):
+    for metric in metrics:
         if best[metric] is None and sum(r.mean(metric) is not None for r in rows) > 1:
             table.notes.append(f"{METRIC_NAMES[metric]}: no single best row (a tie at the top, or every row at 0), "
                                "so no row is tested against one.")

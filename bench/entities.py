@@ -1,0 +1,192 @@
+"""Entities: the object words of a caption, the hard prompt that names them, and naming them in
+an image by CLIP zero-shot classification (ViECap; IFCap reuses all of it).
+
+* ``EntityMatcher`` finds a vocabulary's words in a caption: whole words, their plurals, and the
+  surface phrases a dataset maps onto them (the shapes world's "dot" is a circle; COCO's
+  "man" and "woman" are ViECap's "person"). NLTK's tagger, which ViECap's own code uses, needs a
+  download; a vocabulary match needs none and keeps only words the vocabulary knows, which is
+  what ViECap's filter keeps anyway.
+* ``hard_prompt`` writes ViECap's prompt, "There are e1, e2 in image." ("something" for none).
+* ``mask_entities`` drops each entity with a probability (ViECap: 0.4) during training.
+* ``EntityPrompts`` is what ViECap and IFCap share: every training caption's entities, the
+  hard prompts drawn per batch with masking, and test prompts as the decoder's token ids.
+* ``classify`` picks an image's entities: softmax over the vocabulary of cosine / 0.01 with a
+  prompt-ensembled text embedding per word, the top k in rank order, stopping at the first
+  below the threshold (ViECap: k = 3, threshold 0.4).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from bench.errors import BenchError
+
+#: The 7 CLIP prompt templates ViECap ensembles over (from CLIP's ImageNet prompt study).
+ENSEMBLE_TEMPLATES = ("itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.",
+                      "a {} in a video game.", "art of the {}.", "a photo of the small {}.")
+PROMPT_TEMPLATE = "There are {} in image."
+NO_ENTITY = "something"
+MAX_ENTITIES = 10
+#: Bumped when entity matching or the prompt changes, so that no decoder fit is reused across it.
+ENTITY_VERSION = 1
+
+_WORD = re.compile(r"[a-z]+")
+
+
+class EntityMatcher:
+    """The vocabulary words a caption mentions, in the order it mentions them."""
+
+    def __init__(self, vocabulary: Sequence[str], aliases: Mapping[str, str] | None = None) -> None:
+        words = [w.strip().lower() for w in vocabulary if w and w.strip()]
+        if not words:
+            raise BenchError("the entity vocabulary is empty: give the method object words (its dataset names none)")
+        self.vocabulary = list(dict.fromkeys(words))
+        phrases: dict[tuple[str, ...], str] = {}
+        for word in self.vocabulary:
+            for form in (word, word + "s", word + "es"):
+                phrases.setdefault(tuple(form.split()), word)
+        for surface, word in (aliases or {}).items():
+            if word.lower() in self.vocabulary:
+                for form in (surface.lower(), surface.lower() + "s", surface.lower() + "es"):
+                    phrases.setdefault(tuple(form.split()), word.lower())
+        self._phrases = sorted(phrases.items(), key=lambda kv: -len(kv[0]))
+        self._longest = max(len(p) for p, _ in self._phrases)
+
+    def occurrences(self, caption: str) -> list[str]:
+        """Every mention, repeats kept (IFCap counts them)."""
+        tokens = _WORD.findall(caption.lower())
+        out, i = [], 0
+        while i < len(tokens):
+            for phrase, word in self._phrases:
+                if tuple(tokens[i:i + len(phrase)]) == phrase:
+                    out.append(word)
+                    i += len(phrase)
+                    break
+            else:
+                i += 1
+        return out
+
+    def __call__(self, caption: str) -> list[str]:
+        """The distinct entities of ``caption``, first mention first, at most ``MAX_ENTITIES``."""
+        return list(dict.fromkeys(self.occurrences(caption)))[:MAX_ENTITIES]
+
+
+def hard_prompt(entities: Sequence[str]) -> str:
+    return PROMPT_TEMPLATE.format(", ".join(entities) if entities else NO_ENTITY)
+
+
+def mask_entities(entities: Sequence[str], rate: float, rng: np.random.Generator) -> list[str]:
+    """Each entity kept with probability 1 - ``rate`` (dropped, not replaced)."""
+    if rate <= 0:
+        return list(entities)
+    keep = rng.random(len(entities)) >= rate
+    return [e for e, k in zip(entities, keep) if k]
+
+
+def vocabulary_embeddings(encode_texts: Callable[[list[str]], Any], vocabulary: Sequence[str], ensemble: bool = True) -> np.ndarray:
+    """One unit text embedding per word: the mean of its prompts' (the 7 templates), renormalised;
+    or the word alone without the ensemble."""
+    templates = ENSEMBLE_TEMPLATES if ensemble else ("{}",)
+    rows = np.asarray(encode_texts([t.format(w) for w in vocabulary for t in templates]), np.float32)
+    rows = rows.reshape(len(vocabulary), len(templates), -1).mean(axis=1)
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+def classify(image_emb: Any, vocab_emb: np.ndarray, vocabulary: Sequence[str], top_k: int, threshold: float,
+             logit_scale: float = 100.0) -> list[list[str]]:
+    """Each image's entities: the top ``top_k`` words by softmax probability over the vocabulary
+    (cosine x ``logit_scale``), in rank order, stopping at the first below ``threshold``."""
+    x = np.asarray(image_emb, np.float32)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    logits = logit_scale * x @ np.asarray(vocab_emb, np.float32).T
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    order = np.argsort(-probs, axis=1)[:, :top_k]
+    out = []
+    for row, ranked in zip(probs, order):
+        picked = []
+        for j in ranked:
+            if row[j] < threshold:
+                break
+            picked.append(vocabulary[j])
+        out.append(picked)
+    return out
+
+
+def entity_vocabulary(configured: Sequence[str], objects: Sequence[str], dataset: str, method: str) -> tuple[str, ...]:
+    """The configured vocabulary, else the dataset's object words; an empty one is an error."""
+    vocabulary = tuple(w for w in (configured or objects) if w and w.strip())
+    if not vocabulary:
+        raise BenchError(f"{method}: the entity vocabulary is empty ({dataset or 'the dataset'} names no object words); "
+                         f"pass --set {method}.vocabulary=word1,word2,...")
+    return vocabulary
+
+
+class EntityPrompts:
+    """Hard prompts for a prefix decoder: each training caption's entities, drawn per batch
+    with masking, and test-time entities as token ids."""
+
+    vocabulary: list[str]
+    train_entities: list[list[str]]
+
+    def prepare_prompts(self, captions: Sequence[str], vocabulary: Sequence[str],
+                        aliases: Mapping[str, str] | None = None) -> EntityMatcher:
+        self.vocabulary = list(vocabulary)
+        matcher = EntityMatcher(vocabulary, aliases)
+        self.train_entities = [matcher(c) for c in captions]
+        return matcher
+
+    def prompt_id(self, mask_rate: float, aliases: Mapping[str, str] | None = None) -> str:
+        """Names the prompts for the shared decoder-fit cache: the masking rate, the vocabulary and
+        the aliases (everything the training prompts depend on besides the captions and seed)."""
+        import hashlib
+        import json
+
+        blob = json.dumps([ENTITY_VERSION, mask_rate, self.vocabulary, sorted((aliases or {}).items())])
+        return "entities:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def prompt_texts(self) -> list[str]:
+        """Every word a prompt can hold, for the decoder's vocabulary."""
+        return [hard_prompt(self.vocabulary), hard_prompt([])]
+
+    def training_prompts(self, decoder: Any, mask_rate: float, seed: int) -> Callable[[Any, Any], list[list[int]]]:
+        """The per-batch prompt function ``CaptionDecoder.fit`` takes: each row's entities, each
+        dropped with probability ``mask_rate`` afresh every time the row is drawn (seeded)."""
+        rng = np.random.default_rng(seed)
+        encode = _memo_encoder(decoder)
+
+        def prompts(rows: Any, _generator: Any) -> list[list[int]]:
+            return [encode(hard_prompt(mask_entities(self.train_entities[int(r)], mask_rate, rng))) for r in rows]
+
+        return prompts
+
+    @staticmethod
+    def encode_prompts(decoder: Any, entities: Sequence[Sequence[str]]) -> list[list[int]]:
+        encode = _memo_encoder(decoder)
+        return [encode(hard_prompt(names)) for names in entities]
+
+
+def _memo_encoder(decoder: Any) -> Callable[[str], list[int]]:
+    memo: dict[str, list[int]] = {}
+
+    def encode(text: str) -> list[int]:
+        if text not in memo:
+            memo[text] = list(decoder.vocab.encode(text))
+        return memo[text]
+
+    return encode
+
+
+def check_entity_settings(top_k: int, threshold: float, mask_rate: float, where: str) -> None:
+    from bench.errors import ConfigError
+
+    if top_k < 1:
+        raise ConfigError(f"{where}.top_k must be >= 1, got {top_k}")
+    if not 0 <= threshold <= 1:
+        raise ConfigError(f"{where}.threshold must be in [0, 1], got {threshold}")
+    if not 0 <= mask_rate < 1:
+        raise ConfigError(f"{where}.mask_rate must be in [0, 1), got {mask_rate}")
