@@ -98,9 +98,16 @@ def check(run: str | Path, baseline: str | Path, tolerances: dict[str, float] | 
                         "are they runs of the same grid?)")
     result = CheckResult(compared=len(pairs), only_run=[r.describe() for r in only_run],
                          only_baseline=[r.describe() for r in only_base], config_changes=changes)
+    from bench.scoring import CLIP_METRICS
+
     for now, then in pairs:
+        other_scale = then.eval_encoder != now.eval_encoder  # CLIP-S of two encoders are two scales
+        if other_scale and any(m in then.metrics for m in CLIP_METRICS):
+            result.missing_metrics.append(f"{now.describe()}: CLIP-S and RefCLIP-S not checked: the baseline's come from "
+                                          f"evaluation encoder {then.eval_encoder or '(none recorded)'}, the run's from "
+                                          f"{now.eval_encoder or '(none)'}")
         for metric, old in then.metrics.items():
-            if metric not in tol:
+            if metric not in tol or (other_scale and metric in CLIP_METRICS):
                 continue
             old, new = _number(old), _number(now.metrics.get(metric))
             if old is None or math.isnan(old):

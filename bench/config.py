@@ -179,11 +179,28 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
     raise ConfigError(f"{where}: cannot use {value!r} as {getattr(hint, '__name__', hint)}")
 
 
+#: Field metadata for a setting added after results existed: while it holds its default it is
+#: left out of config dicts, and so out of cell ids and fit keys, which stay what they were.
+ADDED_LATER = {"omit_at_default": True}
+
+
 def config_dict(config: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a (possibly nested) config dataclass; paths become strings."""
+    """A JSON-ready dict of a (possibly nested) config dataclass; paths become strings. Fields
+    marked ``ADDED_LATER`` are left out while they hold their default."""
     if config is None:
         return {}
-    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    return json.loads(json.dumps(_plain(config), default=str))
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if not (f.metadata.get("omit_at_default") and getattr(value, f.name) == f.default)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Entities: the object words of a caption, the hard prompt that names them, and naming them in
 an image by CLIP zero-shot classification (ViECap; IFCap reuses all of it).
 
-* ``EntityMatcher`` finds a vocabulary's words in a caption: whole words, their plurals, and the
+* ``EntityMatcher`` finds a vocabulary's words in a caption: whole words, their regular plurals, and the
   surface phrases a dataset maps onto them (the shapes world's "dot" is a circle; COCO's
   "man" and "woman" are ViECap's "person"). NLTK's tagger, which ViECap's own code uses, needs a
   download; a vocabulary match needs none and keeps only words the vocabulary knows, which is
@@ -32,9 +32,22 @@ PROMPT_TEMPLATE = "There are {} in image."
 NO_ENTITY = "something"
 MAX_ENTITIES = 10
 #: Bumped when entity matching or the prompt changes, so that no decoder fit is reused across it.
-ENTITY_VERSION = 1
+ENTITY_VERSION = 2
 
 _WORD = re.compile(r"[a-z]+")
+
+
+def plural_forms(word: str) -> tuple[str, ...]:
+    """The word and its regular plural ("bus" -> "buses", "baby" -> "babies", "cup" -> "cups");
+    nothing looser, so that "skies" is not "skis" and "manes" is not "man"."""
+    last = word.rsplit(" ", 1)[-1]
+    if last.endswith(("s", "x", "z", "ch", "sh")):
+        plural = word + "es"
+    elif last.endswith("y") and len(last) > 1 and last[-2] not in "aeiou":
+        plural = word[:-1] + "ies"
+    else:
+        plural = word + "s"
+    return (word, plural)
 
 
 class EntityMatcher:
@@ -47,24 +60,25 @@ class EntityMatcher:
         self.vocabulary = list(dict.fromkeys(words))
         phrases: dict[tuple[str, ...], str] = {}
         for word in self.vocabulary:
-            for form in (word, word + "s", word + "es"):
+            for form in plural_forms(word):
                 phrases.setdefault(tuple(form.split()), word)
         for surface, word in (aliases or {}).items():
             if word.lower() in self.vocabulary:
-                for form in (surface.lower(), surface.lower() + "s", surface.lower() + "es"):
+                for form in plural_forms(surface.lower()):
                     phrases.setdefault(tuple(form.split()), word.lower())
-        self._phrases = sorted(phrases.items(), key=lambda kv: -len(kv[0]))
-        self._longest = max(len(p) for p, _ in self._phrases)
+        self._phrases = phrases
+        self._lengths = sorted({len(p) for p in phrases}, reverse=True)  # longest match first
 
     def occurrences(self, caption: str) -> list[str]:
         """Every mention, repeats kept (IFCap counts them)."""
         tokens = _WORD.findall(caption.lower())
         out, i = [], 0
         while i < len(tokens):
-            for phrase, word in self._phrases:
-                if tuple(tokens[i:i + len(phrase)]) == phrase:
+            for n in self._lengths:
+                word = self._phrases.get(tuple(tokens[i:i + n]))
+                if word is not None:
                     out.append(word)
-                    i += len(phrase)
+                    i += n
                     break
             else:
                 i += 1
@@ -184,8 +198,9 @@ def _memo_encoder(decoder: Any) -> Callable[[str], list[int]]:
 def check_entity_settings(top_k: int, threshold: float, mask_rate: float, where: str) -> None:
     from bench.errors import ConfigError
 
-    if top_k < 1:
-        raise ConfigError(f"{where}.top_k must be >= 1, got {top_k}")
+    if not 1 <= top_k <= MAX_ENTITIES:
+        raise ConfigError(f"{where}.top_k must be >= 1 and at most {MAX_ENTITIES} (a prompt names at most "
+                          f"{MAX_ENTITIES} entities), got {top_k}")
     if not 0 <= threshold <= 1:
         raise ConfigError(f"{where}.threshold must be in [0, 1], got {threshold}")
     if not 0 <= mask_rate < 1:

@@ -96,6 +96,8 @@ class RunConfig:
         for spec in self.splits:
             parse_split(spec, resolve=False)
         check_sweep(self.sweep)
+        if self.eval_encoder and not self.clip_score:
+            raise ConfigError("--eval-encoder names the encoder of CLIP-S, which --no-clip-score turns off; give one of them")
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r}; known: {', '.join(PRESETS)}")
         if self.preset != "default" and (self.methods or self.splits):
@@ -198,6 +200,8 @@ def build_grid(run: RunConfig) -> list[Cell]:
     methods = selected_methods(run)
     check_options(methods, {**run.method_options, **run.sweep})
     parse_encoder_spec(run.encoder)
+    if run.eval_encoder:
+        parse_encoder_spec(run.eval_encoder)
     splits = [parse_split(s) for s in (run.splits or DEFAULT_SPLITS)]
     cells: list[Cell] = []
 

@@ -167,8 +167,12 @@ class Runner:
                 problem = f"results trained on other {record.train} captions than this run's"
             elif record.eval in evals and record.eval_fingerprint != evals[record.eval]:
                 problem = f"results scored on another {record.eval} test split than this run's"
-            elif self.run.clip_score and record.eval_encoder and record.eval_encoder != self.clip_scorer.id:
+            elif self.run.clip_score and not record.eval_encoder:
+                problem = "results without CLIP-S (an older version, or --no-clip-score); add --no-clip-score to add to it"
+            elif self.run.clip_score and record.eval_encoder != self.clip_scorer.id:
                 problem = f"CLIP-S computed with evaluation encoder {record.eval_encoder}, not {self.clip_scorer.id}"
+            elif not self.run.clip_score and record.eval_encoder:
+                problem = "results with CLIP-S; leave out --no-clip-score to add to it"
             if problem:
                 raise BenchError(f"{self.out} holds {problem}; one run folder holds one set of inputs: pass another --out")
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from bench.captioner import Captioner, Corpus, FitContext, TrainingData
 from bench.decoders import CaptionDecoder, DecoderConfig
-from bench.entities import EntityPrompts, check_entity_settings, entity_vocabulary
+from bench.entities import MAX_ENTITIES, EntityPrompts, check_entity_settings, entity_vocabulary
 from bench.errors import BenchError, ConfigError
 from bench.plugins import register_method
 from bench.retrieval import nearest
@@ -60,6 +60,13 @@ class IFCapConfig:
         check_entity_settings(1, 0.0, self.mask_rate, "ifcap")
 
 
+def too_many(config: IFCapConfig, captions: int, dataset: str) -> None:
+    """Training retrieves ``k`` captions other than the query's own; a test image ``filter_l``."""
+    if config.k >= captions or config.filter_l > captions:
+        raise BenchError(f"ifcap retrieves k = {config.k} captions besides each training caption and filter_l = "
+                         f"{config.filter_l} per image, but the {dataset or 'training'} corpus holds {captions}")
+
+
 @register_method("ifcap")
 class IFCap(EntityPrompts, Captioner):
     """IFCap: image-like retrieval fused into the feature, and entities filtered by frequency."""
@@ -76,9 +83,7 @@ class IFCap(EntityPrompts, Captioner):
     @classmethod
     def check_training(cls, config: IFCapConfig, data: TrainingData) -> None:
         entity_vocabulary(config.vocabulary, data.objects, data.dataset, "ifcap")
-        if max(config.k, config.filter_l) > data.captions:
-            raise BenchError(f"ifcap retrieves {max(config.k, config.filter_l)} captions (k, filter_l) but the "
-                             f"{data.dataset} training corpus holds {data.captions}")
+        too_many(config, data.captions, data.dataset)
 
     def fit(self, corpus: Corpus, ctx: FitContext) -> None:
         import torch
@@ -88,15 +93,14 @@ class IFCap(EntityPrompts, Captioner):
         from bench.tensors import unit_rows
 
         cfg = self.config
-        if max(cfg.k, cfg.filter_l) > len(corpus):
-            raise BenchError(f"ifcap retrieves {max(cfg.k, cfg.filter_l)} captions but the corpus holds {len(corpus)}")
+        too_many(cfg, len(corpus), corpus.dataset)
         vocabulary = entity_vocabulary(cfg.vocabulary, corpus.objects, corpus.dataset, "ifcap")
         matcher = self.prepare_prompts(corpus.captions, vocabulary, corpus.aliases)
         self.memory = np.ascontiguousarray(unit_rows(np.asarray(corpus.embeddings, np.float32)))
         self.memory_entities = [matcher.occurrences(c) for c in corpus.captions]
         generator = torch.Generator().manual_seed(ctx.seed)
         queries = inject_noise(torch.from_numpy(self.memory), cfg.retrieval_noise, generator).numpy()
-        retrieved = nearest(queries, self.memory, cfg.k, exclude_self=True)
+        retrieved = nearest(queries, self.memory, cfg.k, exclude_self=True, device=ctx.device)
         variance = cfg.noise_variance
         self.decoder, info = fit_decoder(
             cfg.decoder, corpus.captions, self.memory, ctx,
@@ -110,11 +114,11 @@ class IFCap(EntityPrompts, Captioner):
 
     def filtered_entities(self, neighbours: np.ndarray) -> list[list[str]]:
         """Per image, the entities named at least ``filter_k`` times among its nearest captions,
-        most frequent first."""
+        most frequent first (at most ``MAX_ENTITIES``, what a prompt holds)."""
         out = []
         for row in neighbours[:, : self.config.filter_l]:
             counts = Counter(e for i in row for e in self.memory_entities[int(i)])
-            out.append([e for e, n in counts.most_common() if n >= self.config.filter_k])
+            out.append([e for e, n in counts.most_common() if n >= self.config.filter_k][:MAX_ENTITIES])
         return out
 
     def caption(self, image_embeddings: Any) -> list[str]:
@@ -130,15 +134,18 @@ class IFCap(EntityPrompts, Captioner):
 
     def state_dict(self) -> dict[str, Any]:
         assert self.decoder is not None, "state_dict() before fit()"
-        return {"decoder": self.decoder.state_dict(), "vocabulary": self.vocabulary,
-                "memory_entities": self.memory_entities}
+        import torch
+
+        return {"decoder": self.decoder.state_dict(), "vocabulary": self.vocabulary, "memory_entities": self.memory_entities,
+                "memory": torch.from_numpy(np.ascontiguousarray(self.memory, dtype=np.float32))}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.vocabulary = list(state["vocabulary"])
         self.memory_entities = [list(e) for e in state["memory_entities"]]
-        self.decoder = CaptionDecoder(self.config.decoder, int(state["decoder"]["embed_dim"]))
+        self.memory = state["memory"].numpy()
+        self.decoder = CaptionDecoder(self.config.decoder, int(state["decoder"]["embed_dim"]), memory=self.memory,
+                                      fusion_heads=self.config.fusion_heads)
         self.decoder.load_state_dict(state["decoder"])
-        self.memory = self.decoder.fusion.table.numpy()
 
 
 __all__ = ["IFCap", "IFCapConfig"]

@@ -111,7 +111,7 @@ CASES = [
      "threshold must be in [0, 1]"),
     ("run viecap top-k 0", lambda t: ["run", "--methods", "viecap", "--set", "viecap.top_k=0"], "top_k must be >= 1"),
     ("run ifcap k above the corpus", lambda t: ["run", "--methods", "ifcap", "--split", "coco", "--data-root", _data(t),
-                                                "--set", "ifcap.k=1000"], "training corpus holds"),
+                                                "--set", "ifcap.k=1000"], "corpus holds"),
     # bench score
     ("score --clip-score without images", lambda t: ["score", "--predictions", _preds(t, [{"image_id": 1003, "caption": "x"}]),
                                                      "--references", _refs(t), "--clip-score", "--eval-encoder", "shapes"],

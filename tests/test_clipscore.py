@@ -90,6 +90,10 @@ def test_a_run_records_clip_s_with_its_eval_encoder_and_reports_it(tmp_path, tin
     test = runner.inputs.eval_images("tiny-coco")
     caption = runner.encoder.encode_texts([PREFIX + samples[0]["prediction"]], progress=None)
     assert samples[0]["clip_s"] == pytest.approx(100 * clip_s(test.embeddings[:1], caption)[0], abs=1e-3)
+    from bench.summary import summary_table
+
+    table = summary_table([record])
+    assert "CLIP-S" in table.splitlines()[0] and f"{record.metrics['clip_s']:7.2f}" in table.splitlines()[2]
     report = render_report(run.out)
     assert "CLIP-S" in report.markdown.read_text() and "RefCLIP-S" in report.markdown.read_text()
     # a baseline whose CLIP-S was higher by more than the tolerance is a regression
@@ -127,3 +131,39 @@ def test_score_clip_score_from_the_cli(tmp_path, run_cli, tiny_clip_folder, monk
     scores = json.loads(per_image.read_text())["scores"]
     assert np.mean(scores["clip_s"]) == pytest.approx(result["clip_s"], abs=1e-3)
     assert len(scores["refclip_s"]) == len(test)
+
+
+def test_check_never_compares_clip_s_of_two_encoders(tmp_path):
+    from bench.check import check
+    from bench.records import Record
+
+    def write(path, eval_encoder, clip):
+        record = Record(method="clipre", split="coco", train="coco", eval="coco", kind="in-domain", seed=0, config={},
+                        metrics={"cider": 50.0, "clip_s": clip, "refclip_s": clip}, encoder="e@1", train_fingerprint="t",
+                        eval_fingerprint="v", eval_encoder=eval_encoder)
+        path.mkdir()
+        (path / "records.jsonl").write_text(json.dumps(record.to_dict()) + "\n")
+        return path
+
+    base = write(tmp_path / "base", "ViT-B-32@abc", 80.0)
+    same = check(write(tmp_path / "same", "ViT-B-32@abc", 70.0), base, {})
+    assert [d.metric for d in same.drops] == ["clip_s", "refclip_s"]
+    other = check(write(tmp_path / "other", "shapes@def", 40.0), base, {})
+    assert other.ok and other.metrics_compared == 1  # CIDEr only
+    assert any("not checked" in m and "ViT-B-32@abc" in m for m in other.missing_metrics)
+
+
+def test_a_folder_holds_one_clip_score_setting(tmp_path, tiny_clip_checkpoint, tiny_datasets):
+    from bench.errors import BenchError, ConfigError
+    from bench.grid import RunConfig, build_grid
+    from bench.runner import Runner
+    from tests.test_runner import tiny_run
+
+    run = tiny_run(tmp_path, tiny_clip_checkpoint, methods=("clipre",), splits=("tiny-coco",), method_options={},
+                   clip_score=False)
+    Runner(run, log=lambda m: None).execute(build_grid(run))
+    scored = tiny_run(tmp_path, tiny_clip_checkpoint, methods=("clipre",), splits=("tiny-coco",), method_options={})
+    with pytest.raises(BenchError, match="results without CLIP-S"):
+        Runner(scored, log=lambda m: None).resolve(build_grid(scored))
+    with pytest.raises(ConfigError, match="--no-clip-score"):
+        RunConfig(eval_encoder="shapes", clip_score=False)

@@ -40,6 +40,15 @@ def test_matcher_finds_words_plurals_and_aliases_in_order():
         EntityMatcher([" ", ""])
 
 
+def test_only_regular_plurals_match():
+    from bench.vocabularies import COCO_ALIASES, COCO_OBJECTS
+
+    m = EntityMatcher(COCO_OBJECTS, COCO_ALIASES)
+    assert m("clear skies over the manes of horses while nobody cares") == ["horse"]
+    assert m("two buses, three babies and some skis") == ["bus", "person", "skis"]
+    assert m("a man and two women on bikes") == ["person", "bicycle"]
+
+
 def test_an_empty_vocabulary_is_refused_before_training():
     with pytest.raises(BenchError, match="vocabulary is empty"):
         entity_vocabulary((), (), "mydata", "viecap")
@@ -59,10 +68,12 @@ def test_viecap_settings_out_of_range(settings, fragment):
 
 
 def test_ifcap_k_larger_than_the_corpus_is_refused():
-    config = method_config("ifcap", {"k": 50})
-    with pytest.raises(BenchError, match="training corpus holds 20"):
-        METHODS.get("ifcap").check_training(config, TrainingData("d", ("cat",), 20))
-    METHODS.get("ifcap").check_training(method_config("ifcap", {"k": 5}), TrainingData("d", ("cat",), 20))
+    check = METHODS.get("ifcap").check_training
+    with pytest.raises(BenchError, match="corpus holds 20"):
+        check(method_config("ifcap", {"k": 50}), TrainingData("d", ("cat",), 20))
+    with pytest.raises(BenchError, match="corpus holds 20"):  # a caption never retrieves itself: 19 others
+        check(method_config("ifcap", {"k": 20}), TrainingData("d", ("cat",), 20))
+    check(method_config("ifcap", {"k": 19, "filter_l": 20}), TrainingData("d", ("cat",), 20))
 
 
 def test_masking_rate_is_respected_statistically():
@@ -290,3 +301,48 @@ def test_full_preset_adds_viecap_and_ifcap_with_their_ablations():
         RunConfig(preset="huge")
     with pytest.raises(ConfigError, match="leave out --methods"):
         RunConfig(preset="full", methods=("clipre",))
+
+
+def test_a_prompt_longer_than_the_decoders_room_is_one_clear_error(world_context):
+    method = _run("viecap", {}, world_context)
+    _, _, queries = world_context
+    room = method.decoder.prompt_room
+    ok = method.decoder.decode(queries, prompts=[[1] * room] * len(queries))  # exactly the room: decodes
+    assert len(ok) == len(queries)
+    with pytest.raises(BenchError, match=f"does not fit the decoder's {room} positions"):
+        method.decoder.decode(queries, prompts=[[1] * (room + 1)] * len(queries))
+    plain = _run("viecap", {"hard_prompt": False}, world_context)
+    with pytest.raises(BenchError, match="trained without prompts"):
+        plain.decoder.decode(queries, prompts=[[1]] * len(queries))
+    with pytest.raises(ConfigError, match="at most 10"):
+        method_config("viecap", {"top_k": 11})
+
+
+def test_mapper_layers_is_a_setting_of_the_transformer_mapper_and_keeps_old_ids():
+    from bench.config import config_dict
+    from bench.decoders import DecoderConfig, preset
+
+    assert "mapper_layers" not in config_dict(DecoderConfig())  # at its default: ids and fit keys as before
+    assert config_dict(preset("viecap"))["mapper_layers"] == 8
+    with pytest.raises(ConfigError, match="mapper_layers"):
+        DecoderConfig(mapper="mlp", mapper_layers=4)
+    from bench.decoders.mappers import build_mapper
+
+    deep = build_mapper("transformer", 16, 32, 2, 32, layers=8)
+    assert len(deep.transformer.layers) == 8
+
+
+@pytest.mark.parametrize("name", ["viecap", "ifcap"])
+def test_prompted_methods_with_a_gpt2_decoder_save_and_load(name, world_context, tmp_path):
+    """The GPT-2 decoder (from config, random weights) takes prompts too: fit, caption, reload."""
+    corpus, context, queries = world_context
+    gpt2 = {"decoder": {"kind": "gpt2", "layers": 1, "heads": 2, "width": 32, "prefix_length": 2, "mapper": "transformer",
+                        "mapper_layers": 1, "epochs": 2, "batch_size": 16, "warmup": 2, "lr": 3e-3, "max_length": 24,
+                        "dropout": 0.0}}
+    method = create_method(name, method_config(name, gpt2))
+    method.fit(corpus, context())
+    captions = method.caption(queries)
+    assert len(captions) == len(queries) and method.decoder.prompt_room > 0
+    method.save(tmp_path / name)
+    again = type(method).load(tmp_path / name)
+    assert again.caption(queries) == captions

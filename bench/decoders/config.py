@@ -10,10 +10,11 @@ kind's defaults from its paper, scaled where noted.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from bench.config import ADDED_LATER
 from bench.errors import ConfigError
 
 
@@ -27,7 +28,7 @@ class DecoderConfig:
     width: int = 128
     prefix_length: int = 1
     mapper: Literal["linear", "mlp", "transformer"] = "linear"
-    mapper_layers: int = 2  # the transformer mapper's depth (ClipCap and ViECap: 8)
+    mapper_layers: int = field(default=2, metadata=ADDED_LATER)  # the transformer mapper's depth (ClipCap, ViECap: 8)
     gpt2_path: str = ""  # a local pretrained GPT-2 folder; empty: GPT-2 from config, random weights
     max_length: int = 32
     epochs: float = 1.0
@@ -58,6 +59,8 @@ class DecoderConfig:
                 raise ConfigError(f"decoder.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"decoder.dropout must be in [0, 1), got {self.dropout}")
+        if self.mapper != "transformer" and self.mapper_layers != 2:
+            raise ConfigError(f"decoder.mapper_layers is the transformer mapper's depth; decoder.mapper is {self.mapper!r}")
         if self.width % self.heads:
             raise ConfigError(f"decoder.width ({self.width}) must be divisible by decoder.heads ({self.heads})")
 

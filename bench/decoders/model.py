@@ -23,9 +23,6 @@ from bench.errors import BenchError
 from bench.progress import progress as default_progress
 from bench.training import decay_groups
 
-#: Positions a prompted decoder keeps for its prompt (ViECap's prompt names at most 10 entities).
-PROMPT_ROOM = 48
-
 
 class NonFiniteLoss(BenchError):
     """Training produced a NaN or infinite loss: the cell stops, the run goes on."""
@@ -74,12 +71,13 @@ class CaptionDecoder:
 
     # -- building ---------------------------------------------------------------------------
     def build(self, captions: Sequence[str], extra_texts: Sequence[str] = ()) -> list[list[int]]:
-        """Create the vocabulary and the network for ``captions`` (the vocabulary also covers
-        ``extra_texts``: the words of prompts); returns the encoded captions."""
+        """Create the vocabulary and the network for ``captions``; returns the encoded captions.
+        ``extra_texts`` are the longest prompts the decoder will read (ViECap's prompt naming
+        every entity word): the vocabulary covers their words and the network keeps positions
+        for the longest of them between the prefix and the caption."""
         from bench.decoders.vocab import ClipBpeVocab, HFVocab
 
         cfg = self.config
-        self.prompt_room = PROMPT_ROOM if extra_texts else 0
         if cfg.kind == "transformer":
             self.vocab, encoded = ClipBpeVocab.build(captions, extra_texts)
         else:
@@ -90,6 +88,7 @@ class CaptionDecoder:
             else:
                 self.vocab = HFVocab.train([*captions, *extra_texts])
             encoded = self.vocab.encode_many(captions)
+        self.prompt_room = max((len(self.vocab.encode(t)) for t in extra_texts), default=0)
         self.net = self._network()
         self.fusion = self._fusion()
         return encoded
@@ -153,6 +152,18 @@ class CaptionDecoder:
             raise BenchError(f"a fusion index is outside its table of {table} rows")
         return tags
 
+    def _check_prompt_length(self, prompts: Sequence[Sequence[int]]) -> None:
+        """A prompt must fit the positions the network keeps for it (``prompt_room`` from scratch;
+        what a pretrained GPT-2's context leaves after the prefix and the caption)."""
+        longest = max((len(p) for p in prompts), default=0)
+        if self.config.kind == "gpt2" and self.net is not None:
+            room = int(self.net.gpt.config.n_positions) - self.config.prefix_length * self.prefix_inputs - self.config.max_length - 2
+        else:
+            room = self.prompt_room
+        if longest > room:
+            raise BenchError(f"a prompt of {longest} tokens does not fit the decoder's {room} positions for prompts "
+                             + ("(it was trained without prompts)" if room == 0 else "(name fewer or shorter entities)"))
+
     @property
     def prefix_inputs(self) -> int:
         """How many conditioning vectors each row gives the mapper: two with tag fusion (the
@@ -208,6 +219,8 @@ class CaptionDecoder:
             opt.zero_grad(set_to_none=True)
             batch_loss = 0.0
             row_prompts = prompts(idx, gen) if prompts is not None else None
+            if row_prompts is not None:
+                self._check_prompt_length(row_prompts)
             for piece in length_pieces(lengths[idx], cfg.length_split):
                 rows = idx[piece]
                 width = int(lengths[rows].max()) + 1
@@ -266,8 +279,10 @@ class CaptionDecoder:
         beam = beam_size or cfg.beam_size
         emb = torch.tensor(np.asarray(embeddings), dtype=torch.float32)
         tag_ids = self._check_tags(tags, len(emb))
-        if prompts is not None and len(prompts) != len(emb):
-            raise BenchError(f"{len(prompts)} prompts for {len(emb)} embeddings")
+        if prompts is not None:
+            if len(prompts) != len(emb):
+                raise BenchError(f"{len(prompts)} prompts for {len(emb)} embeddings")
+            self._check_prompt_length(prompts)
         net = self.net.to(device).eval()
         if self.fusion is not None:
             self.fusion.to(device).eval()
@@ -330,7 +345,10 @@ class CaptionDecoder:
         self.vocab = vocab_from_state(state["vocab"])
         kind = state.get("fusion_kind", "tags") if "fusion" in state else None
         self.tag_table = state["fusion"]["table"] if kind == "tags" else None
-        self.memory = state["fusion"]["table"] if kind == "retrieval" else None
+        if kind == "retrieval" and self.memory is None:
+            raise BenchError("this decoder fuses retrieved captions: build it with the memory it retrieves from (memory=)")
+        if kind != "retrieval":
+            self.memory = None
         self.fusion_heads = int(state.get("fusion_heads", self.fusion_heads))
         self.net = self._network(state.get("gpt2_config"))
         self.net.load_state_dict(state["net"])

@@ -27,7 +27,8 @@ class RetrievalFusion(nn.Module):
         if dim % heads:
             raise ValueError(f"the embedding width {dim} is not divisible by {heads} fusion heads")
         self.heads = heads
-        self.register_buffer("table", memory.detach().float().clone())
+        # not part of the state: the memory is the method's (saved once, with it), not the decoder's
+        self.register_buffer("table", memory.detach().float().clone(), persistent=False)
         self.norm = nn.LayerNorm(dim)
         self.query = nn.Linear(dim, dim)
         self.key = nn.Linear(dim, dim)
