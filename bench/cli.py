@@ -284,7 +284,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     uncovered = len(refs) - len(matched)
     if uncovered and args.split:
         _stderr(f"warning: {uncovered} images of split {args.split} have no prediction; scoring the {len(matched)} that do")
-    images = None
+    images, eval_encoder = None, ""
     if args.clip_score:
         from bench.clipscore import find_images
 
@@ -299,7 +299,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         write_json_atomic(args.per_image, {"image_ids": result.image_ids, "scores": result.per_image,
                                             "bleu_stats": result.bleu_stats})
     if args.json:
-        print(json.dumps(result.to_json()))
+        print(json.dumps({**result.to_json(), **({"eval_encoder": eval_encoder} if eval_encoder else {})}))
         return 0
     print(f"{'metric':<10} {'score':>8}")
     for name, value in result.metrics.items():

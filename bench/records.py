@@ -7,7 +7,7 @@ The schema (version 3), one line per completed cell::
      "metrics": {bleu1..bleu4, meteor, rouge_l, cider, spice?, clip_s?, refclip_s?}, "eval_encoder",
      "n_images", "encoder", "train_fingerprint", "eval_fingerprint",
      "timings": {stage: seconds}, "versions": {package: version},
-     "git_commit", "date", "role", "fit_key", "fit_reused", "fit_info", "device",
+     "git_commit", "date", "role", "fit_key", "fit_reused", "fit_info", "device", "threads",
      "unavailable": {metric: reason}, "note", "warnings": [...], "extra": {...}, "schema_version"}
 
 A cell's identity (``cell_id``) covers everything its result depends on: the method, its whole
@@ -85,6 +85,9 @@ class Record:
     fit_reused: bool | None = None
     fit_info: dict[str, Any] = field(default_factory=dict)
     device: str = ""
+    #: torch's intra-op threads when the cell ran: results are bit-identical for a device and a
+    #: thread count; another count sums floats in another order (0: not recorded)
+    threads: int = 0
     #: metrics that could not be computed, with the reason (SPICE without its jars)
     unavailable: dict[str, str] = field(default_factory=dict)
     #: what a report must say about the data (FlickrStyle10K's seeded split)

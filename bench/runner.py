@@ -225,7 +225,7 @@ class Runner:
             train_fingerprint=self.inputs.train_fingerprint(cell.split.train),
             eval_fingerprint=self.inputs.eval_fingerprint(cell.split.eval),
             timings={k: round(v, 3) for k, v in timings.items()}, **self.provenance(), role=cell.role, fit_key=fit_key,
-            fit_reused=reused, fit_info=method.fit_info, device=self.run.device, unavailable=result.unavailable,
+            fit_reused=reused, fit_info=method.fit_info, device=self.run.device, threads=_threads(), unavailable=result.unavailable,
             note=test.data.note, warnings=warnings, eval_encoder=eval_encoder,
         )
         samples = [Sample(image_id, str(Path(path).resolve()), prediction, tuple(item.captions),
@@ -263,3 +263,9 @@ class Runner:
         report.failed.append((cell.label(), message))
         self.log(f"cell failed: {cell.label()}: {message}")
         self.store.add_failure({"cell_id": cell_id, "cell": cell.label(), "error": detail, "date": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+def _threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())

@@ -82,6 +82,9 @@ def test_a_run_records_clip_s_with_its_eval_encoder_and_reports_it(tmp_path, tin
     runner.execute(build_grid(run))
     (record,) = read_records(run.out).records
     assert record.eval_encoder == record.encoder  # the default: the run's own encoder
+    import torch
+
+    assert record.threads == torch.get_num_threads() >= 1
     samples = runner.store.samples(record.cell_id)
     for metric in ("clip_s", "refclip_s"):
         assert np.mean([s[metric] for s in samples]) == pytest.approx(record.metrics[metric], abs=1e-3)
@@ -128,6 +131,7 @@ def test_score_clip_score_from_the_cli(tmp_path, run_cli, tiny_clip_folder, monk
     assert code == 0, err
     result = json.loads(out)
     assert 0 <= result["clip_s"] <= 250 and 0 <= result["refclip_s"] <= 250
+    assert result["eval_encoder"].startswith(spec)
     scores = json.loads(per_image.read_text())["scores"]
     assert np.mean(scores["clip_s"]) == pytest.approx(result["clip_s"], abs=1e-3)
     assert len(scores["refclip_s"]) == len(test)

@@ -324,3 +324,16 @@ def test_noise_curves_are_told_apart_by_their_settings(tmp_path):
     curves = noise_curves(load_run(tmp_path))
     assert sorted(c.label for c in curves) == ["coco · decoder.layers=2", "coco · decoder.layers=4"]
     assert all(len(c.points) == 2 for c in curves)
+
+
+def test_reader_notes_say_when_cells_ran_with_different_thread_counts():
+    from bench.records import Record
+    from bench.reporting.collect import reader_notes
+
+    def record(seed, threads):
+        return Record(method="capdec", split="coco", train="coco", eval="coco", kind="in-domain", seed=seed, config={},
+                      metrics={"cider": 1.0}, encoder="e@1", train_fingerprint="t", eval_fingerprint="v", threads=threads)
+
+    assert not any("thread" in n for n in reader_notes([record(0, 2), record(1, 2)]))
+    notes = [n for n in reader_notes([record(0, 2), record(1, 1)]) if "thread" in n]
+    assert len(notes) == 1 and "(1, 2)" in notes[0]

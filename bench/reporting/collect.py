@@ -187,6 +187,11 @@ def reader_notes(records: list[Record]) -> list[str]:
         if len(data) > 1:
             notes.append(f"{split} mixes cells computed on {len(data)} different versions of its data; "
                          "their rows are kept apart and are not comparable")
+    threads = sorted({r.threads for r in records if r.threads})
+    if len(threads) > 1:  # e.g. a local run (2 threads) resumed on Ray (1 thread per task)
+        notes.append(f"cells ran with different torch thread counts ({', '.join(map(str, threads))}): a decoder trained "
+                     "with another count sums floats in another order and ends slightly elsewhere, so cells of one "
+                     "method may differ by a few tenths of CIDEr for that reason alone")
     notes += [f"{r.describe()}: {w}" for r in records for w in r.warnings]
     return notes
 
