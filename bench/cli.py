@@ -13,7 +13,6 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from bench.errors import BenchError, ConfigError
 
@@ -274,7 +273,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         from bench.io import check_output_file
 
         check_output_file(args.per_image, "--per-image")  # before scoring: a bad path must not cost the scores
-    _check_clip_score_options(args)
+    from bench.clipscore import check_score_request
+
+    check_score_request(args.clip_score, args.images, args.eval_encoder, args.device)
     predictions, refs = read_predictions(args.predictions)
     if args.references:
         refs = load_references(args.references, args.split)
@@ -291,7 +292,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         images = find_images(args.images, list(matched), refs)  # every image found before anything is scored
     result = score(matched, {i: refs.references(i) for i in matched}, spice=args.spice, progress=progress)
     if images is not None:
-        eval_encoder = _clip_score_into(result, matched, refs, images, args)
+        from bench.clipscore import add_clip_scores
+
+        eval_encoder = add_clip_scores(result, matched, refs, images, args.eval_encoder, args.device, args.cache_dir, _stderr)
         _stderr(f"CLIP-S and RefCLIP-S by {eval_encoder}")
     if args.per_image:
         from bench.io import write_json_atomic
@@ -308,46 +311,6 @@ def cmd_score(args: argparse.Namespace) -> int:
     for name, reason in result.unavailable.items():
         print(f"{name} unavailable: {reason}")
     return 0
-
-
-def _check_clip_score_options(args: argparse.Namespace) -> None:
-    """--clip-score needs an image folder and an encoder, and they need it; checked before loading."""
-    if not args.clip_score:
-        given = [f for f, v in (("--images", args.images), ("--eval-encoder", args.eval_encoder)) if v]
-        if given:
-            raise ConfigError(f"{' and '.join(given)} only apply with --clip-score")
-        return
-    if not args.images:
-        raise ConfigError("--clip-score needs --images DIR (the images the captions describe)")
-    if not args.eval_encoder:
-        raise ConfigError("--clip-score needs --eval-encoder SPEC (the CLIP that scores, e.g. ViT-B-32:openai)")
-    from bench.encoders import check_device, parse_encoder_spec
-
-    check_device(args.device)
-    parse_encoder_spec(args.eval_encoder)
-    if not Path(args.images).expanduser().is_dir():
-        raise ConfigError(f"--images {args.images} is not a folder")
-
-
-def _clip_score_into(result: Any, matched: dict[str, str], refs: Any, images: list[Path], args: argparse.Namespace) -> str:
-    """Add CLIP-S and RefCLIP-S to ``result`` (corpus and per image); returns the encoder id."""
-    from bench.cache import CacheKey, EmbeddingCache, fingerprint
-    from bench.clipscore import ClipScorer
-    from bench.config import default_cache_dir
-    from bench.encoders import create_encoder
-    from bench.progress import progress
-
-    cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
-    encoder = create_encoder(args.eval_encoder, args.device, cache_dir, _stderr)
-    cache = EmbeddingCache(cache_dir, log=_stderr)
-    key = CacheKey(encoder.id, "score", "images", "image", fingerprint(f"{p.resolve()}:{p.stat().st_size}" for p in images))
-    image_emb = cache.get(key, lambda: encoder.encode_images(images, progress=progress, desc="CLIP-S: encoding images")[0])
-    ids = list(matched)
-    values, per = ClipScorer(encoder, cache).score(image_emb, [matched[i] for i in ids], [refs.references(i) for i in ids],
-                                                   "score")
-    result.metrics.update(values)
-    result.per_image.update(per)
-    return str(encoder.id)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

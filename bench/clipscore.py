@@ -136,3 +136,53 @@ def find_images(folder: Any, image_ids: Sequence[str], refs: Any) -> list[Any]:
             raise DataError(f"--images {folder} has no image for {image_id} (looked for {candidates[0].name})")
         out.append(found)
     return out
+
+
+def check_score_request(clip_score: bool, images: str | None, eval_encoder: str | None, device: str) -> None:
+    """``bench score``: --clip-score needs an image folder and an encoder, and they need it;
+    checked before anything loads."""
+    from pathlib import Path
+
+    from bench.errors import ConfigError
+
+    if not clip_score:
+        given = [flag for flag, value in (("--images", images), ("--eval-encoder", eval_encoder)) if value]
+        if given:
+            raise ConfigError(f"{' and '.join(given)} only apply with --clip-score")
+        return
+    if not images:
+        raise ConfigError("--clip-score needs --images DIR (the images the captions describe)")
+    if not eval_encoder:
+        raise ConfigError("--clip-score needs --eval-encoder SPEC (the CLIP that scores, e.g. ViT-B-32:openai)")
+    from bench.encoders import check_device, parse_encoder_spec
+
+    check_device(device)
+    parse_encoder_spec(eval_encoder)
+    if not Path(images).expanduser().is_dir():
+        raise ConfigError(f"--images {images} is not a folder")
+
+
+def add_clip_scores(result: Any, predictions: dict[str, str], refs: Any, images: Sequence[Any], eval_encoder: str,
+                    device: str = "cpu", cache_dir: Any = None, log: Any = print) -> str:
+    """Add CLIP-S and RefCLIP-S (corpus and per image) to a ``ScoreResult`` of ``predictions``
+    (image id -> caption, in the order of ``images``); the image embeddings go through the cache.
+    Returns the evaluation encoder's id."""
+    from pathlib import Path
+
+    from bench.cache import CacheKey, EmbeddingCache, fingerprint
+    from bench.config import default_cache_dir
+    from bench.encoders import create_encoder
+    from bench.progress import progress
+
+    folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    encoder = create_encoder(eval_encoder, device, folder, log)
+    cache = EmbeddingCache(folder, log=log)
+    paths = [Path(p) for p in images]
+    key = CacheKey(encoder.id, "score", "images", "image", fingerprint(f"{p.resolve()}:{p.stat().st_size}" for p in paths))
+    image_emb = cache.get(key, lambda: encoder.encode_images(paths, progress=progress, desc="CLIP-S: encoding images")[0])
+    ids = list(predictions)
+    values, per = ClipScorer(encoder, cache).score(image_emb, [predictions[i] for i in ids], [refs.references(i) for i in ids],
+                                                   "score")
+    result.metrics.update(values)
+    result.per_image.update(per)
+    return str(encoder.id)
