@@ -63,11 +63,13 @@ class Corpus:
 @dataclass(frozen=True)
 class TrainingData:
     """What a method may check about its training data before anything heavy loads: the
-    dataset's name, its object words and how many training captions it has."""
+    dataset's name, its object words and how many training captions it has; once the encoder
+    is loaded (a second check), ``dim`` is its embedding width (0 before)."""
 
     dataset: str
     objects: tuple[str, ...]
     captions: int
+    dim: int = 0
 
 
 @dataclass
@@ -114,8 +116,10 @@ class Captioner(ABC):
     @classmethod
     def check_training(cls, config: Any, data: TrainingData) -> None:
         """Raise ``BenchError`` if ``config`` cannot train on ``data`` (an empty entity
-        vocabulary, more neighbours than captions). Called for every cell before the encoder
-        loads, so bad input is one line and not a failed fit. Most methods check nothing."""
+        vocabulary, more neighbours than captions, attention heads that do not divide the
+        embedding width). Called for every cell before the encoder loads (``data.dim`` 0) and
+        again once it has (``data.dim`` set), so bad input is one line and not a failed fit.
+        Most methods check nothing."""
         return None
 
     def __init__(self, config: Any = None) -> None:

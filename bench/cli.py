@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-score", action="store_true", help="also CLIP-S and RefCLIP-S (needs --images and --eval-encoder)")
     p.add_argument("--images", metavar="DIR", help="--clip-score: the folder of the images (by file name, or ID.jpg/.png)")
     p.add_argument("--eval-encoder", metavar="SPEC", help="--clip-score: the CLIP that scores (shapes, NAME:TAG, NAME:/path, local-dir:/path)")
-    p.add_argument("--device", default="cpu", help="--clip-score: cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--device", help="--clip-score: cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--cache-dir", help="--clip-score: the embedding cache (default: $TEXTCAP_BENCH_CACHE or ~/.cache/textcap-bench)")
 
     p = add("report", "Render report.md, report.html and figures/ from a run's records.")
@@ -215,6 +215,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.runner import Runner
     from bench.summary import summary_table
 
+    if args.eval_encoder is not None and not args.eval_encoder.strip():
+        raise ConfigError("--eval-encoder is empty: name an encoder spec, or leave the flag out for the run's encoder")
     options = parse_assignments(args.overrides)
     if args.decoder:
         from bench.decoders import preset
@@ -275,7 +277,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         check_output_file(args.per_image, "--per-image")  # before scoring: a bad path must not cost the scores
     from bench.clipscore import check_score_request
 
-    check_score_request(args.clip_score, args.images, args.eval_encoder, args.device)
+    check_score_request(args.clip_score, args.images, args.eval_encoder, args.device, args.cache_dir)
     predictions, refs = read_predictions(args.predictions)
     if args.references:
         refs = load_references(args.references, args.split)
@@ -294,7 +296,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     if images is not None:
         from bench.clipscore import add_clip_scores
 
-        eval_encoder = add_clip_scores(result, matched, refs, images, args.eval_encoder, args.device, args.cache_dir, _stderr)
+        eval_encoder = add_clip_scores(result, matched, refs, images, args.eval_encoder, args.device or "cpu", args.cache_dir,
+                                       _stderr)
         _stderr(f"CLIP-S and RefCLIP-S by {eval_encoder}")
     if args.per_image:
         from bench.io import write_json_atomic

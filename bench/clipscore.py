@@ -138,7 +138,8 @@ def find_images(folder: Any, image_ids: Sequence[str], refs: Any) -> list[Any]:
     return out
 
 
-def check_score_request(clip_score: bool, images: str | None, eval_encoder: str | None, device: str) -> None:
+def check_score_request(clip_score: bool, images: str | None, eval_encoder: str | None, device: str | None = None,
+                        cache_dir: str | None = None) -> None:
     """``bench score``: --clip-score needs an image folder and an encoder, and they need it;
     checked before anything loads."""
     from pathlib import Path
@@ -146,17 +147,18 @@ def check_score_request(clip_score: bool, images: str | None, eval_encoder: str 
     from bench.errors import ConfigError
 
     if not clip_score:
-        given = [flag for flag, value in (("--images", images), ("--eval-encoder", eval_encoder)) if value]
+        given = [flag for flag, value in (("--images", images), ("--eval-encoder", eval_encoder), ("--device", device),
+                                          ("--cache-dir", cache_dir)) if value is not None]
         if given:
-            raise ConfigError(f"{' and '.join(given)} only apply with --clip-score")
+            raise ConfigError(f"{' and '.join(given)} only appl{'y' if len(given) > 1 else 'ies'} with --clip-score")
         return
     if not images:
         raise ConfigError("--clip-score needs --images DIR (the images the captions describe)")
-    if not eval_encoder:
+    if not eval_encoder or not eval_encoder.strip():
         raise ConfigError("--clip-score needs --eval-encoder SPEC (the CLIP that scores, e.g. ViT-B-32:openai)")
     from bench.encoders import check_device, parse_encoder_spec
 
-    check_device(device)
+    check_device(device or "cpu")
     parse_encoder_spec(eval_encoder)
     if not Path(images).expanduser().is_dir():
         raise ConfigError(f"--images {images} is not a folder")

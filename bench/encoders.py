@@ -145,6 +145,7 @@ def create_encoder(config: EncoderConfig | str = "shapes", device: str = "cpu", 
         return ClipEncoder(model, preprocess, open_clip.get_tokenizer(spec.name), spec.spec, sha256_file(spec.source), device,
                            config, log)
     previous = logging.root.level
+    logging.disable(logging.ERROR)  # open_clip logs its own failed download; ours is the one line the user sees
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(spec.name, pretrained=spec.source, device=device,
                                                                      cache_dir=str(cache_dir / "open_clip") if cache_dir else None)
@@ -154,5 +155,6 @@ def create_encoder(config: EncoderConfig | str = "shapes", device: str = "cpu", 
             f"machine with network and pass the file instead: --encoder {spec.name}:/path/to/open_clip_model.safetensors"
         ) from None
     finally:
+        logging.disable(logging.NOTSET)
         logging.root.setLevel(previous)
     return ClipEncoder(model, preprocess, open_clip.get_tokenizer(spec.name), spec.spec, _state_hash(model), device, config, log)

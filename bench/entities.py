@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import BenchError
+from bench.errors import BenchError, ConfigError
 
 #: The 7 CLIP prompt templates ViECap ensembles over (from CLIP's ImageNet prompt study).
 ENSEMBLE_TEMPLATES = ("itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.",
@@ -34,7 +34,7 @@ MAX_ENTITIES = 10
 #: Bumped when entity matching or the prompt changes, so that no decoder fit is reused across it.
 ENTITY_VERSION = 2
 
-_WORD = re.compile(r"[a-z]+")
+_WORD = re.compile(r"[^\W\d_]+")  # runs of letters, any script
 
 
 def plural_forms(word: str) -> tuple[str, ...]:
@@ -61,11 +61,14 @@ class EntityMatcher:
         phrases: dict[tuple[str, ...], str] = {}
         for word in self.vocabulary:
             for form in plural_forms(word):
-                phrases.setdefault(tuple(form.split()), word)
+                phrases.setdefault(tuple(_WORD.findall(form)), word)
         for surface, word in (aliases or {}).items():
             if word.lower() in self.vocabulary:
                 for form in plural_forms(surface.lower()):
-                    phrases.setdefault(tuple(form.split()), word.lower())
+                    phrases.setdefault(tuple(_WORD.findall(form)), word.lower())
+        phrases.pop((), None)  # a word without letters can never be matched
+        if not phrases:
+            raise BenchError(f"no word of the entity vocabulary ({', '.join(self.vocabulary[:5])}) has letters to match in a caption")
         self._phrases = phrases
         self._lengths = sorted({len(p) for p in phrases}, reverse=True)  # longest match first
 
@@ -132,8 +135,13 @@ def classify(image_emb: Any, vocab_emb: np.ndarray, vocabulary: Sequence[str], t
 
 
 def entity_vocabulary(configured: Sequence[str], objects: Sequence[str], dataset: str, method: str) -> tuple[str, ...]:
-    """The configured vocabulary, else the dataset's object words; an empty one is an error."""
-    vocabulary = tuple(w for w in (configured or objects) if w and w.strip())
+    """The configured vocabulary, else the dataset's object words, lower-cased; an empty one, or a
+    configured one that lists a word twice, is an error."""
+    words = [w.strip().lower() for w in (configured or objects) if w and w.strip()]
+    twice = [w for i, w in enumerate(words) if w in words[:i]]
+    if configured and twice:
+        raise ConfigError(f"{method}.vocabulary lists {twice[0]!r} twice")
+    vocabulary = tuple(dict.fromkeys(words))
     if not vocabulary:
         raise BenchError(f"{method}: the entity vocabulary is empty ({dataset or 'the dataset'} names no object words); "
                          f"pass --set {method}.vocabulary=word1,word2,...")
@@ -195,9 +203,26 @@ def _memo_encoder(decoder: Any) -> Callable[[str], list[int]]:
     return encode
 
 
-def check_entity_settings(top_k: int, threshold: float, mask_rate: float, where: str) -> None:
-    from bench.errors import ConfigError
+def require_entities(train_entities: Sequence[Sequence[str]], vocabulary: Sequence[str], method: str) -> None:
+    """A hard prompt that never names anything in training teaches nothing: refuse it."""
+    if train_entities and not any(train_entities):
+        raise BenchError(f"{method}: none of the {len(train_entities)} training captions names a word of the entity vocabulary "
+                         f"({', '.join(list(vocabulary)[:5])}{', ...' if len(vocabulary) > 5 else ''}); check {method}.vocabulary")
 
+
+def check_prompt_settings(config: Any, fields: Sequence[str], where: str) -> None:
+    """With the hard prompt off, the settings that shape it would be ignored: refuse them."""
+    import dataclasses
+
+    if config.hard_prompt:
+        return
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    for name in fields:
+        if getattr(config, name) != defaults[name]:
+            raise ConfigError(f"{where}.{name} shapes the hard prompt, which {where}.hard_prompt=false turns off")
+
+
+def check_entity_settings(top_k: int, threshold: float, mask_rate: float, where: str) -> None:
     if not 1 <= top_k <= MAX_ENTITIES:
         raise ConfigError(f"{where}.top_k must be >= 1 and at most {MAX_ENTITIES} (a prompt names at most "
                           f"{MAX_ENTITIES} entities), got {top_k}")

@@ -211,7 +211,14 @@ def build_grid(run: RunConfig) -> list[Cell]:
         return bool(field_name) and field_name not in METHODS.entry(method).tags.get("preset", {})
 
     if run.noise and not any(sweeps(m) for m in methods):
-        raise ConfigError(f"--noise applies to methods that inject noise (capdec); none of {', '.join(methods)} does")
+        raise ConfigError(f"--noise applies to methods that inject noise (capdec, viecap, ifcap); none of {', '.join(methods)} does")
+    if run.noise:
+        from bench.options import applies, split_option
+
+        for key in {**run.method_options, **run.sweep}:
+            hit = [m for m in methods if sweeps(m) and applies(key, m) and split_option(key)[1] == METHODS.get(m).noise_field]
+            if hit:
+                raise ConfigError(f"--noise and {key} both set {hit[0]}'s noise variance: give one of them")
 
     def add(method: str, split: SplitSpec, seed: int, noise: float | None, combo: dict[str, Any] | None = None,
             role: str = "main") -> None:

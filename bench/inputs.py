@@ -76,14 +76,14 @@ class RunInputs:
                                                   for i in items)
         return self._fingerprints[key]
 
-    def training_data(self, dataset: str) -> Any:
-        """What a method checks before the encoder loads (``Captioner.check_training``)."""
+    def training_data(self, dataset: str, dim: int = 0) -> Any:
+        """What a method checks about its training data (``Captioner.check_training``)."""
         from bench.captioner import TrainingData
         from bench.plugins import DATASETS
 
         cls = DATASETS.get(dataset)
         return TrainingData(dataset, tuple(getattr(cls, "object_vocabulary", ())),
-                            len(self.dataset_split(dataset, "train").captions()))
+                            len(self.dataset_split(dataset, "train").captions()), dim)
 
     def identity(self, train: str, eval: str) -> InputIdentity:
         return InputIdentity(self.encoder.id, self.train_fingerprint(train), self.eval_fingerprint(eval))

@@ -90,9 +90,12 @@ def options_for(method: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_options(methods: list[str], options: dict[str, Any]) -> None:
-    """Every key must name a setting of at least one of ``methods`` (or of the method it names)."""
+    """Every key must name a setting of at least one of ``methods``; a key that names a method
+    must name a selected one (a setting for a method that does not run would be ignored)."""
     for key in options:
         target, setting = split_option(key)
+        if target and target not in methods:
+            raise ConfigError(f"--set {key}: {target} is not among the selected methods ({', '.join(methods)})")
         if not any(setting.split(".")[0] in fields_of(m) for m in ([target] if target else methods)):
             raise ConfigError(f"--set {key}: no selected method has a setting {setting.split('.')[0]!r}")
 

@@ -139,6 +139,8 @@ class Runner:
         if self.run.clip_score:
             self.eval_inputs.encoder  # noqa: B018 - a bad --eval-encoder fails here, before any output
         resolved = [(cell, cell.id(self.inputs.identity(cell.split.train, cell.split.eval))) for cell in cells]
+        for cell in cells:  # what depends on the encoder's width (attention heads)
+            METHODS.get(cell.method).check_training(cell.config, self.inputs.training_data(cell.split.train, self.encoder.dim))
         self.check_inputs(cells)
         return resolved
 

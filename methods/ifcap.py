@@ -33,7 +33,14 @@ import numpy as np
 
 from bench.captioner import Captioner, Corpus, FitContext, TrainingData
 from bench.decoders import CaptionDecoder, DecoderConfig
-from bench.entities import MAX_ENTITIES, EntityPrompts, check_entity_settings, entity_vocabulary
+from bench.entities import (
+    MAX_ENTITIES,
+    EntityPrompts,
+    check_entity_settings,
+    check_prompt_settings,
+    entity_vocabulary,
+    require_entities,
+)
 from bench.errors import BenchError, ConfigError
 from bench.plugins import register_method
 from bench.retrieval import nearest
@@ -58,6 +65,7 @@ class IFCapConfig:
         if self.k < 1 or self.filter_l < 1 or self.filter_k < 1 or self.fusion_heads < 1:
             raise ConfigError("ifcap.k, filter_l, filter_k and fusion_heads must be >= 1")
         check_entity_settings(1, 0.0, self.mask_rate, "ifcap")
+        check_prompt_settings(self, ("mask_rate", "filter_l", "filter_k", "vocabulary"), "ifcap")
 
 
 def too_many(config: IFCapConfig, captions: int, dataset: str) -> None:
@@ -82,8 +90,11 @@ class IFCap(EntityPrompts, Captioner):
 
     @classmethod
     def check_training(cls, config: IFCapConfig, data: TrainingData) -> None:
-        entity_vocabulary(config.vocabulary, data.objects, data.dataset, "ifcap")
+        if config.hard_prompt:
+            entity_vocabulary(config.vocabulary, data.objects, data.dataset, "ifcap")
         too_many(config, data.captions, data.dataset)
+        if data.dim and data.dim % config.fusion_heads:
+            raise BenchError(f"ifcap.fusion_heads = {config.fusion_heads} does not divide the encoder's embedding width {data.dim}")
 
     def fit(self, corpus: Corpus, ctx: FitContext) -> None:
         import torch
@@ -94,10 +105,14 @@ class IFCap(EntityPrompts, Captioner):
 
         cfg = self.config
         too_many(cfg, len(corpus), corpus.dataset)
-        vocabulary = entity_vocabulary(cfg.vocabulary, corpus.objects, corpus.dataset, "ifcap")
-        matcher = self.prepare_prompts(corpus.captions, vocabulary, corpus.aliases)
+        vocabulary: tuple[str, ...] = ()
+        self.vocabulary, self.memory_entities, self.train_entities = [], [], []
+        if cfg.hard_prompt:  # otherwise no entities: retrieval and fusion only
+            vocabulary = entity_vocabulary(cfg.vocabulary, corpus.objects, corpus.dataset, "ifcap")
+            matcher = self.prepare_prompts(corpus.captions, vocabulary, corpus.aliases)
+            require_entities(self.train_entities, vocabulary, "ifcap")
+            self.memory_entities = [matcher.occurrences(c) for c in corpus.captions]
         self.memory = np.ascontiguousarray(unit_rows(np.asarray(corpus.embeddings, np.float32)))
-        self.memory_entities = [matcher.occurrences(c) for c in corpus.captions]
         generator = torch.Generator().manual_seed(ctx.seed)
         queries = inject_noise(torch.from_numpy(self.memory), cfg.retrieval_noise, generator).numpy()
         retrieved = nearest(queries, self.memory, cfg.k, exclude_self=True, device=ctx.device)

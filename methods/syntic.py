@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bench.captioner import Captioner, Corpus, FitContext
+from bench.captioner import Captioner, Corpus, FitContext, TrainingData
 from bench.decoders import CaptionDecoder, DecoderConfig
 from bench.errors import BenchError, ConfigError
 from bench.plugins import register_method
@@ -182,6 +182,11 @@ class SynTIC(Captioner):
     """SynTIC: a decoder trained on generated-image features, optimised, projected and tag-fused."""
 
     Config = SynTICConfig
+
+    @classmethod
+    def check_training(cls, config: SynTICConfig, data: TrainingData) -> None:
+        if config.auxiliary and data.dim and data.dim % config.fusion_heads:
+            raise BenchError(f"syntic.fusion_heads = {config.fusion_heads} does not divide the encoder's embedding width {data.dim}")
 
     def __init__(self, config: SynTICConfig | None = None) -> None:
         super().__init__(config)

@@ -30,7 +30,15 @@ import numpy as np
 
 from bench.captioner import Captioner, Corpus, FitContext, TrainingData
 from bench.decoders import CaptionDecoder, DecoderConfig
-from bench.entities import EntityPrompts, check_entity_settings, classify, entity_vocabulary, vocabulary_embeddings
+from bench.entities import (
+    EntityPrompts,
+    check_entity_settings,
+    check_prompt_settings,
+    classify,
+    entity_vocabulary,
+    require_entities,
+    vocabulary_embeddings,
+)
 from bench.errors import ConfigError
 from bench.plugins import register_method
 
@@ -50,6 +58,7 @@ class ViECapConfig:
         if not self.noise_variance >= 0:
             raise ConfigError(f"viecap.noise_variance must be >= 0, got {self.noise_variance}")
         check_entity_settings(self.top_k, self.threshold, self.mask_rate, "viecap")
+        check_prompt_settings(self, ("mask_rate", "top_k", "threshold", "ensemble", "vocabulary"), "viecap")
 
 
 @register_method("viecap")
@@ -67,7 +76,8 @@ class ViECap(EntityPrompts, Captioner):
 
     @classmethod
     def check_training(cls, config: ViECapConfig, data: TrainingData) -> None:
-        entity_vocabulary(config.vocabulary, data.objects, data.dataset, "viecap")
+        if config.hard_prompt:
+            entity_vocabulary(config.vocabulary, data.objects, data.dataset, "viecap")
 
     def fit(self, corpus: Corpus, ctx: FitContext) -> None:
         from bench.decoders.fit_cache import fit_decoder
@@ -75,10 +85,14 @@ class ViECap(EntityPrompts, Captioner):
         from bench.tensors import unit_rows
 
         cfg = self.config
-        vocabulary = entity_vocabulary(cfg.vocabulary, corpus.objects, corpus.dataset, "viecap")
-        self.prepare_prompts(corpus.captions, vocabulary, corpus.aliases)
-        self.vocab_emb = vocabulary_embeddings(lambda texts: ctx.encoder.encode_texts(texts, progress=None), vocabulary,
-                                               cfg.ensemble)
+        vocabulary: tuple[str, ...] = ()
+        self.vocabulary, self.train_entities, self.vocab_emb = [], [], np.zeros((0, corpus.dim), np.float32)
+        if cfg.hard_prompt:  # otherwise viecap is capdec: no entities at all
+            vocabulary = entity_vocabulary(cfg.vocabulary, corpus.objects, corpus.dataset, "viecap")
+            self.prepare_prompts(corpus.captions, vocabulary, corpus.aliases)
+            require_entities(self.train_entities, vocabulary, "viecap")
+            self.vocab_emb = vocabulary_embeddings(lambda texts: ctx.encoder.encode_texts(texts, progress=None), vocabulary,
+                                                   cfg.ensemble)
         variance = cfg.noise_variance
         self.decoder, info = fit_decoder(
             cfg.decoder, corpus.captions, unit_rows(corpus.embeddings, corpus.normalized), ctx,

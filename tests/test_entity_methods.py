@@ -346,3 +346,26 @@ def test_prompted_methods_with_a_gpt2_decoder_save_and_load(name, world_context,
     method.save(tmp_path / name)
     again = type(method).load(tmp_path / name)
     assert again.caption(queries) == captions
+
+
+def test_words_of_any_script_match_and_a_vocabulary_that_matches_nothing_is_refused(world_context):
+    assert EntityMatcher(["café", "t-shirt"])("Un café and two T-shirts") == ["café", "t-shirt"]
+    corpus, context, _ = world_context
+    method = create_method("viecap", method_config("viecap", {**TINY, "vocabulary": ("zebra", "ü")}))
+    with pytest.raises(BenchError, match="none of the .* training captions names a word"):
+        method.fit(corpus, context())
+    assert entity_vocabulary(("Circle", "square"), (), "d", "viecap") == ("circle", "square")
+
+
+def test_fusion_heads_that_do_not_divide_the_width_are_refused_once_the_encoder_is_known(tmp_path, tiny_clip_checkpoint,
+                                                                                      tiny_datasets):
+    from bench.grid import build_grid
+    from bench.runner import Runner
+    from tests.test_runner import tiny_run
+
+    run = tiny_run(tmp_path, tiny_clip_checkpoint, methods=("ifcap",), splits=("tiny-coco",), method_options={},
+                   sweep={})
+    run = type(run)(**{**run.__dict__, "method_options": {"ifcap.fusion_heads": 3}})
+    with pytest.raises(BenchError, match="fusion_heads = 3 does not divide the encoder's embedding width 32"):
+        Runner(run, log=lambda m: None).resolve(build_grid(run))
+    assert not (tmp_path / "run" / "records.jsonl").exists()
