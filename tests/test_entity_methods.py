@@ -369,3 +369,29 @@ def test_fusion_heads_that_do_not_divide_the_width_are_refused_once_the_encoder_
     with pytest.raises(BenchError, match="fusion_heads = 3 does not divide the encoder's embedding width 32"):
         Runner(run, log=lambda m: None).resolve(build_grid(run))
     assert not (tmp_path / "run" / "records.jsonl").exists()
+
+
+def test_viecap_ensemble_changes_only_the_entity_embeddings(spy, world_context):
+    single = _run("viecap", {"ensemble": False}, world_context)
+    ensembled = _run("viecap", {"ensemble": True}, world_context)
+    a, b = spy["fit"]
+    assert a["prompt_id"] == b["prompt_id"] and a["transform_id"] == b["transform_id"]
+    assert np.array_equal(a["embeddings"], b["embeddings"])
+    assert single.vocab_emb.shape == ensembled.vocab_emb.shape and not np.allclose(single.vocab_emb, ensembled.vocab_emb)
+    assert np.array_equal(spy["decode"][0]["embeddings"], spy["decode"][1]["embeddings"])
+
+
+def test_ifcap_retrieval_noise_changes_only_the_retrieved_captions_and_filter_k_only_the_test_prompts(spy, world_context):
+    _run("ifcap", {"retrieval_noise": 0.0}, world_context)
+    _run("ifcap", {"retrieval_noise": 0.5}, world_context)
+    _run("ifcap", {"filter_k": 1}, world_context)
+    clean, noisy, loose = spy["fit"]
+    memory = clean["embeddings"]
+    assert (clean["tags"] == nearest(memory, memory, 5, exclude_self=True)).all()  # σ² 0: the plain neighbours
+    assert not (clean["tags"] == noisy["tags"]).all()
+    assert clean["prompt_id"] == noisy["prompt_id"] == loose["prompt_id"] and clean["transform_id"] == noisy["transform_id"]
+    d_clean, d_noisy, d_loose = spy["decode"]
+    assert (d_clean["tags"] == d_noisy["tags"]).all() and d_clean["prompts"] == d_noisy["prompts"]  # test time: the image queries
+    assert (d_clean["tags"] == d_loose["tags"]).all()
+    assert all(len(a) >= len(b) for a, b in zip(d_loose["prompts"], d_clean["prompts"]))  # filter_k 1 keeps more entities
+    assert d_loose["prompts"] != d_clean["prompts"]
