@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError, ConfigError
+from bench.tensors import unit_rows
 
 #: The 7 CLIP prompt templates ViECap ensembles over (from CLIP's ImageNet prompt study).
 ENSEMBLE_TEMPLATES = ("itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.",
@@ -109,16 +110,14 @@ def vocabulary_embeddings(encode_texts: Callable[[list[str]], Any], vocabulary: 
     or the word alone without the ensemble."""
     templates = ENSEMBLE_TEMPLATES if ensemble else ("{}",)
     rows = np.asarray(encode_texts([t.format(w) for w in vocabulary for t in templates]), np.float32)
-    rows = rows.reshape(len(vocabulary), len(templates), -1).mean(axis=1)
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    return unit_rows(rows.reshape(len(vocabulary), len(templates), -1).mean(axis=1))
 
 
 def classify(image_emb: Any, vocab_emb: np.ndarray, vocabulary: Sequence[str], top_k: int, threshold: float,
              logit_scale: float = 100.0) -> list[list[str]]:
     """Each image's entities: the top ``top_k`` words by softmax probability over the vocabulary
     (cosine x ``logit_scale``), in rank order, stopping at the first below ``threshold``."""
-    x = np.asarray(image_emb, np.float32)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = unit_rows(image_emb)
     logits = logit_scale * x @ np.asarray(vocab_emb, np.float32).T
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
@@ -170,6 +169,14 @@ class EntityPrompts:
 
         blob = json.dumps([ENTITY_VERSION, mask_rate, self.vocabulary, sorted((aliases or {}).items())])
         return "entities:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def prompt_options(self, hard_prompt: bool, mask_rate: float, aliases: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """``fit_decoder``'s ``prompts``, ``prompt_id`` and ``extra_texts`` for the hard prompt
+        (none when it is off); call after ``prepare_prompts``."""
+        if not hard_prompt:
+            return {"prompts": None, "prompt_id": None, "extra_texts": ()}
+        return {"prompts": lambda decoder, seed: self.training_prompts(decoder, mask_rate, seed),
+                "prompt_id": self.prompt_id(mask_rate, aliases), "extra_texts": self.prompt_texts()}
 
     def prompt_texts(self) -> list[str]:
         """Every word a prompt can hold, for the decoder's vocabulary."""

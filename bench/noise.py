@@ -2,7 +2,8 @@
 
 ``inject_noise(x, variance)``: L2-normalise, add N(0, variance * I) per dimension,
 L2-normalise again. The noise norm is about sqrt(D * variance): variance 0.016 means the
-paper's noise only in a 512-d space.
+paper's noise only in a 512-d space. ``noise_transform(variance)`` is that noise as the
+per-batch transform ``fit_decoder`` takes, with the id under which decoder fits are shared.
 """
 
 from __future__ import annotations
@@ -19,3 +20,12 @@ def inject_noise(x: Any, variance: float, generator: Any = None) -> Any:
         return x
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype) * variance ** 0.5
     return F.normalize(x + noise.to(x.device), dim=-1)
+
+
+def noise_transform(variance: float) -> dict[str, Any]:
+    """``fit_decoder``'s ``transform`` and ``transform_id`` for CapDec's noise at ``variance``
+    (none at 0). One id for every method that injects it, so that identical decoders are shared
+    (viecap without its hard prompt trains capdec's decoder)."""
+    if variance <= 0:
+        return {"transform": None, "transform_id": None}
+    return {"transform": lambda x, g: inject_noise(x, variance, g), "transform_id": f"capdec-noise:{variance!r}"}

@@ -20,7 +20,7 @@ from bench.captioner import Captioner, Corpus, FitContext
 from bench.decoders import CaptionDecoder, DecoderConfig
 from bench.decoders.fit_cache import fit_decoder
 from bench.errors import ConfigError
-from bench.noise import inject_noise
+from bench.noise import noise_transform
 from bench.plugins import register_method
 from bench.tensors import as_float_tensor, unit_rows
 
@@ -53,8 +53,7 @@ class CapDec(Captioner):
         # σ² = 0 trains on the clean embeddings, exactly as decap's decoder does: the fit is shared.
         self.decoder, self.fit_info = fit_decoder(
             self.config.decoder, corpus.captions, unit_rows(corpus.embeddings, corpus.normalized), ctx,
-            transform=(lambda x, g: inject_noise(x, variance, g)) if variance > 0 else None,
-            transform_id=f"capdec-noise:{variance!r}" if variance > 0 else None)
+            **noise_transform(variance))
 
     def caption(self, image_embeddings: Any) -> list[str]:
         import torch.nn.functional as F

@@ -100,7 +100,7 @@ class IFCap(EntityPrompts, Captioner):
         import torch
 
         from bench.decoders.fit_cache import fit_decoder
-        from bench.noise import inject_noise
+        from bench.noise import inject_noise, noise_transform
         from bench.tensors import unit_rows
 
         cfg = self.config
@@ -116,14 +116,9 @@ class IFCap(EntityPrompts, Captioner):
         generator = torch.Generator().manual_seed(ctx.seed)
         queries = inject_noise(torch.from_numpy(self.memory), cfg.retrieval_noise, generator).numpy()
         retrieved = nearest(queries, self.memory, cfg.k, exclude_self=True, device=ctx.device)
-        variance = cfg.noise_variance
         self.decoder, info = fit_decoder(
-            cfg.decoder, corpus.captions, self.memory, ctx,
-            transform=(lambda x, g: inject_noise(x, variance, g)) if variance > 0 else None,
-            transform_id=f"capdec-noise:{variance!r}" if variance > 0 else None,
-            prompts=(lambda decoder, seed: self.training_prompts(decoder, cfg.mask_rate, seed)) if cfg.hard_prompt else None,
-            prompt_id=self.prompt_id(cfg.mask_rate, corpus.aliases) if cfg.hard_prompt else None,
-            extra_texts=self.prompt_texts() if cfg.hard_prompt else (),
+            cfg.decoder, corpus.captions, self.memory, ctx, **noise_transform(cfg.noise_variance),
+            **self.prompt_options(cfg.hard_prompt, cfg.mask_rate, corpus.aliases),
             tags=retrieved, memory=self.memory, fusion_heads=cfg.fusion_heads)
         self.fit_info = {**info, "vocabulary": len(vocabulary), "retrieved_per_caption": cfg.k}
 

@@ -81,7 +81,7 @@ class ViECap(EntityPrompts, Captioner):
 
     def fit(self, corpus: Corpus, ctx: FitContext) -> None:
         from bench.decoders.fit_cache import fit_decoder
-        from bench.noise import inject_noise
+        from bench.noise import noise_transform
         from bench.tensors import unit_rows
 
         cfg = self.config
@@ -93,14 +93,9 @@ class ViECap(EntityPrompts, Captioner):
             require_entities(self.train_entities, vocabulary, "viecap")
             self.vocab_emb = vocabulary_embeddings(lambda texts: ctx.encoder.encode_texts(texts, progress=None), vocabulary,
                                                    cfg.ensemble)
-        variance = cfg.noise_variance
         self.decoder, info = fit_decoder(
             cfg.decoder, corpus.captions, unit_rows(corpus.embeddings, corpus.normalized), ctx,
-            transform=(lambda x, g: inject_noise(x, variance, g)) if variance > 0 else None,
-            transform_id=f"capdec-noise:{variance!r}" if variance > 0 else None,
-            prompts=(lambda decoder, seed: self.training_prompts(decoder, cfg.mask_rate, seed)) if cfg.hard_prompt else None,
-            prompt_id=self.prompt_id(cfg.mask_rate, corpus.aliases) if cfg.hard_prompt else None,
-            extra_texts=self.prompt_texts() if cfg.hard_prompt else ())
+            **noise_transform(cfg.noise_variance), **self.prompt_options(cfg.hard_prompt, cfg.mask_rate, corpus.aliases))
         tagged = float(np.mean([bool(e) for e in self.train_entities])) if self.train_entities else 0.0
         self.fit_info = {**info, "vocabulary": len(vocabulary), "captions_with_entities": round(tagged, 4)}
 
