@@ -225,3 +225,32 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     assert any("resuming" in m and "step 4" in m for m in messages)
     ref, res = reference.state_dict(), resumed.state_dict()
     assert all(torch.equal(ref[k], res[k]) for k in ref)
+
+
+def test_image_tower_is_a_timm_model_that_sees_a_shape_wherever_it_is():
+    """The world CLIP's tower: built by timm's factory (as open_clip builds it), pooled over the
+    whole image, so a shape moved by the tower's stride (8 px) on a flat background gives the
+    same features; it has no classifier and no pretrained weights to download."""
+    import timm
+    import torch
+
+    from bench.shapes.convnet import TIMM_NAME, register
+
+    register()
+    register()  # idempotent: no second registration
+    net = timm.create_model(TIMM_NAME).eval()
+    assert net.num_features == 128
+    # Fully convolutional: a 160x160 canvas keeps the object's 50-pixel receptive field off the
+    # zero-padded borders, where a position would change what the convolutions see.
+    image = torch.zeros(1, 3, 160, 160)
+    image[:, :, 64:76, 64:72] = 1.0
+    moved = torch.roll(image, shifts=(8, 16), dims=(2, 3))
+    with torch.inference_mode():
+        assert torch.allclose(net(image), net(moved), atol=1e-6)
+        assert not torch.allclose(net(image), net(torch.zeros(1, 3, 160, 160)), atol=1e-3)
+    with pytest.raises(ValueError, match="no classifier"):
+        net.reset_classifier(10)
+    with pytest.raises(ValueError, match="pools by"):
+        net.reset_classifier(0, global_pool="token")
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        timm.create_model(TIMM_NAME, pretrained=True)

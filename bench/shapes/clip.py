@@ -1,8 +1,8 @@
 """The world's own CLIP: a small open_clip model trained contrastively on the pretraining split.
 
 The architecture is an open_clip model config shipped with the package
-(``bench/model_configs/ShapesCLIP-RN.json``: a ModifiedResNet image tower, a 3-layer text
-transformer, the CLIP BPE tokenizer, a 512-d joint space so that CapDec's per-dimension noise
+(``bench/model_configs/ShapesCLIP-CNN.json``: a plain convolutional image tower registered with
+timm, ``bench.shapes.convnet``; a 3-layer text transformer, the CLIP BPE tokenizer, a 512-d joint space so that CapDec's per-dimension noise
 variance means what it means for ViT-B/32). The logit scale ends fixed at 100, where real CLIP
 ends its training: with a learnable temperature the scale stays low and the modality gap
 nearly closes, and a world without a gap cannot tell methods that bridge it apart. (It ramps
@@ -37,8 +37,8 @@ from bench.shapes.domains import WorldConfig, pretrain_arrays
 from bench.training import decay_groups
 
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
-MODEL_NAME = "ShapesCLIP-RN"
-CLIP_VERSION = 2
+MODEL_NAME = "ShapesCLIP-CNN"
+CLIP_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class ClipTrainConfig:
     """How the world's CLIP is trained (every field is part of the cache key)."""
 
     model: str = MODEL_NAME
-    steps: int = 1000
+    steps: int = 600
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -63,7 +63,8 @@ class ClipTrainConfig:
     #: and colours the scene holds (multi-label). It stands in for the scale of real
     #: pretraining: from contrastive pairs alone, 8,000 scenes and a few minutes teach colours
     #: but hardly shapes. The head is dropped after training; the checkpoint is a plain CLIP.
-    attribute_weight: float = 20.0
+    #: (Measured: weight 20 gave 38-46% zero-shot shape accuracy, 100 gave 50-64%, 300 no more.)
+    attribute_weight: float = 100.0
     seed: int = 0
     threads: int = 2
 
@@ -71,6 +72,9 @@ class ClipTrainConfig:
 def register_model_configs() -> None:
     import open_clip
 
+    from bench.shapes.convnet import register
+
+    register()  # the image tower, a timm model
     if MODEL_NAME not in open_clip.list_models():
         open_clip.add_model_config(MODEL_CONFIG_DIR)
 
