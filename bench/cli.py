@@ -89,12 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "combination, e.g. syntic's ablation grid; repeatable")
     p.add_argument("--config", help="a .toml or .json file of run settings; flags override it")
     p.add_argument("--no-report", dest="report", action="store_false", help="do not render the report at the end")
-    ex = p.add_argument_group("where cells run (default: this process)")
+    ex = p.add_argument_group("where cells run (default: worker processes on this machine)")
     ex.add_argument("--executor", help="local (default), ray or slurm")
     ex.add_argument("--address", help="ray: auto or HOST:PORT of a running cluster (default: start one on this machine)")
     ex.add_argument("--cpus-per-task", type=int, help="ray, slurm: CPUs each task asks for (default: 1)")
     ex.add_argument("--gpus-per-task", type=float, help="ray, slurm: GPUs each task asks for (default: 0)")
-    ex.add_argument("--threads", type=int, help="ray, slurm: torch threads in a task (default: --cpus-per-task)")
+    ex.add_argument("--workers", type=int, help="local: worker processes (default: one per core, at most 4, on the CPU; "
+                                                "one on a GPU); 1 runs the cells in this process")
+    ex.add_argument("--threads", type=int, help="torch threads in a task (default: ray, slurm: --cpus-per-task; local: 1 "
+                                                "per worker, all cores with one worker)")
     ex.add_argument("--partition", help="slurm: the partition to submit to")
     ex.add_argument("--time", type=int, help="slurm: minutes per task (default: 60)")
     ex.add_argument("--array-parallelism", type=int, help="slurm: tasks of one job array running at once (default: 64)")
@@ -229,7 +232,7 @@ def cmd_run(args: argparse.Namespace) -> int:
            "eval_encoder": args.eval_encoder, "clip_score": args.clip_score, "preset": args.preset,
            "splits": ",".join(args.splits) if args.splits else None, "method_options": options or None,
            "encoder_options": encoder_options or None, "sweep": sweep or None,
-           "executor": {k: v for k, v in {"kind": args.executor, "address": args.address, "cpus_per_task": args.cpus_per_task,
+           "executor": {k: v for k, v in {"kind": args.executor, "workers": args.workers, "address": args.address, "cpus_per_task": args.cpus_per_task,
                                            "gpus_per_task": args.gpus_per_task, "threads": args.threads, "partition": args.partition,
                                            "time": args.time, "array_parallelism": args.array_parallelism,
                                            "slurm_cluster": args.slurm_cluster}.items() if v is not None} or None}

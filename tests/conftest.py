@@ -19,6 +19,13 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(autouse=True)
+def one_local_worker(monkeypatch):
+    """Runs in tests compute in the test's own process (plugins registered in it, faster), unless a
+    test asks for ``--workers``; the worker pool has its own tests."""
+    monkeypatch.setattr("bench.executors.local.auto_workers", lambda device, cpus=None: 1)
+
+
 @pytest.fixture
 def run_cli(capsys):
     """Call the real CLI in-process; returns (exit code, stdout, stderr)."""

@@ -1,5 +1,6 @@
 """Executors: the same grid through Ray and through Slurm job arrays (submitit's local executor)
-gives the local executor's numbers; a killed worker costs its cell only; caches shared by
+gives the local executor's numbers, and so do local worker processes; a killed worker costs its
+cell only; caches shared by
 concurrent processes hold one valid entry per key."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.executors.local import MAX_AUTO_WORKERS, auto_workers
 from bench.records import read_records
 from tests.conftest import TINY_DECODER
 
@@ -55,6 +57,8 @@ def ray_session():
     (["--executor", "slurm"], "needs --partition"),
     (["--executor", "slurm", "--partition", "gpu"], "no Slurm here"),
     (["--cpus-per-task", "2"], "is an option of the ray and slurm executor"),
+    (["--workers", "-1"], "--threads and --workers >= 0"),
+    (["--executor", "ray", "--workers", "2"], "--workers is an option of the local executor, not of ray"),
 ])
 def test_executor_bad_input(run_cli, tmp_path, argv, fragment, monkeypatch):
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no sbatch
@@ -88,6 +92,28 @@ def test_ray_gives_the_local_numbers(run_cli, tmp_path, karpathy_root, tiny_clip
         assert remote[cell] == pytest.approx(metrics, abs=1e-6), cell
     reused = {(r.method, r.seed): r.fit_reused for r in read_records(tmp_path / "local").records}
     assert {(r.method, r.seed): r.fit_reused for r in read_records(tmp_path / "ray").records} == reused  # said as locally
+
+
+def test_local_workers_give_the_sequential_numbers(run_cli, tmp_path, karpathy_root, tiny_clip_folder, single_thread):
+    code, _, err = run_cli(*_args(tmp_path, tiny_clip_folder, karpathy_root, "local"), "--workers", "1")
+    assert code == 0, err
+    code, _, err = run_cli(*_args(tmp_path, tiny_clip_folder, karpathy_root, "pool"), "--workers", "2")
+    assert code == 0, err
+    local, pooled = _metrics(tmp_path / "local"), _metrics(tmp_path / "pool")
+    assert local.keys() == pooled.keys() and len(local) == 3
+    for cell, metrics in local.items():
+        assert pooled[cell] == pytest.approx(metrics, abs=1e-6), cell
+    reused = {(r.method, r.seed): r.fit_reused for r in read_records(tmp_path / "local").records}
+    assert {(r.method, r.seed): r.fit_reused for r in read_records(tmp_path / "pool").records} == reused
+    pooled_records = read_records(tmp_path / "pool").records
+    assert {r.threads for r in pooled_records} == {1}
+    trained = [r for r in pooled_records if not r.fit_reused and r.method != "clipre"]
+    assert trained and all(r.timings["fit"] > 0 for r in trained)  # the fit task's time, on its first cell
+
+
+def test_auto_workers():
+    assert auto_workers("cpu", cpus=2) == 2 and auto_workers("cpu", cpus=64) == MAX_AUTO_WORKERS
+    assert auto_workers("cpu", cpus=1) == 1 and auto_workers("cuda", cpus=16) == 1
 
 
 CRASHING_METHOD = '''
@@ -128,6 +154,28 @@ def test_a_killed_worker_costs_its_cell_only(run_cli, tmp_path, karpathy_root, t
     assert "crashonce" in failure["cell"]
     code, _, err = run_cli(*args, "--executor", "ray")  # the re-run finishes the failed cell only
     assert code == 0 and "1 of 2 cells are already complete" in err
+    assert sorted(r.method for r in read_records(tmp_path / "run").records) == ["clipre", "crashonce"]
+
+
+def test_a_killed_local_worker_costs_the_cells_it_ran(run_cli, tmp_path, karpathy_root, tiny_clip_folder, monkeypatch):
+    plugins = tmp_path / "plugins" / "methods"
+    plugins.mkdir(parents=True)
+    (plugins / "crashonce.py").write_text(textwrap.dedent(CRASHING_METHOD))
+    monkeypatch.setenv("TEXTCAP_BENCH_PLUGINS", str(tmp_path / "plugins"))  # the workers inherit the environment
+    monkeypatch.setenv("CRASH_MARKER", str(tmp_path / "crashed"))
+    import bench.plugins
+
+    bench.plugins.load_plugins(force=True)
+    args = _args(tmp_path, tiny_clip_folder, karpathy_root, "run", methods="clipre,crashonce", decoder=False)
+    code, _, err = run_cli(*args, "--workers", "2")
+    assert code == 1 and (tmp_path / "crashed").exists(), err
+    failures = [json.loads(line)["cell"] for line in (tmp_path / "run" / "failures.jsonl").read_text().splitlines()]
+    assert any("crashonce" in cell for cell in failures)  # clipre's cell, if it ran beside it, failed too: recorded
+    recorded = tmp_path / "run" / "records.jsonl"
+    done = [r.method for r in read_records(tmp_path / "run").records] if recorded.exists() else []
+    assert len(done) + len(failures) == 2
+    code, _, err = run_cli(*args, "--workers", "2")  # fresh workers: the re-run finishes what failed
+    assert code == 0, err
     assert sorted(r.method for r in read_records(tmp_path / "run").records) == ["clipre", "crashonce"]
 
 
@@ -190,3 +238,41 @@ def test_two_runs_sharing_a_cache_at_once(tmp_path, karpathy_root, tiny_clip_fol
     entries = [p for p in cache.root.iterdir() if p.is_dir()]
     assert entries and all(json.loads((e / "manifest.json").read_text())["count"] > 0 for e in entries)
     assert not list(cache.root.rglob("*.tmp"))
+
+
+def test_a_local_pool_runs_ready_cells_before_waiting_fits(monkeypatch):
+    """With a capacity (a local pool's workers), cells are recorded as their fits finish, not
+    after every fit; the first cell of a fit trained now carries the fit's time."""
+    from types import SimpleNamespace
+
+    import bench.executors.base
+    import bench.executors.tasks as tasks
+
+    def cell(name):
+        return SimpleNamespace(name=name, split=SimpleNamespace(train="d", eval="e"))
+
+    graph = tasks.Plan(fits={k: tasks.Task("fit", None, cell(k)) for k in ("A", "B", "C")},
+                       cells=[(tasks.Task("cell", None, cell(f"{k}{i}")), k, f"{k}{i}") for k in ("A", "B", "C") for i in (1, 2)])
+    monkeypatch.setattr(tasks, "plan", lambda runner, todo, threads: graph)
+    stored = []
+    monkeypatch.setattr(bench.executors.base, "accept",
+                        lambda runner, report, c, value, fit_reused=None: stored.append((c.name, fit_reused, value["record"]["timings"])))
+    started, in_flight = [], []
+
+    def submit(task):
+        started.append((task.kind, task.cell.name))
+        in_flight.append(task)
+        return len(in_flight) - 1  # a handle
+
+    def result(handle):
+        if in_flight[handle].kind == "fit":
+            return {"reused": False, "seconds": 12.5}
+        return {"record": {"timings": {"fit": 0.0}}}
+
+    tasks.drive(None, [], None, 1, submit, lambda pending: min(pending), result, capacity=1)
+    assert started == [("fit", "A"), ("cell", "A1"), ("cell", "A2"), ("fit", "B"), ("cell", "B1"), ("cell", "B2"),
+                       ("fit", "C"), ("cell", "C1"), ("cell", "C2")]
+    assert stored[0] == ("A1", False, {"fit": 12.5}) and stored[1] == ("A2", True, {"fit": 0.0})
+    started.clear()
+    tasks.drive(None, [], None, 1, submit, lambda pending: min(pending), result)  # no capacity: every fit at once
+    assert [kind for kind, _ in started[:3]] == ["fit", "fit", "fit"]

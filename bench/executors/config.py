@@ -9,7 +9,7 @@ from bench.errors import ConfigError
 
 #: The options each executor takes (the rest must keep their defaults).
 OPTIONS = {
-    "local": (),
+    "local": ("workers", "threads"),
     "ray": ("address", "cpus_per_task", "gpus_per_task", "threads"),
     "slurm": ("partition", "time", "cpus_per_task", "gpus_per_task", "array_parallelism", "slurm_cluster", "threads"),
 }
@@ -17,15 +17,18 @@ OPTIONS = {
 
 @dataclass(frozen=True)
 class ExecutorConfig:
-    """``kind``: ``local`` (this process, one cell after another), ``ray`` (a Ray cluster) or
+    """``kind``: ``local`` (this machine: one cell after another in this process, or tasks on
+    ``workers`` processes), ``ray`` (a Ray cluster) or
     ``slurm`` (job arrays through submitit; ``slurm_cluster = "local"`` runs the same arrays as
     local processes, to try a configuration before submitting it)."""
 
     kind: Literal["local", "ray", "slurm"] = "local"
+    #: local: worker processes; 0 chooses: one per core (at most 4) on the CPU, one on a GPU
+    workers: int = 0
     address: str = ""  # ray: "auto", HOST:PORT, or empty to start a Ray on this machine
     cpus_per_task: int = 1
     gpus_per_task: float = 0.0
-    threads: int = 0  # torch threads in a task; 0: cpus_per_task
+    threads: int = 0  # torch threads in a task; 0: cpus_per_task (local: 1 per worker; one worker: all cores)
     partition: str = ""  # slurm
     time: int = 60  # slurm: minutes per task
     array_parallelism: int = 64  # slurm: tasks of one array running at once
@@ -39,8 +42,9 @@ class ExecutorConfig:
             users = sorted({k for k, names in OPTIONS.items() if any(n in names for n in stray)})
             raise ConfigError(f"{flags} {'is an option' if len(stray) == 1 else 'are options'} of the "
                               f"{' and '.join(users)} executor, not of {self.kind}")
-        if self.cpus_per_task < 1 or self.time < 1 or self.array_parallelism < 1 or self.threads < 0:
-            raise ConfigError("--cpus-per-task, --time and --array-parallelism must be >= 1, --threads >= 0")
+        if self.cpus_per_task < 1 or self.time < 1 or self.array_parallelism < 1 or self.threads < 0 \
+                or self.workers < 0:
+            raise ConfigError("--cpus-per-task, --time and --array-parallelism must be >= 1, --threads and --workers >= 0")
         if self.gpus_per_task < 0:
             raise ConfigError(f"--gpus-per-task must be >= 0, got {self.gpus_per_task}")
         if self.kind == "slurm" and self.slurm_cluster == "slurm" and not self.partition:

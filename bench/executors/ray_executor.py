@@ -15,8 +15,8 @@ import os
 from typing import Any
 
 from bench.errors import BenchError
-from bench.executors.base import CellProgress, Executor, accept
-from bench.executors.tasks import describe_failure, plan, run_task
+from bench.executors.base import Executor
+from bench.executors.tasks import drive, run_task
 
 #: Environment a worker needs to find the same plugins, caches and settings as the driver.
 FORWARDED_ENV = ("TEXTCAP_BENCH_PLUGINS", "TEXTCAP_BENCH_CACHE", "TEXTCAP_BENCH_DATA", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
@@ -67,61 +67,10 @@ class RayExecutor(Executor):
         import ray
 
         self._connect()
-        threads = self.config.task_threads
-        graph = plan(runner, todo, threads)
         remote = ray.remote(run_task).options(num_cpus=self.config.cpus_per_task, num_gpus=self.config.gpus_per_task,
                                               max_retries=0)
-        bar = CellProgress(len(graph.cells))
-        try:
-            failed_inputs: dict[str, str] = {}
-            encodes = {remote.remote(task): task for task in graph.encodes}
-            bar.update(running=len(encodes))
-            for ref, task in encodes.items():
-                try:
-                    ray.get(ref)
-                except Exception as exc:  # a dataset that cannot be encoded fails the cells that need it
-                    failed_inputs[f"{task.dataset}/{task.modality}"] = describe_failure(exc)[0]
-            cells_of: dict[str, list[tuple[Any, str]]] = {}
-            for task, key, cell_id in graph.cells:
-                cells_of.setdefault(key, []).append((task, cell_id))
-            pending: dict[Any, tuple[str, Any]] = {}
-            for key, task in graph.fits.items():
-                blocked = [failed_inputs[k] for k in (f"{task.cell.split.train}/text", f"{task.cell.split.eval}/image")
-                           if k in failed_inputs]
-                if blocked:
-                    self._fail(runner, report, bar, cells_of.pop(key), blocked[0], blocked[0])
-                    continue
-                pending[remote.remote(task)] = ("fit", key)
-            fit_reused: dict[str, bool] = {}
-            while pending:
-                bar.update(running=sum(1 for kind, _ in pending.values() if kind == "cell"))
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                kind, what = pending.pop(ready[0])
-                try:
-                    result = ray.get(ready[0])
-                except Exception as exc:
-                    line, text = describe_failure(exc)
-                    if kind == "fit":
-                        self._fail(runner, report, bar, cells_of.pop(what), f"its fit failed: {line}", text)
-                    else:
-                        task, cell_id, _ = what
-                        runner.record_failure(report, task.cell, cell_id, line, text)
-                        bar.update(failed=1)
-                    continue
-                if kind == "fit":
-                    fit_reused[what] = bool(result["reused"])
-                    for task, cell_id in cells_of.pop(what):
-                        pending[remote.remote(task)] = ("cell", (task, cell_id, what))
-                else:
-                    task, cell_id, key = what
-                    first = fit_reused.pop(key, True)  # the first cell of a fit trained now says so, as locally
-                    accept(runner, report, task.cell, result, fit_reused=first)
-                    bar.update(finished=1)
-        finally:
-            bar.close()
 
-    @staticmethod
-    def _fail(runner: Any, report: Any, bar: CellProgress, cells: list[tuple[Any, str]], line: str, text: str) -> None:
-        for task, cell_id in cells:
-            runner.record_failure(report, task.cell, cell_id, line, text)
-            bar.update(failed=1)
+        def first_done(pending: list[Any]) -> Any:
+            return ray.wait(pending, num_returns=1)[0][0]
+
+        drive(runner, todo, report, self.config.task_threads, remote.remote, first_done, ray.get)

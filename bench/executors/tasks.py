@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,11 +87,104 @@ def run_task(task: Task) -> dict[str, Any]:
         return {"ok": True}
     assert task.cell is not None
     if task.kind == "fit":
+        start = time.perf_counter()
         corpus, content = runner.inputs.corpus(task.cell.split.train)
         _, key, reused = runner.fitted(task.cell, corpus, content)
-        return {"fit_key": key, "reused": reused}
+        return {"fit_key": key, "reused": reused, "seconds": time.perf_counter() - start}
     record, samples = runner.compute_cell(task.cell)
     return {"record": record.to_dict(), "samples": [s.to_dict() for s in samples]}
+
+
+def drive(runner: Any, todo: list[tuple[Cell, str]], report: Any, threads: int, submit: Callable[[Task], Any],
+          first_done: Callable[[list[Any]], Any], result: Callable[[Any], Any], capacity: int | None = None) -> None:
+    """Run the task graph of ``todo`` on an engine of workers, the driver writing every record.
+
+    ``submit(task)`` starts a task and returns its handle, ``first_done(handles)`` waits for one
+    of them to finish and returns it, ``result(handle)`` returns its value or raises its error.
+    Encode tasks run first; then the fits, one task per fit key; as each fit finishes, its cells'
+    tasks become ready. With a ``capacity`` (how many tasks the engine runs at once: a local
+    pool's workers) at most that many are in flight and ready cells go before waiting fits, so
+    cells are recorded as their fits finish rather than after every fit; without one (a
+    cluster's scheduler places them) every ready task is submitted. A task that raises fails
+    its cells (a failed fit, every cell that needs it) in ``failures.jsonl``; the other cells
+    complete. Each finished cell is stored at once, so an interruption loses only the cells
+    still running.
+    """
+    from collections import deque
+
+    from bench.executors.base import CellProgress, accept
+
+    graph = plan(runner, todo, threads)
+    bar = CellProgress(len(graph.cells))
+
+    def fail(cells: list[tuple[Task, str]], line: str, text: str) -> None:
+        for task, cell_id in cells:
+            runner.record_failure(report, task.cell, cell_id, line, text)
+            bar.update(failed=1)
+
+    try:
+        failed_inputs: dict[str, str] = {}
+        encodes = {submit(task): task for task in graph.encodes}
+        for handle, task in encodes.items():
+            try:
+                result(handle)
+            except Exception as exc:  # a dataset that cannot be encoded fails the cells that need it
+                failed_inputs[f"{task.dataset}/{task.modality}"] = describe_failure(exc)[0]
+        cells_of: dict[str, list[tuple[Task, str]]] = {}
+        for task, key, cell_id in graph.cells:
+            cells_of.setdefault(key, []).append((task, cell_id))
+        ready_cells: deque[tuple[Task, tuple[Task, str, str]]] = deque()
+        waiting_fits: deque[tuple[Task, str]] = deque()
+        for key, task in graph.fits.items():
+            assert task.cell is not None
+            blocked = [failed_inputs[k] for k in (f"{task.cell.split.train}/text", f"{task.cell.split.eval}/image")
+                       if k in failed_inputs]
+            if blocked:
+                fail(cells_of.pop(key), blocked[0], blocked[0])
+            else:
+                waiting_fits.append((task, key))
+        pending: dict[Any, tuple[str, Any]] = {}
+
+        def fill() -> None:
+            while (ready_cells or waiting_fits) and (capacity is None or len(pending) < capacity):
+                if ready_cells:
+                    task, what = ready_cells.popleft()
+                    pending[submit(task)] = ("cell", what)
+                else:
+                    task, key = waiting_fits.popleft()
+                    pending[submit(task)] = ("fit", key)
+
+        fit_done: dict[str, dict[str, Any]] = {}
+        fill()
+        while pending:
+            bar.update(running=sum(1 for kind, _ in pending.values() if kind == "cell"))
+            done = first_done(list(pending))
+            kind, what = pending.pop(done)
+            try:
+                value = result(done)
+            except Exception as exc:
+                line, text = describe_failure(exc)
+                if kind == "fit":
+                    fail(cells_of.pop(what), f"its fit failed: {line}", text)
+                else:
+                    cell_task, cell_id, _ = what
+                    runner.record_failure(report, cell_task.cell, cell_id, line, text)
+                    bar.update(failed=1)
+                fill()
+                continue
+            if kind == "fit":
+                fit_done[what] = value
+                ready_cells.extend((cell_task, (cell_task, cell_id, what)) for cell_task, cell_id in cells_of.pop(what))
+            else:
+                cell_task, cell_id, key = what
+                fit = fit_done.pop(key, None)  # the first cell of a fit trained now says so, and its time, as locally
+                if fit is not None and not fit["reused"]:
+                    value["record"]["timings"]["fit"] = round(float(fit.get("seconds", 0.0)), 3)
+                accept(runner, report, cell_task.cell, value, fit_reused=True if fit is None else bool(fit["reused"]))
+                bar.update(finished=1)
+            fill()
+    finally:
+        bar.close()
 
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:
