@@ -60,10 +60,10 @@ class Runner:
                             RunInputs(run.encoder_config(run.eval_encoder_spec), run.device, run.data_root, run.cache_dir, log))
         self._clip_scorer: Any = None
         self.decoders = DecoderCache(self.out / "decoders", log=log)
-        if executor is None:  # the default: this process, one cell after another
-            from bench.executors.local import LocalExecutor
+        if executor is None:  # this process, one cell after another (the CLI builds the run's own executor)
+            from bench.executors.sequential import SequentialExecutor
 
-            executor = LocalExecutor(run.executor)
+            executor = SequentialExecutor(run.executor)
         self.executor = executor
         self._fits: dict[str, Captioner] = {}
         self._provenance: dict[str, Any] | None = None

@@ -7,11 +7,9 @@ workers or cores it had)."""
 from __future__ import annotations
 
 import os
-import traceback
 from typing import Any
 
-from bench.errors import BenchError
-from bench.executors.base import CellProgress, Executor
+from bench.executors.sequential import SequentialExecutor
 
 #: Worker processes chosen on the CPU when ``--workers`` is not given (each loads the encoder).
 MAX_AUTO_WORKERS = 4
@@ -24,7 +22,7 @@ def auto_workers(device: str, cpus: int | None = None) -> int:
     return max(1, min(MAX_AUTO_WORKERS, cpus if cpus is not None else (os.cpu_count() or 1)))
 
 
-class LocalExecutor(Executor):
+class LocalExecutor(SequentialExecutor):
     def workers(self, device: str) -> int:
         return self.config.workers or auto_workers(device)
 
@@ -32,31 +30,8 @@ class LocalExecutor(Executor):
         workers = self.workers(runner.run.device)
         if workers > 1:
             self._run_workers(runner, todo, report, workers)
-            return
-        if self.config.threads:
-            import torch
-
-            torch.set_num_threads(self.config.threads)
-        bar = CellProgress(len(todo))
-        try:
-            for cell, cell_id in todo:
-                bar.update(running=1)
-                try:
-                    report_cell = runner.execute_cell(cell)
-                except BenchError as exc:
-                    runner.record_failure(report, cell, cell_id, str(exc), str(exc))
-                    bar.update(running=0, failed=1)
-                    continue
-                except Exception as exc:  # a bug in one method must not cost the other cells
-                    runner.record_failure(report, cell, cell_id, f"{type(exc).__name__}: {exc}", traceback.format_exc())
-                    bar.update(running=0, failed=1)
-                    continue
-                report.completed.append(report_cell)
-                report.fits_reused += bool(report_cell.fit_reused)
-                report.fits += not report_cell.fit_reused
-                bar.update(running=0, finished=1)
-        finally:
-            bar.close()
+        else:
+            super().run(runner, todo, report)
 
     def _run_workers(self, runner: Any, todo: list[tuple[Any, str]], report: Any, workers: int) -> None:
         import multiprocessing
