@@ -1,7 +1,6 @@
 """Executors: the same grid through Ray and through Slurm job arrays (submitit's local executor)
 gives the local executor's numbers, and so do local worker processes; a killed worker costs its
-cell only; caches shared by
-concurrent processes hold one valid entry per key."""
+cell only; caches shared by concurrent processes hold one valid entry per key."""
 
 from __future__ import annotations
 
@@ -28,6 +27,17 @@ def _args(tmp_path, encoder, data, out, methods="clipre,nonoise,decap", split="c
 
 def _metrics(folder: Path) -> dict:
     return {(r.method, r.split, r.seed): r.metrics for r in read_records(folder).records}
+
+
+def _assert_same_numbers(local: Path, other: Path, cells: int | None = None) -> None:
+    """``other``'s run has every cell of ``local``'s with the same metrics (to 1e-6), and says of
+    each (method, seed) whether its fit was reused just as the in-process run says it."""
+    expected, got = _metrics(local), _metrics(other)
+    assert expected.keys() == got.keys() and (cells is None or len(expected) == cells)
+    for cell, metrics in expected.items():
+        assert got[cell] == pytest.approx(metrics, abs=1e-6), cell
+    reused = {(r.method, r.seed): r.fit_reused for r in read_records(local).records}
+    assert {(r.method, r.seed): r.fit_reused for r in read_records(other).records} == reused
 
 
 @pytest.fixture
@@ -86,12 +96,7 @@ def test_ray_gives_the_local_numbers(run_cli, tmp_path, karpathy_root, tiny_clip
                      runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "BENCH_PROGRESS": "0"}})
     code, _, err = run_cli(*_args(tmp_path, tiny_clip_folder, karpathy_root, "ray"), "--executor", "ray", "--threads", "1")
     assert code == 0, err
-    local, remote = _metrics(tmp_path / "local"), _metrics(tmp_path / "ray")
-    assert local.keys() == remote.keys() and len(local) == 3
-    for cell, metrics in local.items():
-        assert remote[cell] == pytest.approx(metrics, abs=1e-6), cell
-    reused = {(r.method, r.seed): r.fit_reused for r in read_records(tmp_path / "local").records}
-    assert {(r.method, r.seed): r.fit_reused for r in read_records(tmp_path / "ray").records} == reused  # said as locally
+    _assert_same_numbers(tmp_path / "local", tmp_path / "ray", cells=3)
 
 
 def test_local_workers_give_the_sequential_numbers(run_cli, tmp_path, karpathy_root, tiny_clip_folder, single_thread):
@@ -99,12 +104,7 @@ def test_local_workers_give_the_sequential_numbers(run_cli, tmp_path, karpathy_r
     assert code == 0, err
     code, _, err = run_cli(*_args(tmp_path, tiny_clip_folder, karpathy_root, "pool"), "--workers", "2")
     assert code == 0, err
-    local, pooled = _metrics(tmp_path / "local"), _metrics(tmp_path / "pool")
-    assert local.keys() == pooled.keys() and len(local) == 3
-    for cell, metrics in local.items():
-        assert pooled[cell] == pytest.approx(metrics, abs=1e-6), cell
-    reused = {(r.method, r.seed): r.fit_reused for r in read_records(tmp_path / "local").records}
-    assert {(r.method, r.seed): r.fit_reused for r in read_records(tmp_path / "pool").records} == reused
+    _assert_same_numbers(tmp_path / "local", tmp_path / "pool", cells=3)
     pooled_records = read_records(tmp_path / "pool").records
     assert {r.threads for r in pooled_records} == {1}
     trained = [r for r in pooled_records if not r.fit_reused and r.method != "clipre"]
@@ -134,15 +134,20 @@ class CrashOnce(CLIPRe):
 '''
 
 
-def test_a_killed_worker_costs_its_cell_only(run_cli, tmp_path, karpathy_root, tiny_clip_folder, monkeypatch, ray_session):
+def _install_crashing_method(tmp_path: Path, monkeypatch) -> None:
+    """The ``crashonce`` plugin, found by this process and (through the environment) by workers."""
+    import bench.plugins
+
     plugins = tmp_path / "plugins" / "methods"
     plugins.mkdir(parents=True)
     (plugins / "crashonce.py").write_text(textwrap.dedent(CRASHING_METHOD))
     monkeypatch.setenv("TEXTCAP_BENCH_PLUGINS", str(tmp_path / "plugins"))
     monkeypatch.setenv("CRASH_MARKER", str(tmp_path / "crashed"))
-    import bench.plugins
-
     bench.plugins.load_plugins(force=True)
+
+
+def test_a_killed_worker_costs_its_cell_only(run_cli, tmp_path, karpathy_root, tiny_clip_folder, monkeypatch, ray_session):
+    _install_crashing_method(tmp_path, monkeypatch)
     ray_session.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
                      runtime_env={"env_vars": {"TEXTCAP_BENCH_PLUGINS": str(tmp_path / "plugins"),
                                                "CRASH_MARKER": str(tmp_path / "crashed"), "HF_HUB_OFFLINE": "1"}})
@@ -158,14 +163,7 @@ def test_a_killed_worker_costs_its_cell_only(run_cli, tmp_path, karpathy_root, t
 
 
 def test_a_killed_local_worker_costs_the_cells_it_ran(run_cli, tmp_path, karpathy_root, tiny_clip_folder, monkeypatch):
-    plugins = tmp_path / "plugins" / "methods"
-    plugins.mkdir(parents=True)
-    (plugins / "crashonce.py").write_text(textwrap.dedent(CRASHING_METHOD))
-    monkeypatch.setenv("TEXTCAP_BENCH_PLUGINS", str(tmp_path / "plugins"))  # the workers inherit the environment
-    monkeypatch.setenv("CRASH_MARKER", str(tmp_path / "crashed"))
-    import bench.plugins
-
-    bench.plugins.load_plugins(force=True)
+    _install_crashing_method(tmp_path, monkeypatch)  # local workers inherit the environment
     args = _args(tmp_path, tiny_clip_folder, karpathy_root, "run", methods="clipre,crashonce", decoder=False)
     code, _, err = run_cli(*args, "--workers", "2")
     assert code == 1 and (tmp_path / "crashed").exists(), err
@@ -185,10 +183,10 @@ def test_slurm_job_arrays_locally_give_the_local_numbers(run_cli, tmp_path, karp
     code, _, err = run_cli(*_args(tmp_path, tiny_clip_folder, karpathy_root, "slurm"), "--executor", "slurm",
                            "--slurm-cluster", "local", "--threads", "1")
     assert code == 0, err
-    local, remote = _metrics(tmp_path / "local"), _metrics(tmp_path / "slurm")
-    assert local.keys() == remote.keys()
-    for cell, metrics in local.items():
-        assert remote[cell] == pytest.approx(metrics, abs=1e-6), cell
+    expected, got = _metrics(tmp_path / "local"), _metrics(tmp_path / "slurm")
+    assert expected.keys() == got.keys()
+    for cell, metrics in expected.items():
+        assert got[cell] == pytest.approx(metrics, abs=1e-6), cell
     assert list((tmp_path / "slurm" / "slurm").glob("*_log.out")), "job logs live in the run folder"
 
 

@@ -179,7 +179,7 @@ def drive(runner: Any, todo: list[tuple[Cell, str]], report: Any, threads: int, 
                 cell_task, cell_id, key = what
                 fit = fit_done.pop(key, None)  # the first cell of a fit trained now says so, and its time, as locally
                 if fit is not None and not fit["reused"]:
-                    value["record"]["timings"]["fit"] = round(float(fit.get("seconds", 0.0)), 3)
+                    value["record"]["timings"]["fit"] = round(float(fit["seconds"]), 3)
                 accept(runner, report, cell_task.cell, value, fit_reused=True if fit is None else bool(fit["reused"]))
                 bar.update(finished=1)
             fill()

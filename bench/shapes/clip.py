@@ -2,8 +2,8 @@
 
 The architecture is an open_clip model config shipped with the package
 (``bench/model_configs/ShapesCLIP-CNN.json``: a plain convolutional image tower registered with
-timm, ``bench.shapes.convnet``; a 3-layer text transformer, the CLIP BPE tokenizer, a 512-d joint space so that CapDec's per-dimension noise
-variance means what it means for ViT-B/32). The logit scale ends fixed at 100, where real CLIP
+timm, ``bench.shapes.convnet``; a 3-layer text transformer, the CLIP BPE tokenizer, a 512-d
+joint space so that CapDec's per-dimension noise variance means what it means for ViT-B/32). The logit scale ends fixed at 100, where real CLIP
 ends its training: with a learnable temperature the scale stays low and the modality gap
 nearly closes, and a world without a gap cannot tell methods that bridge it apart. (It ramps
 up from ``logit_scale_start`` over the first ``logit_scale_ramp`` of the steps, a quarter by
