@@ -63,13 +63,13 @@ def test_sweep_expands_only_the_methods_it_names():
 
 
 def test_set_options_for_one_method_do_not_leak_into_others():
-    options = {"decoder": {"width": 64}, "capdec.decoder.lr": 0.002, "clipre.image_batch_size": 7}
+    options = {"decoder": {"width": 64}, "capdec.decoder.lr": 0.005, "clipre.image_batch_size": 7}
     cells = build_grid(RunConfig(methods=("capdec", "nonoise", "clipre"), splits=("coco",), method_options=options))
     by_method = {c.method: c.config for c in cells}
-    assert by_method["capdec"].decoder.lr == 0.002 and by_method["capdec"].decoder.width == 64
-    assert by_method["nonoise"].decoder.lr != 0.002 and by_method["nonoise"].decoder.width == 64
+    assert by_method["capdec"].decoder.lr == 0.005 and by_method["capdec"].decoder.width == 64
+    assert by_method["nonoise"].decoder.lr != 0.005 and by_method["nonoise"].decoder.width == 64
     assert by_method["clipre"].image_batch_size == 7
-    assert options == {"decoder": {"width": 64}, "capdec.decoder.lr": 0.002, "clipre.image_batch_size": 7}
+    assert options == {"decoder": {"width": 64}, "capdec.decoder.lr": 0.005, "clipre.image_batch_size": 7}
 
 
 def test_run_records_samples_reuse_and_resume(tmp_path, tiny_clip_checkpoint, tiny_datasets, monkeypatch):

@@ -13,7 +13,7 @@ from bench.shapes.generator import ShapesGenerator
 from bench.shapes.world import SHAPES, render, rng_for, sample_scene
 
 TINY_WORLD = WorldConfig(coco_sizes=(60, 10, 100), flickr_sizes=(40, 10, 100), style_sizes=(30, 10, 20), pretrain_images=600)
-TINY_CLIP = ClipTrainConfig(steps=60, batch_size=64, warmup=5)
+TINY_CLIP = ClipTrainConfig(steps=80, batch_size=64, warmup=5)
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +201,22 @@ def test_model_card_is_written(prepared):
     card = (Path(manifest["checkpoint"]).parent / "MODEL_CARD.md").read_text()
     assert "image->text R@1" in card and "centroids" in card
     assert json.loads((Path(manifest["checkpoint"]).parent / "manifest.json").read_text())["key"] == manifest["key"]
+
+
+def test_attribute_loss_weights_line_up_with_the_scene_labels():
+    """The colour weight must land on the colour columns of the targets, never on a shape's."""
+    from bench.shapes.clip import _attribute_targets, _label_weights
+    from bench.shapes.world import COLOURS, Obj, Scene
+
+    scene = Scene((Obj("star", "red", "small", 0.3, 0.3), Obj("ring", "blue", "large", 0.7, 0.7)), "tiles")
+    targets = _attribute_targets([scene])[0]
+    weights = _label_weights(0.25)
+    assert weights.shape == targets.shape
+    on = {int(i) for i in targets.nonzero()}
+    assert on == {SHAPES.index("star"), SHAPES.index("ring"), len(SHAPES) + list(COLOURS).index("red"),
+                  len(SHAPES) + list(COLOURS).index("blue")}
+    assert sorted(float(weights[i]) for i in on) == [0.25, 0.25, 1.0, 1.0]
+    assert float(weights[SHAPES.index("star")]) == 1.0 and float(weights[len(SHAPES) + list(COLOURS).index("red")]) == 0.25
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path):

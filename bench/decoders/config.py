@@ -33,12 +33,14 @@ class DecoderConfig:
     max_length: int = 32
     epochs: float = 1.0
     batch_size: int = 128
-    lr: float = 1e-3
+    #: 2e-3: the smallest rate at which the default decoder's training loss stops falling within its
+    #: epoch on shapes-coco (final loss 1.11-1.17 at 1e-3, 0.97-1.00 at 2e-3 and at 3e-3; README)
+    lr: float = 2e-3
     warmup: int = 100
     weight_decay: float = 0.01
     dropout: float = 0.0  # one epoch: nothing to regularise against (0.1 measured slower and worse, see README)
     grad_clip: float = 1.0
-    length_split: int = 2  # each batch runs as this many length-sorted pieces (same update, less padding)
+    length_split: int = 4  # each batch runs as this many length-sorted pieces (same update, less padding: 4 is 9% faster than 2)
     bucket_pool: int = 1  # batches per length-sorted pool; 1: plain random batches (see the module doc)
     beam_size: int = 1
     decode_batch_size: int = 256
