@@ -32,7 +32,7 @@ DEFAULT_METHODS = ("capdec", "nonoise", "clipre", "decap", "syntic")
 DEFAULT_SPLITS = ("shapes-coco", "shapes-coco->shapes-flickr", "shapes-romantic")
 DEFAULT_SEEDS = (0, 1, 2)
 #: 0, the paper's 0.016, and 7 half-decade steps from 3e-4 to 0.3: about a tenth to a hundred
-#: times the shapes CLIP's per-dimension gap variance (0.0030; `bench gap`), wherever a method's
+#: times the shapes CLIP's per-dimension gap variance (0.0024; `bench gap`), wherever a method's
 #: best value falls
 DEFAULT_SWEEP = (0.0, 0.0003, 0.001, 0.003, 0.01, 0.016, 0.03, 0.1, 0.3)
 SWEEP_METHOD, SWEEP_SPLIT = "capdec", "shapes-coco"
@@ -78,7 +78,7 @@ class RunConfig:
     #: CLIP-S and RefCLIP-S (``bench.clipscore``) with this encoder spec; empty: the run's encoder
     eval_encoder: str = ""
     clip_score: bool = True
-    #: the embedded grid: ``default`` (10 minutes on a laptop CPU) or ``full`` (``FULL_METHODS``)
+    #: the embedded grid: ``default`` (10-15 minutes on a 2-core CPU) or ``full`` (``FULL_METHODS``)
     preset: str = "default"
 
     def __post_init__(self) -> None:
