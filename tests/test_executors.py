@@ -31,13 +31,16 @@ def _metrics(folder: Path) -> dict:
 
 def _assert_same_numbers(local: Path, other: Path, cells: int | None = None) -> None:
     """``other``'s run has every cell of ``local``'s with the same metrics (to 1e-6), and says of
-    each (method, seed) whether its fit was reused just as the in-process run says it."""
+    each (method, seed) whether its fit was reused just as the in-process run says it, the first
+    cell of each fit trained there carrying the fit's time."""
     expected, got = _metrics(local), _metrics(other)
     assert expected.keys() == got.keys() and (cells is None or len(expected) == cells)
     for cell, metrics in expected.items():
         assert got[cell] == pytest.approx(metrics, abs=1e-6), cell
     reused = {(r.method, r.seed): r.fit_reused for r in read_records(local).records}
     assert {(r.method, r.seed): r.fit_reused for r in read_records(other).records} == reused
+    trained = [r for r in read_records(other).records if not r.fit_reused and r.method != "clipre"]
+    assert trained and all(r.timings["fit"] > 0 for r in trained)  # the fit task's time, on its first cell
 
 
 @pytest.fixture
@@ -105,10 +108,7 @@ def test_local_workers_give_the_sequential_numbers(run_cli, tmp_path, karpathy_r
     code, _, err = run_cli(*_args(tmp_path, tiny_clip_folder, karpathy_root, "pool"), "--workers", "2")
     assert code == 0, err
     _assert_same_numbers(tmp_path / "local", tmp_path / "pool", cells=3)
-    pooled_records = read_records(tmp_path / "pool").records
-    assert {r.threads for r in pooled_records} == {1}
-    trained = [r for r in pooled_records if not r.fit_reused and r.method != "clipre"]
-    assert trained and all(r.timings["fit"] > 0 for r in trained)  # the fit task's time, on its first cell
+    assert {r.threads for r in read_records(tmp_path / "pool").records} == {1}
 
 
 def test_auto_workers():
@@ -183,10 +183,7 @@ def test_slurm_job_arrays_locally_give_the_local_numbers(run_cli, tmp_path, karp
     code, _, err = run_cli(*_args(tmp_path, tiny_clip_folder, karpathy_root, "slurm"), "--executor", "slurm",
                            "--slurm-cluster", "local", "--threads", "1")
     assert code == 0, err
-    expected, got = _metrics(tmp_path / "local"), _metrics(tmp_path / "slurm")
-    assert expected.keys() == got.keys()
-    for cell, metrics in expected.items():
-        assert got[cell] == pytest.approx(metrics, abs=1e-6), cell
+    _assert_same_numbers(tmp_path / "local", tmp_path / "slurm")
     assert list((tmp_path / "slurm" / "slurm").glob("*_log.out")), "job logs live in the run folder"
 
 
@@ -253,8 +250,7 @@ def test_a_local_pool_runs_ready_cells_before_waiting_fits(monkeypatch):
                        cells=[(tasks.Task("cell", None, cell(f"{k}{i}")), k, f"{k}{i}") for k in ("A", "B", "C") for i in (1, 2)])
     monkeypatch.setattr(tasks, "plan", lambda runner, todo, threads: graph)
     stored = []
-    monkeypatch.setattr(bench.executors.base, "accept",
-                        lambda runner, report, c, value, fit_reused=None: stored.append((c.name, fit_reused, value["record"]["timings"])))
+    monkeypatch.setattr(bench.executors.base, "accept", lambda runner, report, c, value, fit=None: stored.append((c.name, fit)))
     started, in_flight = [], []
 
     def submit(task):
@@ -270,7 +266,28 @@ def test_a_local_pool_runs_ready_cells_before_waiting_fits(monkeypatch):
     tasks.drive(None, [], None, 1, submit, lambda pending: min(pending), result, capacity=1)
     assert started == [("fit", "A"), ("cell", "A1"), ("cell", "A2"), ("fit", "B"), ("cell", "B1"), ("cell", "B2"),
                        ("fit", "C"), ("cell", "C1"), ("cell", "C2")]
-    assert stored[0] == ("A1", False, {"fit": 12.5}) and stored[1] == ("A2", True, {"fit": 0.0})
+    assert stored[0] == ("A1", {"reused": False, "seconds": 12.5}) and stored[1] == ("A2", None)
     started.clear()
     tasks.drive(None, [], None, 1, submit, lambda pending: min(pending), result)  # no capacity: every fit at once
     assert [kind for kind, _ in started[:3]] == ["fit", "fit", "fit"]
+
+
+def test_accept_puts_a_trained_fit_and_its_time_on_the_first_cell_only():
+    """Every executor stores a worker's cell through ``accept``: the first cell of a fit trained
+    now says so and carries the fit task's time; a cell without a fit result reused it."""
+    from types import SimpleNamespace
+
+    from bench.executors.base import accept
+
+    line = (Path(__file__).parent / "fixtures" / "report_run" / "records.jsonl").read_text().splitlines()[0]
+    value = {"record": {**json.loads(line), "fit_reused": False, "timings": {"fit": 0.01, "score": 2.0}}, "samples": []}
+    stored = []
+    runner = SimpleNamespace(store=SimpleNamespace(add=lambda record, samples: stored.append(record)))
+    report = SimpleNamespace(completed=[], fits=0, fits_reused=0)
+    accept(runner, report, None, value, fit={"reused": False, "seconds": 12.3456})
+    accept(runner, report, None, value, fit={"reused": True, "seconds": 0.2})
+    accept(runner, report, None, value)
+    assert [(r.fit_reused, r.timings) for r in stored] == [(False, {"fit": 12.346, "score": 2.0}),
+                                                           (True, {"fit": 0.01, "score": 2.0}),
+                                                           (True, {"fit": 0.01, "score": 2.0})]
+    assert (report.fits, report.fits_reused) == (1, 2) and value["record"]["timings"] == {"fit": 0.01, "score": 2.0}

@@ -46,13 +46,18 @@ class CellProgress:
         self.bar.close()
 
 
-def accept(runner: Any, report: Any, cell: Any, result: dict[str, Any], fit_reused: bool | None = None) -> None:
-    """Store a worker's result for ``cell``: its samples, then its record (the driver writes)."""
+def accept(runner: Any, report: Any, cell: Any, result: dict[str, Any], fit: dict[str, Any] | None = None) -> None:
+    """Store a worker's result for ``cell``: its samples, then its record (the driver writes).
+
+    ``fit`` is the result of the fit task the cell waited on, given with the first cell of that
+    fit only: a fit trained now is said so, with its time, on that cell, as in one process; every
+    other cell reused it."""
     from bench.records import Record, Sample
 
     record = Record.from_dict(result["record"])
-    if fit_reused is not None:
-        record = dataclasses.replace(record, fit_reused=fit_reused)
+    reused = fit is None or bool(fit["reused"])
+    timings = record.timings if reused else {**record.timings, "fit": round(float(fit["seconds"]), 3)}
+    record = dataclasses.replace(record, fit_reused=reused, timings=timings)
     runner.store.add(record, [Sample.from_dict(s) for s in result["samples"]])
     report.completed.append(record)
     report.fits_reused += bool(record.fit_reused)

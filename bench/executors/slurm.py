@@ -58,13 +58,13 @@ class SlurmExecutor(Executor):
                     fit_failures[key] = (blocked[0], blocked[0])
                 else:
                     fits.append((key, task))
-            fit_reused: dict[str, bool] = {}
+            fit_done: dict[str, dict[str, Any]] = {}
             for (key, _), (_, outcome) in zip(fits, self._stage(executor, [t for _, t in fits], bar)):
                 if isinstance(outcome, BaseException):
                     line, text = describe_failure(outcome)
                     fit_failures[key] = (f"its fit failed: {line}", text)
                 else:
-                    fit_reused[key] = bool(outcome["reused"])
+                    fit_done[key] = outcome
             cells = []
             for task, key, cell_id in graph.cells:
                 if key in fit_failures:
@@ -77,7 +77,7 @@ class SlurmExecutor(Executor):
                     runner.record_failure(report, task.cell, cell_id, *describe_failure(outcome))
                     bar.update(failed=1)
                 else:
-                    accept(runner, report, task.cell, outcome, fit_reused=fit_reused.pop(key, True))
+                    accept(runner, report, task.cell, outcome, fit=fit_done.pop(key, None))
                     bar.update(finished=1)
         finally:
             bar.close()

@@ -177,10 +177,7 @@ def drive(runner: Any, todo: list[tuple[Cell, str]], report: Any, threads: int, 
                 ready_cells.extend((cell_task, (cell_task, cell_id, what)) for cell_task, cell_id in cells_of.pop(what))
             else:
                 cell_task, cell_id, key = what
-                fit = fit_done.pop(key, None)  # the first cell of a fit trained now says so, and its time, as locally
-                if fit is not None and not fit["reused"]:
-                    value["record"]["timings"]["fit"] = round(float(fit["seconds"]), 3)
-                accept(runner, report, cell_task.cell, value, fit_reused=True if fit is None else bool(fit["reused"]))
+                accept(runner, report, cell_task.cell, value, fit=fit_done.pop(key, None))
                 bar.update(finished=1)
             fill()
     finally:
