@@ -11,8 +11,14 @@ is recomputed on each resample the way the scorer computes it on the whole set:
   (``BLEU_STATS``), and a resample sums them before the geometric mean and brevity penalty.
 
 A row that ran with several seeds is averaged over its seeds on every resample (seeds share
-their test images, so the resample is the same for all of them). Two rows of the same split
-are compared on the *same* resamples, which is what makes the test paired.
+their test images, so the resample is the same for all of them). Given a ``seed`` for the draws,
+the seeds are resampled too (with replacement, as many as the row has): a two-level bootstrap
+whose interval holds both the test set's sampling and training's seed-to-seed variation
+(Bouthillier et al., 2021). Without it, a row whose seeds spread by 10 CIDEr gets an interval
+from the images alone, as narrow as if its training were deterministic. A bootstrap of three
+seeds is coarse (ten distinct draws; it understates their variance by a third). Two rows of the
+same split are compared on the *same* resamples, images and seed positions alike, which is what
+makes the test paired.
 """
 
 from __future__ import annotations
@@ -76,32 +82,50 @@ class PerImage:
     def n_images(self) -> int:
         return (self.values if self.values is not None else self.stats).shape[1]
 
-    def resampled(self, counts: np.ndarray) -> np.ndarray:
-        """The seed-averaged statistic on each resample: (n_resamples,)."""
+    @property
+    def n_seeds(self) -> int:
+        return (self.values if self.values is not None else self.stats).shape[0]
+
+    def resampled(self, counts: np.ndarray, seed: int | None = None) -> np.ndarray:
+        """The seed-averaged statistic on each resample: (n_resamples,). With ``seed``, each
+        resample also draws the row's seeds with replacement (``resample_seeds``)."""
         if self.values is not None:
             per_seed = counts @ self.values.T / counts.sum(axis=1, keepdims=True)  # (R, seeds)
-            return per_seed.mean(axis=1)
-        n = int(self.metric[-1]) if self.metric.startswith("bleu") else 4
-        sums = np.einsum("ri,sik->rsk", counts, self.stats)  # (R, seeds, 10)
-        return corpus_bleu(sums, n).mean(axis=1)
+        else:
+            n = int(self.metric[-1]) if self.metric.startswith("bleu") else 4
+            per_seed = corpus_bleu(np.einsum("ri,sik->rsk", counts, self.stats), n)  # (R, seeds)
+        if seed is not None and self.n_seeds > 1:
+            draws = resample_seeds(self.n_seeds, len(counts), seed)
+            per_seed = np.take_along_axis(per_seed, draws, axis=1)
+        return per_seed.mean(axis=1)
 
 
-def bootstrap_interval(evidence: PerImage, counts: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the statistic over the resamples in ``counts``."""
-    draws = evidence.resampled(counts)
+def resample_seeds(n_seeds: int, n_resamples: int, seed: int) -> np.ndarray:
+    """Which of a row's seeds each resample draws, with replacement: (n_resamples, n_seeds) indices.
+    The same for every row with as many seeds, so rows that share seeds (nonoise and decap share
+    a decoder per seed) stay paired."""
+    rng = np.random.default_rng([seed, n_seeds, n_resamples])
+    return rng.integers(0, n_seeds, size=(n_resamples, n_seeds))
+
+
+def bootstrap_interval(evidence: PerImage, counts: np.ndarray, level: float = 0.95,
+                       seed: int | None = None) -> tuple[float, float]:
+    """Percentile bootstrap interval of the statistic over the resamples in ``counts`` (and, with
+    ``seed``, over the row's seeds)."""
+    draws = evidence.resampled(counts, seed)
     alpha = (1 - level) / 2
     lo, hi = np.quantile(draws, [alpha, 1 - alpha])
     return float(lo), float(hi)
 
 
-def paired_bootstrap_pvalue(best: PerImage, other: PerImage, counts: np.ndarray) -> float:
+def paired_bootstrap_pvalue(best: PerImage, other: PerImage, counts: np.ndarray, seed: int | None = None) -> float:
     """One-sided paired bootstrap p-value that ``best`` is not better than ``other``.
 
     On each resample (the same images for both), the difference best - other is computed; the
     p-value is the share of resamples where it is <= 0, with the usual +1 correction so that it
     is never exactly 0. Two identical rows give 1.0.
     """
-    delta = best.resampled(counts) - other.resampled(counts)
+    delta = best.resampled(counts, seed) - other.resampled(counts, seed)
     return float((np.count_nonzero(delta <= 0) + 1) / (len(delta) + 1))
 
 

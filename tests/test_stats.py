@@ -7,6 +7,7 @@ from bench.stats import (
     corpus_bleu,
     paired_bootstrap_pvalue,
     resample_counts,
+    resample_seeds,
     seed_interval,
     t_quantile,
 )
@@ -100,6 +101,38 @@ def test_paired_test_gives_a_high_p_value_for_identical_methods_and_a_low_one_fo
     lo, hi = bootstrap_interval(a, counts)
     assert lo < slightly.point() < hi
     assert paired_bootstrap_pvalue(slightly, a, counts) < 0.01
+
+
+def test_intervals_over_seeds_hold_the_spread_between_seeds():
+    """Three seeds that agree image for image up to a per-seed offset of 0, 10 and 20: over the
+    images alone the interval of their mean is as narrow as one seed's; resampling the seeds
+    too widens it by about the offsets' spread, and the test against a row 5 points better
+    than the mean, sure on images alone, is no longer sure."""
+    n = 300
+    base = _cider_rows(n).values[0]
+    spread = PerImage("cider", values=np.stack([base, base + 10.0, base + 20.0]))
+    steady = PerImage("cider", values=np.stack([base + 10.0] * 3))
+    counts = resample_counts(n, 2000, seed=0)
+    lo_img, hi_img = bootstrap_interval(spread, counts)
+    lo, hi = bootstrap_interval(spread, counts, seed=0)
+    assert lo < spread.point() < hi
+    assert (hi - lo) > (hi_img - lo_img) + 10.0
+    # identical seeds: resampling them changes nothing
+    assert bootstrap_interval(steady, counts, seed=0) == pytest.approx(bootstrap_interval(steady, counts))
+    better = PerImage("cider", values=np.stack([base + 15.0] * 3))
+    assert paired_bootstrap_pvalue(better, spread, counts) < 0.01
+    assert paired_bootstrap_pvalue(better, spread, counts, seed=0) > 0.05
+    # one seed: nothing to resample
+    one = PerImage("cider", values=base[None])
+    assert np.array_equal(one.resampled(counts, seed=0), one.resampled(counts))
+
+
+def test_seed_draws_are_reproducible_with_replacement_and_shared_by_rows_with_as_many_seeds():
+    draws = resample_seeds(3, 1000, seed=0)
+    assert draws.shape == (1000, 3) and draws.min() == 0 and draws.max() == 2
+    assert np.array_equal(draws, resample_seeds(3, 1000, seed=0))
+    assert not np.array_equal(draws, resample_seeds(3, 1000, seed=1))
+    assert (np.sort(draws, axis=1) != [0, 1, 2]).any(axis=1).mean() > 0.5  # with replacement: most draws repeat a seed
 
 
 def test_seed_interval_uses_student_t():

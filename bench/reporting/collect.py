@@ -252,7 +252,8 @@ def add_intervals(data: RunData) -> None:
 
     The rows of a table (a split's main rows; a split's rows of one ablated method) share one set
     of resamples, drawn from ``data.seed``, so their tests are paired and the report is
-    reproducible.
+    reproducible. A row with several seeds has its seeds resampled too: its interval and its test
+    hold training's seed-to-seed variation, not the test images' alone.
     """
     for split in data.splits():
         rows = [r for r in data.rows if r.split == split]
@@ -273,10 +274,10 @@ def add_intervals(data: RunData) -> None:
                     mine = ev.get(row, metric)
                     if mine is None:
                         continue
-                    lo, hi = bootstrap_interval(mine, counts)
+                    lo, hi = bootstrap_interval(mine, counts, seed=data.seed)  # images and seeds
                     p = None
                     if row is not best and best_ev is not None:
-                        p = paired_bootstrap_pvalue(best_ev, mine, counts)
+                        p = paired_bootstrap_pvalue(best_ev, mine, counts, seed=data.seed)
                     # a row in two tables (a main row that is also an ablation point) keeps its main-table test
                     row.intervals.setdefault(metric, Interval(lo, hi, p))
 

@@ -148,8 +148,11 @@ def significance_table(data: RunData, split: str) -> Table:
     frame = pd.DataFrame.from_dict(records, orient="index")
     table = Table(frame, numeric=list(frame.columns[1:]))
     n_images = rows[0].records[0].n_images if rows else 0
-    table.notes.append(f"95% percentile bootstrap intervals over the {n_images} test images ({data.resamples} resamples, "
-                       f"seed {data.seed}); p: one-sided paired bootstrap test that the best row is not better than this one "
+    several = any(len(r.records) > 1 for r in rows)
+    over = f"over the {n_images} test images and each row's seeds, both resampled" if several else f"over the {n_images} test images"
+    coarse = "; a bootstrap of a few seeds is coarse and understates their spread" if several else ""
+    table.notes.append(f"95% percentile bootstrap intervals {over} ({data.resamples} resamples, seed {data.seed}{coarse}); "
+                       "p: one-sided paired bootstrap test that the best row is not better than this one "
                        "(same resamples for every row).")
     for metric in metrics:
         if best[metric] is None and sum(r.mean(metric) is not None for r in rows) > 1:
