@@ -1,6 +1,6 @@
 """DeCap (Li et al., ICLR 2023): decode a projection of the image embedding onto text memory.
 
-The decoder (from scratch, 4 layers, 4 heads) learns to reconstruct captions from their clean
+The decoder (from scratch; the default transformer) learns to reconstruct captions from their clean
 CLIP text embeddings. At test time an image embedding is projected onto a support memory of
 training-text embeddings (softmax over cosine / τ, τ = 0.01, re-normalised weighted sum) and
 that projection is decoded: the decoder only ever sees points of the text modality. The

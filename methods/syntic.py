@@ -13,7 +13,7 @@ the paper's ablation:
   encoder and fused with the feature by multi-head attention into a second prefix vector
   (``bench.decoders.fusion``), learnt with the decoder.
 
-The decoder (from scratch, 4 layers, 4 heads) is trained on these prefixes. At test time a real
+The decoder (from scratch; the default transformer) is trained on these prefixes. At test time a real
 image's embedding goes through the same projection, and the real image is tagged the same way
 (the CLIP tagger works on the embedding; a detector reads the image file, see
 ``caption_images``). Feature optimisation needs a paired text, so it applies to training

@@ -2,7 +2,7 @@
 
 The CLIP embedding is mapped to ``prefix_length`` vectors by a mapper (a linear map in DeCap),
 placed before the beginning-of-sentence token (a method may condition on several vectors, e.g.
-SynTIC's image feature and its fused object tags: each is mapped the same way, in order); a pre-LN GPT-style stack (4 layers, 4 heads by
+SynTIC's image feature and its fused object tags: each is mapped the same way, in order); a pre-LN GPT-style stack (2 layers, 4 heads by
 default) predicts the caption. Output weights are tied to the token embedding. Generation
 keeps a key-value cache per layer.
 """
