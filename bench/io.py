@@ -47,6 +47,20 @@ def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 2) -> Pat
     return write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False, default=str) + "\n")
 
 
+def torch_save_atomic(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to ``path`` atomically, the same tensors always giving the same bytes.
+
+    Saved to a path, torch names the archive's inner folder after the file, here a random
+    temporary name, so two saves of identical weights hashed differently (and an encoder's id,
+    the hash of its weights, changed with every training). Through a file object the folder is
+    always ``archive``."""
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+    return Path(path)
+
+
 def sha256_file(path: str | Path, _memo: dict = {}) -> str:  # noqa: B006 - a per-process memo by design
     """SHA-256 of a file, remembered per (path, size, mtime) so a large checkpoint is hashed once."""
     path = Path(path)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.io import atomic_path, write_text_atomic
+from bench.io import torch_save_atomic, write_text_atomic
 
 TENSOR_KEY = "__tensor__"
 
@@ -71,13 +71,10 @@ def join_state(skeleton: Any, tensors: dict[str, Any]) -> Any:
 
 def save_state(state: Any, stem: Path) -> list[Path]:
     """Write ``<stem>.pt`` and ``<stem>.json`` atomically; returns both paths."""
-    import torch
-
     skeleton, tensors = split_state(state)
     stem = Path(stem)
     pt, js = stem.with_suffix(".pt"), stem.with_suffix(".json")
-    with atomic_path(pt) as tmp:
-        torch.save(tensors, tmp)
+    torch_save_atomic(tensors, pt)
     write_text_atomic(js, json.dumps(skeleton, ensure_ascii=False))
     return [pt, js]
 

@@ -332,3 +332,22 @@ def test_report_markdown_carries_no_raw_html_from_records(tmp_path):
     assert "**0.00**" not in markdown  # a tie at 0 is no best value
     html = rendered.html.read_text()
     assert "<img src=x" not in html and "&lt;img src=x" in html
+
+
+def test_saved_tensors_are_the_same_bytes_wherever_and_however_often_they_are_saved(tmp_path):
+    """An artefact's hash is its identity (the world CLIP's encoder id is its weights' SHA-256):
+    saving the same tensors twice, under different names, must give the same bytes."""
+    import torch
+
+    from bench.io import sha256_file, torch_save_atomic
+    from bench.state_io import load_tensors
+
+    tensors = {"w": torch.arange(12.0).reshape(3, 4), "b": torch.ones(4)}
+    a = torch_save_atomic(tensors, tmp_path / "a" / "weights.pt")
+    b = torch_save_atomic(tensors, tmp_path / "b" / "other-name.pt")
+    assert a.read_bytes() == b.read_bytes() and sha256_file(a) == sha256_file(b)
+    assert not list(tmp_path.rglob(".*.tmp"))  # no temporary file left behind
+    loaded = load_tensors(b)
+    assert all(torch.equal(loaded[k], tensors[k]) for k in tensors)
+    changed = torch_save_atomic({**tensors, "b": torch.zeros(4)}, tmp_path / "c.pt")
+    assert sha256_file(changed) != sha256_file(a)

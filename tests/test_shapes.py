@@ -172,6 +172,7 @@ def test_corrupted_checkpoint_is_detected_and_rebuilt(tmp_path):
 
     ckpt = ensure_clip(world, clip, tmp_path, log=lambda m: None)
     good = torch.load(ckpt.weights, weights_only=True)
+    identity = ckpt.manifest()["sha256"]
     data = bytearray(ckpt.weights.read_bytes())
     data[len(data) // 2] ^= 0xFF
     ckpt.weights.write_bytes(bytes(data))
@@ -182,6 +183,8 @@ def test_corrupted_checkpoint_is_detected_and_rebuilt(tmp_path):
     assert again.problem() is None
     rebuilt = torch.load(again.weights, weights_only=True)  # a deterministic rebuild: the same weights
     assert rebuilt.keys() == good.keys() and all(torch.equal(rebuilt[k], good[k]) for k in good)
+    # the same weights, the same file: the encoder's id (its weights' hash) survives a rebuild
+    assert again.manifest()["sha256"] == identity
 
 
 def test_unwritable_cache_dir_is_one_line_error(run_cli, tmp_path):

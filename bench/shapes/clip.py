@@ -33,7 +33,7 @@ import numpy as np
 
 from bench.clip_encoder import encode_text
 from bench.errors import BenchError
-from bench.io import atomic_path, sha256_file, write_json_atomic, write_text_atomic
+from bench.io import sha256_file, torch_save_atomic, write_json_atomic, write_text_atomic
 from bench.shapes.domains import WorldConfig, pretrain_arrays
 from bench.training import decay_groups
 
@@ -203,9 +203,8 @@ def train_clip(world: WorldConfig, cfg: ClipTrainConfig, progress: Callable | No
                 steps.set_postfix(loss=f"{loss.item():.3f}")
             done = step + 1
             if resume is not None and done % checkpoint_every == 0 and done < cfg.steps:
-                with atomic_path(resume) as tmp:
-                    torch.save({"key": asdict(cfg), "step": done, "model": trained.state_dict(), "opt": opt.state_dict(),
-                                "gen": gen.get_state(), "losses": losses}, tmp)
+                torch_save_atomic({"key": asdict(cfg), "step": done, "model": trained.state_dict(), "opt": opt.state_dict(),
+                                   "gen": gen.get_state(), "losses": losses}, resume)
         model.to(memory_format=torch.contiguous_format)  # as a loaded checkpoint is: the same features, bit for bit
         model.eval()
         stats = {"render_s": round(render_s, 1), "train_s": round(time.perf_counter() - start - render_s, 1),
@@ -304,8 +303,6 @@ def ensure_clip(world: WorldConfig, cfg: ClipTrainConfig, cache_dir: Path, progr
 
 def _train_checkpoint(ckpt: ClipCheckpoint, world: WorldConfig, cfg: ClipTrainConfig, progress: Callable | None,
                       log: Callable[[str], None], card: Callable[[ClipCheckpoint], dict[str, Any]] | None) -> ClipCheckpoint:
-    import torch
-
     key = ckpt.key
     problem = ckpt.problem()
     if problem is None:  # another process trained it while this one waited
@@ -319,8 +316,7 @@ def _train_checkpoint(ckpt: ClipCheckpoint, world: WorldConfig, cfg: ClipTrainCo
     log(f"training the shapes CLIP {key} into {ckpt.folder} (once per cache folder; a few minutes on a CPU)")
     partial = ckpt.folder / "training-state.pt"
     model, stats = train_clip(world, cfg, progress, log, resume=partial)
-    with atomic_path(ckpt.weights) as tmp:
-        torch.save(model.state_dict(), tmp)
+    torch_save_atomic(model.state_dict(), ckpt.weights)  # identical weights, identical bytes: the encoder id is the weights
     partial.unlink(missing_ok=True)
     manifest = {"key": key, "sha256": sha256_file(ckpt.weights), "model": cfg.model, "world": asdict(world),
                 "world_key": world.key(), "train": asdict(cfg), "training": stats,
