@@ -326,6 +326,41 @@ def test_noise_curves_are_told_apart_by_their_settings(tmp_path):
     assert all(len(c.points) == 2 for c in curves)
 
 
+def test_a_noise_curve_compares_like_with_like_when_its_points_ran_with_different_seeds(tmp_path):
+    """The embedded default's sweep: seed 0 at every σ², seeds 0-2 at the main cell's σ². The
+    line must go through seed 0 everywhere (a 3-seed mean at one point is a step made of seeds);
+    the point's 3-seed mean is kept beside it, and the table says so."""
+    from bench.records import Record, RecordStore
+    from bench.reporting.collect import load_run
+    from bench.reporting.figures import noise_curves, plot_noise_curves
+    from bench.reporting.tables import noise_table
+
+    store = RecordStore(tmp_path)
+    cider = {(0.0, 0): 100.0, (0.001, 0): 150.0, (0.016, 0): 160.0, (0.016, 1): 130.0, (0.016, 2): 145.0}
+    for (noise, seed), value in cider.items():
+        store.add(Record(method="capdec", split="coco", train="coco", eval="coco", kind="in-domain", seed=seed,
+                         config={"noise_variance": noise}, noise_variance=noise, metrics={"cider": value, "bleu4": 20.0 + seed}))
+    (curve,) = noise_curves(load_run(tmp_path))
+    assert curve.common_seeds == [0]
+    by_noise = {p.noise: p for p in curve.points}
+    assert by_noise[0.016].mean["cider"] == 160.0 and by_noise[0.016].seeds == 1  # seed 0, not the 3-seed mean
+    assert by_noise[0.016].all_seeds == 3 and by_noise[0.016].all_mean["cider"] == pytest.approx(145.0)
+    lo, hi = by_noise[0.016].all_band["cider"]
+    assert lo < 145.0 < hi
+    assert not by_noise[0.001].all_mean  # ran with seed 0 only: nothing beside it
+    notes = " ".join(noise_table([curve]).notes)
+    assert "seed 0" in notes and "145.00" in notes and "3 seeds" in notes
+    assert all(p.exists() for p in plot_noise_curves([curve], tmp_path / "figures"))
+    # every point with the same seeds: each point is its own mean, nothing is set aside
+    other = RecordStore(tmp_path / "same")
+    for noise in (0.0, 0.016):
+        for seed in (0, 1):
+            other.add(Record(method="capdec", split="coco", train="coco", eval="coco", kind="in-domain", seed=seed,
+                             config={"noise_variance": noise}, noise_variance=noise, metrics={"cider": 10.0 * (seed + 1)}))
+    (same,) = noise_curves(load_run(tmp_path / "same"))
+    assert same.common_seeds is None and all(p.seeds == 2 and p.mean["cider"] == 15.0 and not p.all_mean for p in same.points)
+
+
 def test_reader_notes_say_when_cells_ran_with_different_thread_counts():
     from bench.records import Record
     from bench.reporting.collect import reader_notes

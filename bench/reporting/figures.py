@@ -27,6 +27,11 @@ class Point:
     mean: dict[str, float]
     band: dict[str, tuple[float, float]] = field(default_factory=dict)  # 95% interval over seeds
     seeds: int = 1
+    #: a point that ran with more seeds than its curve's others: its mean and interval over all of
+    #: them (the line itself goes through the seeds every point shares)
+    all_mean: dict[str, float] = field(default_factory=dict)
+    all_band: dict[str, tuple[float, float]] = field(default_factory=dict)
+    all_seeds: int = 0
 
 
 @dataclass
@@ -36,6 +41,9 @@ class Curve:
     settings: str  # the method's varying settings on this curve, "key=value ..."
     points: list[Point]
     label: str = ""
+    #: the seeds every point averages when the points ran with different seeds (an embedded
+    #: default's sweep: seed 0 at every σ², three seeds at the main cell's); None: each point's own
+    common_seeds: list[int] | None = None
 
 
 def noise_curves(data: RunData) -> list[Curve]:
@@ -48,20 +56,32 @@ def noise_curves(data: RunData) -> list[Curve]:
     for (method, split, _), rows in groups.items():
         if len({r.noise_variance for r in rows}) < 2:
             continue
+        # Like for like: a line through one seed's values at most σ² and three seeds' mean at one
+        # would show a step that is only the seeds. Where the points ran with different seeds, the
+        # line goes through the seeds they all share; a point's other seeds are drawn beside it.
+        seed_sets = [{r.seed for r in row.records} for row in rows]
+        shared = set.intersection(*seed_sets)
+        common = sorted(shared) if shared and any(s != shared for s in seed_sets) else None
         points = []
         for row in sorted(rows, key=lambda r: r.noise_variance):
-            point = Point(row.noise_variance, {}, seeds=len(row.records))
+            records = [r for r in row.records if common is None or r.seed in shared]
+            point = Point(row.noise_variance, {}, seeds=len(records))
             for metric in CURVE_METRICS:
-                values = row.values(metric)
+                values = _values(records, metric)
                 if not values:
                     continue
                 mean, lo, hi = seed_interval(values)
                 point.mean[metric] = mean
                 if len(values) > 1:
                     point.band[metric] = (lo, hi)
+                if len(records) < len(row.records):
+                    everything = _values(row.records, metric)
+                    point.all_seeds = len(row.records)
+                    point.all_mean[metric], *band = seed_interval(everything)
+                    point.all_band[metric] = tuple(band)
             points.append(point)
         settings = " ".join(f"{short_key(k, method)}={show_value(v)}" for k, v in rows[0].settings)
-        curves.append(Curve(method, split, settings, points))
+        curves.append(Curve(method, split, settings, points, common_seeds=common))
     methods = {c.method for c in curves}
     for c in curves:
         # name what tells curves apart: the split, the method when several, the settings when a
@@ -70,6 +90,11 @@ def noise_curves(data: RunData) -> list[Curve]:
         parts = [c.split if len(methods) == 1 else f"{c.method} · {c.split}"] + ([c.settings] if several and c.settings else [])
         c.label = " · ".join(parts)
     return curves
+
+
+def _values(records: list, metric: str) -> list[float]:
+    return [float(r.metrics[metric]) for r in sorted(records, key=lambda r: r.seed)
+            if isinstance(r.metrics.get(metric), (int, float))]
 
 
 def gap_markers(data: RunData) -> dict[str, float]:
@@ -121,6 +146,15 @@ def plot_noise_curves(curves: list[Curve], out_dir: Path, markers: dict[str, flo
             if banded:
                 ax.fill_between([positions[p.noise] for p in banded], [p.band[metric][0] for p in banded],
                                 [p.band[metric][1] for p in banded], color=line.get_color(), alpha=0.2, linewidth=0)
+            more = [p for p in pts if metric in p.all_mean]
+            if more:  # points with more seeds than the line: their own mean and interval, open markers
+                ys = [p.all_mean[metric] for p in more]
+                ax.errorbar([positions[p.noise] * 1.06 for p in more], ys,
+                            yerr=[[y - p.all_band[metric][0] for y, p in zip(ys, more)],
+                                  [p.all_band[metric][1] - y for y, p in zip(ys, more)]],
+                            fmt="o", mfc="white", color=line.get_color(), capsize=3, linewidth=1,
+                            label=f"{curve.label}: all {more[0].all_seeds} seeds" if len({p.all_seeds for p in more}) == 1
+                            else f"{curve.label}: all seeds")
         for k, (name, value) in enumerate(sorted((markers or {}).items(), key=lambda kv: kv[1])):
             if value > 0:
                 ax.axvline(value, color="0.35", linestyle="--" if k % 2 == 0 else ":", linewidth=1)
@@ -128,7 +162,8 @@ def plot_noise_curves(curves: list[Curve], out_dir: Path, markers: dict[str, flo
                         fontsize=7, va="top", color="0.25")
         ax.set_xscale("log")
         ax.set_xticks([positions[v] for v in variances])
-        ax.set_xticklabels([f"{v:g}" for v in variances])
+        crowded = len(variances) > 6  # neighbours such as 0.01 and 0.016 would print into each other
+        ax.set_xticklabels([f"{v:g}" for v in variances], rotation=45 if crowded else 0, ha="right" if crowded else "center")
         ax.minorticks_off()
         if zero is not None:
             _axis_break(ax, zero, min(v for v in positions.values() if v != zero))
@@ -136,8 +171,15 @@ def plot_noise_curves(curves: list[Curve], out_dir: Path, markers: dict[str, flo
         ax.set_ylabel(METRIC_NAMES[metric])
         ax.set_title(f"{METRIC_NAMES[metric]} against σ²")
         ax.grid(True, alpha=0.3)
+    notes = []
     if any(p.band for c in curves for p in c.points):
-        axes[0].text(0.01, 0.01, "bands: 95% interval over seeds", transform=axes[0].transAxes, fontsize=8, alpha=0.7)
+        notes.append("bands: 95% interval over seeds")
+    shared = {tuple(c.common_seeds) for c in curves if c.common_seeds}
+    if shared:
+        seeds = ", ".join(str(s) for s in shared.pop()) if len(shared) == 1 else "those all points share"
+        notes.append(f"lines: seed {seeds} at every σ²; open markers: all seeds, 95% interval")
+    if notes:
+        axes[0].text(0.01, 0.01, "\n".join(notes), transform=axes[0].transAxes, fontsize=7, alpha=0.8)
     axes[-1].legend(fontsize=8, loc="best")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "noise_curve.png", out_dir / "noise_curve.svg"]

@@ -248,6 +248,15 @@ def noise_table(curves: list[Any]) -> Table:
         records[len(records)] = cells
     frame = pd.DataFrame.from_dict(records, orient="index")
     table = Table(frame, numeric=list(frame.columns))
+    for c in curves:
+        more = [p for p in c.points if p.all_seeds]
+        if c.common_seeds and more:
+            shown = "; ".join(f"σ² {p.noise:g}: " + ", ".join(f"{METRIC_NAMES[m]} {fmt(p.all_mean[m])}" for m in p.all_mean)
+                              + f" over {p.all_seeds} seeds" for p in more)
+            table.notes.append(f"{c.label}: every point is the mean over the seeds all points ran with "
+                               f"(seed{'s' if len(c.common_seeds) > 1 else ''} {', '.join(str(s) for s in c.common_seeds)}), so the curve "
+                               "compares like with like; "
+                               f"points run with more seeds, over all of them: {shown}.")
     if seed_counts == {1}:
         table.notes.append("One seed per point: the curve carries no seed-to-seed variation.")
     elif len(seed_counts) > 1:
