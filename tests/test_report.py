@@ -361,6 +361,30 @@ def test_a_noise_curve_compares_like_with_like_when_its_points_ran_with_differen
     assert same.common_seeds is None and all(p.seeds == 2 and p.mean["cider"] == 15.0 and not p.all_mean for p in same.points)
 
 
+def test_an_ablation_compares_rows_on_the_seeds_they_share(tmp_path):
+    """The all-on row shares the main table's three seeds; the other combination ran seed 0. Its
+    3-seed mean (60) is below the other row (65) only because seeds 1 and 2 were unlucky; on seed
+    0, which both ran, it leads (70). The bold must follow the like-for-like comparison."""
+    from bench.records import Record, RecordStore
+    from bench.reporting.collect import load_run
+    from bench.reporting.tables import ablation_tables
+
+    store = RecordStore(tmp_path)
+    rows = [(True, 0, 70.0), (True, 1, 55.0), (True, 2, 55.0), (False, 0, 65.0)]
+    for on, seed, cider in rows:
+        store.add(Record(method="syntic", split="coco", train="coco", eval="coco", kind="in-domain", seed=seed,
+                         config={"optimise": on}, metrics={"cider": cider, "bleu4": 10.0}))
+    ((method, keys, table),) = ablation_tables(load_run(tmp_path))
+    frame, best = table.frame, table.best
+    on_row = frame.index[frame["optimise"] == "✓"][0]
+    off_row = frame.index[frame["optimise"] == "✗"][0]
+    col = "coco CIDEr"
+    assert frame.loc[on_row, col].startswith("70.00 (seed 0) · 60.00") and "over 3 seeds" in frame.loc[on_row, col]
+    assert frame.loc[off_row, col].startswith("65.00")
+    assert bool(best.loc[on_row, col]) and not bool(best.loc[off_row, col])
+    assert "compared on seed 0" in " ".join(table.notes)
+
+
 def test_reader_notes_say_when_cells_ran_with_different_thread_counts():
     from bench.records import Record
     from bench.reporting.collect import reader_notes
