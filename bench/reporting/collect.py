@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,18 +62,34 @@ class Row:
     def seeds(self) -> list[int]:
         return sorted(r.seed for r in self.records)
 
-    def values(self, metric: str) -> list[float]:
-        """The metric of each seed that has a number for it (a record may hold null)."""
+    def values(self, metric: str, seeds: Collection[int] | None = None) -> list[float]:
+        """The metric of each seed (of ``seeds`` only, when given) that has a number for it (a
+        record may hold null)."""
         return [float(r.metrics[metric]) for r in sorted(self.records, key=lambda r: r.seed)
-                if isinstance(r.metrics.get(metric), (int, float))]
+                if (seeds is None or r.seed in seeds) and isinstance(r.metrics.get(metric), (int, float))]
 
-    def mean(self, metric: str) -> float | None:
-        values = self.values(metric)
+    def mean(self, metric: str, seeds: Collection[int] | None = None) -> float | None:
+        values = self.values(metric, seeds)
         return float(np.mean(values)) if values else None
 
     def std(self, metric: str) -> float | None:
         values = self.values(metric)
         return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def shared_seeds(rows: list[Row]) -> list[int] | None:
+    """The seeds every row ran with, when the rows ran with different seeds (the embedded
+    default's sweep and ablation: seed 0, beside a main cell's seeds 0-2); None when they ran with
+    the same seeds, or share none. Rows compared side by side are compared on these: a mean of
+    three seeds beside single seeds differs by the seeds alone."""
+    sets = [set(r.seeds) for r in rows]
+    shared = set.intersection(*sets) if sets else set()
+    return sorted(shared) if shared and any(s != shared for s in sets) else None
+
+
+def seeds_label(seeds: Collection[int]) -> str:
+    """``seed 0`` / ``seeds 0, 1``."""
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(str(s) for s in sorted(seeds))}"
 
 
 @dataclass

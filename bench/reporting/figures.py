@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.records import show_value
-from bench.reporting.collect import METRIC_NAMES, Row, RunData, short_key
+from bench.reporting.collect import METRIC_NAMES, Row, RunData, seeds_label, shared_seeds, short_key
 from bench.stats import seed_interval
 
 CURVE_METRICS = ("cider", "bleu4")
@@ -59,25 +59,22 @@ def noise_curves(data: RunData) -> list[Curve]:
         # Like for like: a line through one seed's values at most σ² and three seeds' mean at one
         # would show a step that is only the seeds. Where the points ran with different seeds, the
         # line goes through the seeds they all share; a point's other seeds are drawn beside it.
-        seed_sets = [{r.seed for r in row.records} for row in rows]
-        shared = set.intersection(*seed_sets)
-        common = sorted(shared) if shared and any(s != shared for s in seed_sets) else None
+        common = shared_seeds(rows)
         points = []
         for row in sorted(rows, key=lambda r: r.noise_variance):
-            records = [r for r in row.records if common is None or r.seed in shared]
-            point = Point(row.noise_variance, {}, seeds=len(records))
+            extra = common is not None and len(row.records) > len(common)
+            point = Point(row.noise_variance, {}, seeds=len(common) if common else len(row.records))
             for metric in CURVE_METRICS:
-                values = _values(records, metric)
+                values = row.values(metric, common)
                 if not values:
                     continue
                 mean, lo, hi = seed_interval(values)
                 point.mean[metric] = mean
                 if len(values) > 1:
                     point.band[metric] = (lo, hi)
-                if len(records) < len(row.records):
-                    everything = _values(row.records, metric)
+                if extra:
                     point.all_seeds = len(row.records)
-                    point.all_mean[metric], *band = seed_interval(everything)
+                    point.all_mean[metric], *band = seed_interval(row.values(metric))
                     point.all_band[metric] = tuple(band)
             points.append(point)
         settings = " ".join(f"{short_key(k, method)}={show_value(v)}" for k, v in rows[0].settings)
@@ -90,11 +87,6 @@ def noise_curves(data: RunData) -> list[Curve]:
         parts = [c.split if len(methods) == 1 else f"{c.method} · {c.split}"] + ([c.settings] if several and c.settings else [])
         c.label = " · ".join(parts)
     return curves
-
-
-def _values(records: list, metric: str) -> list[float]:
-    return [float(r.metrics[metric]) for r in sorted(records, key=lambda r: r.seed)
-            if isinstance(r.metrics.get(metric), (int, float))]
 
 
 def gap_markers(data: RunData) -> dict[str, float]:
@@ -176,8 +168,8 @@ def plot_noise_curves(curves: list[Curve], out_dir: Path, markers: dict[str, flo
         notes.append("bands: 95% interval over seeds")
     shared = {tuple(c.common_seeds) for c in curves if c.common_seeds}
     if shared:
-        seeds = ", ".join(str(s) for s in shared.pop()) if len(shared) == 1 else "those all points share"
-        notes.append(f"lines: seed {seeds} at every σ²; open markers: all seeds, 95% interval")
+        seeds = seeds_label(shared.pop()) if len(shared) == 1 else "the seeds all points share"
+        notes.append(f"lines: {seeds} at every σ²; open markers: all seeds, 95% interval")
     if notes:
         axes[0].text(0.01, 0.01, "\n".join(notes), transform=axes[0].transAxes, fontsize=7, alpha=0.8)
     axes[-1].legend(fontsize=8, loc="best")

@@ -17,7 +17,18 @@ import numpy as np
 import pandas as pd
 
 from bench.records import show_value
-from bench.reporting.collect import BEST_TOLERANCE, METRIC_NAMES, TABLE_METRICS, Row, RunData, best_row, short_key, show_noise
+from bench.reporting.collect import (
+    BEST_TOLERANCE,
+    METRIC_NAMES,
+    TABLE_METRICS,
+    Row,
+    RunData,
+    best_row,
+    seeds_label,
+    shared_seeds,
+    short_key,
+    show_noise,
+)
 from bench.stats import INTERVAL_METRICS
 
 KIND_TITLES = {"in-domain": "In-domain", "cross-domain": "Cross-domain", "style": "Style"}
@@ -198,9 +209,8 @@ def ablation_tables(data: RunData) -> list[tuple[str, list[str], Table]]:
         # Like for like: a row shared with the main table may have run more seeds than the rest (the
         # default's all-on syntic row: seeds 0-2, the other combinations seed 0). Rows are compared
         # on the seeds every row of the split ran with; a row's mean over all its seeds is shown too.
-        shared = {split: set.intersection(*[{r.seed for r in by[split].records} for _, by in combos.values() if split in by])
-                  for split in splits}
-        mixed = len(seed_counts) > 1
+        shared = {split: shared_seeds([by[split] for _, by in combos.values() if split in by]) for split in splits}
+        mixed = len(seed_counts) > 1 or any(shared.values())
         for (_, nv), (settings, by_split) in combos.items():
             cells = {short_key(k, method): _switch(v) for k, v in settings}
             if noise:
@@ -211,7 +221,7 @@ def ablation_tables(data: RunData) -> list[tuple[str, list[str], Table]]:
                 row = by_split.get(split)
                 for metric in ("cider", "bleu4"):
                     col = f"{split} {METRIC_NAMES[metric]}"
-                    cells[col] = _ablation_cell(row, metric, shared[split] if mixed else None) if row else "–"
+                    cells[col] = _ablation_cell(row, metric, shared[split]) if row else "–"
             records[len(records)] = cells
         frame = pd.DataFrame.from_dict(records, orient="index")
         best = pd.DataFrame(False, index=frame.index, columns=frame.columns)
@@ -219,16 +229,16 @@ def ablation_tables(data: RunData) -> list[tuple[str, list[str], Table]]:
             for metric in ("cider", "bleu4"):
                 col = f"{split} {METRIC_NAMES[metric]}"
                 best_cols.append(col)
-                _mark_best(best, col, [(_seed_mean(by[split], metric, shared[split]) if mixed else by[split].mean(metric))
-                                       if split in by else None for _, by in combos.values()])
+                _mark_best(best, col, [by[split].mean(metric, shared[split]) if split in by else None for _, by in combos.values()])
         table = Table(frame, best, numeric=best_cols)
-        common = sorted(set.intersection(*shared.values())) if mixed and shared else []
-        seeds = f"seed{'s' if len(common) > 1 else ''} {', '.join(str(s) for s in common)}" if common else "the seeds each split's rows share"
+        compared = {tuple(v) for v in shared.values() if v}
+        seeds = seeds_label(next(iter(compared))) if len(compared) == 1 else "the seeds each split's rows share"
         table.notes.append("✓ on, ✗ off. Each value: the metric [its 95% bootstrap interval]; the best per column in bold."
-                           + (f" Rows differ in their number of seeds (column seeds), so they are compared on {seeds}, "
-                              "which every row ran with; a row run with more seeds shows that value first, then its mean "
-                              "and interval over all of them. A row with one seed carries its seed-to-seed variation "
-                              "unmeasured." if mixed else ""))
+                           + ((" Rows differ in their number of seeds (column seeds)" if len(seed_counts) > 1
+                               else " Rows ran with different seeds (column seeds)") if mixed else "")
+                           + (f", so they are compared on {seeds}, which every row ran with; a row run with more seeds "
+                              "shows that value first, then its mean and interval over all of them" if compared else "")
+                           + (". A row with one seed carries its seed-to-seed variation unmeasured." if mixed else ""))
         out.append((method, [short_key(k, method) for k in keys], table))
     return out
 
@@ -237,21 +247,13 @@ def _switch(value: Any) -> str:
     return ("✓" if value else "✗") if isinstance(value, bool) else show_value(value)
 
 
-def _seed_mean(row: Row, metric: str, seeds: set[int]) -> float | None:
-    values = [float(r.metrics[metric]) for r in row.records if r.seed in seeds and isinstance(r.metrics.get(metric), (int, float))]
-    return sum(values) / len(values) if values else None
-
-
-def _ablation_cell(row: Row, metric: str, shared: set[int] | None) -> str:
+def _ablation_cell(row: Row, metric: str, shared: list[int] | None) -> str:
     """The metric with its interval; with ``shared`` seeds and a row that ran more, the value over
     the shared seeds first ("161.42 (seed 0) · 160.78 [153.4, 168.3] over 3 seeds")."""
-    if shared is None or {r.seed for r in row.records} <= shared:
+    value = row.mean(metric, shared) if shared else None
+    if value is None or len(row.records) <= len(shared):
         return _with_interval(row, metric)
-    value = _seed_mean(row, metric, shared)
-    if value is None:
-        return _with_interval(row, metric)
-    which = f"seed{'s' if len(shared) > 1 else ''} {', '.join(str(s) for s in sorted(shared))}"
-    return f"{fmt(value)} ({which}) · {_with_interval(row, metric)} over {len(row.records)} seeds"
+    return f"{fmt(value)} ({seeds_label(shared)}) · {_with_interval(row, metric)} over {len(row.records)} seeds"
 
 
 def _with_interval(row: Row, metric: str) -> str:
@@ -282,8 +284,7 @@ def noise_table(curves: list[Any]) -> Table:
             shown = "; ".join(f"σ² {p.noise:g}: " + ", ".join(f"{METRIC_NAMES[m]} {fmt(p.all_mean[m])}" for m in p.all_mean)
                               + f" over {p.all_seeds} seeds" for p in more)
             table.notes.append(f"{c.label}: every point is the mean over the seeds all points ran with "
-                               f"(seed{'s' if len(c.common_seeds) > 1 else ''} {', '.join(str(s) for s in c.common_seeds)}), so the curve "
-                               "compares like with like; "
+                               f"({seeds_label(c.common_seeds)}), so the curve compares like with like; "
                                f"points run with more seeds, over all of them: {shown}.")
     if seed_counts == {1}:
         table.notes.append("One seed per point: the curve carries no seed-to-seed variation.")
