@@ -14,6 +14,13 @@ The σ² rules, each for the per-dimension noise variance of CapDec-style inject
 * ``variance``: the mean squared difference per dimension of image − caption, the variance an
   isotropic Gaussian needs to cover the gap's spread.
 
+``outside_caption_span`` is the share of the images' spread about the captions' centroid that
+lies outside the captions' own subspace (the fewest principal directions holding 99.9% of
+their variance). A decoder trained on captions never sees those directions, so what it does
+with that share of an image embedding is whatever its random initialisation left there. A text
+tower narrower than the joint space (width 128 projected to 512) confines every caption to a
+subspace; real CLIP's text tower is as wide as its joint space (512 for ViT-B/32).
+
 Real CLIP ViT-B/32 on COCO, for reference: true-pair cosine about 0.3 (CLIPScore's w = 2.5
 rescales cosines that range "from roughly zero to roughly .4", Hessel et al., 2021; its README's
 good example captions score 0.8585 = 2.5 × 0.34) and a centroid gap of 0.82 (Liang et al., 2022,
@@ -58,10 +65,28 @@ def gap_statistics(image_emb: np.ndarray, text_emb: np.ndarray, text_owner: np.n
         "sigma2_capdec_captions": caption_linf**2,
         "sigma2_capdec_pairs": mean_linf**2,
         "sigma2_variance": float(np.mean(diff**2)),
+        **caption_span(image_emb, text_emb),
         "dim": int(image_emb.shape[1]),
         "images": int(n_images),
         "captions": int(len(text_emb)),
     }
+
+
+def caption_span(image_emb: np.ndarray, text_emb: np.ndarray, kept: float = 0.999) -> dict[str, float]:
+    """The captions' span (the fewest principal directions holding ``kept`` of their variance)
+    and the share of the images' squared distance from the captions' centroid outside it."""
+    text = np.asarray(text_emb, np.float64)
+    centre = text.mean(0)
+    values, vectors = np.linalg.eigh(np.cov((text - centre).T) if len(text) > 1 else np.zeros((text.shape[1],) * 2))
+    values, vectors = values[::-1].clip(min=0), vectors[:, ::-1]
+    total = float(values.sum())
+    rank = int(np.searchsorted(np.cumsum(values), kept * total) + 1) if total > 0 else 0
+    rank = min(rank, len(values))
+    offset = np.asarray(image_emb, np.float64) - centre
+    inside = offset @ vectors[:, :rank]
+    energy = float(np.sum(offset**2))
+    outside = (energy - float(np.sum(inside**2))) / energy if energy > 0 else float("nan")
+    return {"caption_span_dims": rank, "outside_caption_span": max(0.0, outside)}
 
 
 def load_pairs(dataset: str, split: str = "test", data_root: Path | None = None, cache_dir: Path | None = None) -> Any:
@@ -111,10 +136,14 @@ def render_card(card: dict[str, Any]) -> str:
             ("per-dimension mean square of image - caption", "diff_var_per_dim", ""),
             ("sigma^2, CapDec's rule (caption l-inf squared)", "sigma2_capdec_captions", "0.016"),
             ("sigma^2, CapDec's rule on image-caption pairs", "sigma2_capdec_pairs", ""),
-            ("sigma^2, variance rule", "sigma2_variance", "")]
+            ("sigma^2, variance rule", "sigma2_variance", ""),
+            ("share of image spread outside the captions' span", "outside_caption_span", "")]
     head = f"modality gap of {card.get('encoder', '?')} on {card.get('dataset', '?')} {card.get('split', '')} " \
            f"({card['images']} images, {card['captions']} captions, {card['dim']}-d)"
     lines = [head, f"  {'':48} {'value':>9}  real ViT-B/32 on COCO"]
     for label, key, ref in rows:
-        lines.append(f"  {label:48} {card[key]:9.5f}  {ref}".rstrip())
+        if key in card:  # cards saved before a row existed lack it
+            lines.append(f"  {label:48} {card[key]:9.5f}  {ref}".rstrip())
+    if "caption_span_dims" in card:
+        lines.append(f"  (the captions' span: {card['caption_span_dims']} of {card['dim']} dimensions hold 99.9% of their variance)")
     return "\n".join(lines)

@@ -27,6 +27,33 @@ def test_gap_statistics_by_hand():
     assert stats["sigma2_capdec_captions"] == pytest.approx(0.04)
 
 
+def test_caption_span_measures_image_spread_the_captions_never_reach():
+    from bench.gap import caption_span, render_card
+
+    rng = np.random.default_rng(0)
+    # captions confined to the first 4 of 16 dimensions (a text tower narrower than the joint space)
+    texts = np.zeros((400, 16))
+    texts[:, :4] = rng.normal(size=(400, 4))
+    inside = np.zeros((50, 16))
+    inside[:, :4] = rng.normal(size=(50, 4))
+    span = caption_span(inside, texts)
+    assert span["caption_span_dims"] == 4 and span["outside_caption_span"] == pytest.approx(0.0, abs=1e-9)
+    # images with equal spread inside and outside the span: about half their energy is outside
+    images = inside.copy()
+    images[:, 8:12] = rng.normal(size=(50, 4))
+    half = caption_span(images, texts)["outside_caption_span"]
+    assert 0.35 < half < 0.65
+    # captions that span every dimension leave nothing outside, wherever the images lie
+    full = caption_span(images, rng.normal(size=(400, 16)))
+    assert full["caption_span_dims"] >= 15 and full["outside_caption_span"] < 0.01
+    texts_unit = texts / np.linalg.norm(texts, axis=1, keepdims=True)
+    images_unit = images / np.linalg.norm(images, axis=1, keepdims=True)
+    card = {"encoder": "e", "dataset": "d", "split": "test",
+            **gap_statistics(images_unit, texts_unit[:100], np.arange(100) % 50)}
+    assert card["outside_caption_span"] > 0.2
+    assert "outside the captions' span" in render_card(card) and "4 of 16 dimensions" in render_card(card)
+
+
 def test_text_truncation_gives_the_features_of_the_full_context(tiny_clip_checkpoint):
     import torch
 
