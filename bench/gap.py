@@ -15,8 +15,9 @@ The σ² rules, each for the per-dimension noise variance of CapDec-style inject
   isotropic Gaussian needs to cover the gap's spread.
 
 ``outside_caption_span`` is the share of the images' spread about the captions' centroid that
-lies outside the captions' own subspace (the fewest principal directions holding 99.9% of
-their variance). A decoder trained on captions never sees those directions, so what it does
+lies outside the captions' own subspace: the principal directions along which the captions
+vary at least a millionth as much (in variance; a thousandth in spread) as along their main
+one. A decoder trained on captions never sees those directions, so what it does
 with that share of an image embedding is whatever its random initialisation left there. A text
 tower narrower than the joint space (width 128 projected to 512) confines every caption to a
 subspace; real CLIP's text tower is as wide as its joint space (512 for ViT-B/32).
@@ -72,16 +73,15 @@ def gap_statistics(image_emb: np.ndarray, text_emb: np.ndarray, text_owner: np.n
     }
 
 
-def caption_span(image_emb: np.ndarray, text_emb: np.ndarray, kept: float = 0.999) -> dict[str, float]:
-    """The captions' span (the fewest principal directions holding ``kept`` of their variance)
-    and the share of the images' squared distance from the captions' centroid outside it."""
+def caption_span(image_emb: np.ndarray, text_emb: np.ndarray, floor: float = 1e-6) -> dict[str, float]:
+    """The captions' span (their principal directions with a variance of at least ``floor``
+    times the largest) and the share of the images' squared distance from the captions'
+    centroid outside it."""
     text = np.asarray(text_emb, np.float64)
     centre = text.mean(0)
     values, vectors = np.linalg.eigh(np.cov((text - centre).T) if len(text) > 1 else np.zeros((text.shape[1],) * 2))
-    values, vectors = values[::-1].clip(min=0), vectors[:, ::-1]
-    total = float(values.sum())
-    rank = int(np.searchsorted(np.cumsum(values), kept * total) + 1) if total > 0 else 0
-    rank = min(rank, len(values))
+    values, vectors = values[::-1], vectors[:, ::-1]
+    rank = int(np.sum(values > floor * values[0])) if values[0] > 0 else 0
     offset = np.asarray(image_emb, np.float64) - centre
     inside = offset @ vectors[:, :rank]
     energy = float(np.sum(offset**2))
@@ -145,5 +145,6 @@ def render_card(card: dict[str, Any]) -> str:
         if key in card:  # cards saved before a row existed lack it
             lines.append(f"  {label:48} {card[key]:9.5f}  {ref}".rstrip())
     if "caption_span_dims" in card:
-        lines.append(f"  (the captions' span: {card['caption_span_dims']} of {card['dim']} dimensions hold 99.9% of their variance)")
+        lines.append(f"  (the captions' span: the {card['caption_span_dims']} of {card['dim']} principal directions along which they vary "
+                     "at least 1e-6 times as much as along their first)")
     return "\n".join(lines)

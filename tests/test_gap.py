@@ -51,7 +51,7 @@ def test_caption_span_measures_image_spread_the_captions_never_reach():
     card = {"encoder": "e", "dataset": "d", "split": "test",
             **gap_statistics(images_unit, texts_unit[:100], np.arange(100) % 50)}
     assert card["outside_caption_span"] > 0.2
-    assert "outside the captions' span" in render_card(card) and "4 of 16 dimensions" in render_card(card)
+    assert "outside the captions' span" in render_card(card) and "the 4 of 16 principal directions" in render_card(card)
 
 
 def test_text_truncation_gives_the_features_of_the_full_context(tiny_clip_checkpoint):

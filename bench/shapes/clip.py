@@ -5,7 +5,7 @@ The architecture is an open_clip model config shipped with the package
 timm, ``bench.shapes.convnet``; a 3-layer text transformer of width 128, the CLIP BPE tokenizer,
 and a joint space as wide as the text tower, 128-d, as ViT-B/32's 512-d space is as wide as
 its text tower). With a 512-d space over the 128-wide text tower every caption lay in a 128-d
-subspace, and 62% of the images' spread about the captions' centroid lay outside it, where a
+subspace, and 63% of the images' spread about the captions' centroid lay outside it, where a
 decoder trained on captions has only its random initialisation (``bench.gap.caption_span``).
 The logit scale is fixed at 100 from the first step, where real CLIP ends its training: with a
 learnable or ramped temperature the modality gap nearly closes, and a world without a gap cannot
@@ -358,8 +358,8 @@ def render_model_card(manifest: dict[str, Any]) -> str:
                   f"- mean l-infinity distance of true pairs: {gap['mean_linf']:.4f}",
                   f"- per-dimension mean square of (image - text): {gap['diff_var_per_dim']:.5f}"]
         if "outside_caption_span" in gap:
-            lines.append(f"- share of the images' spread outside the captions' span ({gap['caption_span_dims']} of {gap['dim']} "
-                         f"dimensions hold 99.9% of the captions' variance): {gap['outside_caption_span']:.3f}")
+            lines.append(f"- share of the images' spread outside the captions' span (the {gap['caption_span_dims']} of {gap['dim']} "
+                         f"directions along which captions vary at least 1e-6 times their most): {gap['outside_caption_span']:.3f}")
         if "sigma2_capdec_captions" in gap:
             lines.append(f"- sigma^2 by CapDec's rule (mean l-inf between captions of one image, squared): "
                          f"{gap['sigma2_capdec_captions']:.5f} (0.016)")
