@@ -13,7 +13,7 @@ from bench.shapes.generator import ShapesGenerator
 from bench.shapes.world import SHAPES, render, rng_for, sample_scene
 
 TINY_WORLD = WorldConfig(coco_sizes=(60, 10, 100), flickr_sizes=(40, 10, 100), style_sizes=(30, 10, 20), pretrain_images=600)
-TINY_CLIP = ClipTrainConfig(steps=80, batch_size=64, warmup=5)
+TINY_CLIP = ClipTrainConfig(steps=150, batch_size=64, warmup=5)
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +146,18 @@ def test_tiny_clip_beats_chance_and_shows_a_gap(prepared):
     assert gap["centroid_gap"] > 0.1
     assert gap["mean_linf"] > 0 and gap["mean_l2"] > 0
     assert manifest["training"]["final_loss"] < manifest["training"]["first_loss"]
+    # the joint space is as wide as the text tower: captions reach (almost) every direction the images use
+    assert gap["dim"] == 128 and gap["caption_span_dims"] > 100 and gap["outside_caption_span"] < 0.25, gap
+
+
+def test_world_clip_joint_space_is_no_wider_than_its_text_tower():
+    """A joint space wider than the text tower leaves directions no caption reaches (a 512-d space
+    over the 128-wide tower put 63% of the images' spread there); a decoder trained on captions
+    then meets image inputs its training never shaped."""
+    from bench.shapes.clip import MODEL_CONFIG_DIR, MODEL_NAME
+
+    config = json.loads((MODEL_CONFIG_DIR / f"{MODEL_NAME}.json").read_text())
+    assert config["embed_dim"] <= config["text_cfg"]["width"]
 
 
 def test_checkpoint_reloads_to_identical_embeddings_and_training_is_deterministic(prepared):
