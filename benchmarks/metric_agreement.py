@@ -4,8 +4,10 @@
     python benchmarks/metric_agreement.py runs/full --against bleu4 --metrics clip_s
 
 For each split, the main-table rows (one per method, each metric averaged over its seeds) are
-ordered by each metric; τ = (concordant − discordant pairs) / all pairs, ties counting as
-neither. The last column does the same over the single-seed cells.
+ordered by each metric; τ is Kendall's τ-b, (concordant − discordant pairs) over the
+geometric mean of the pairs untied in each ordering, so that ties (a retrieval method's seeds
+score alike) neither count against agreement nor for it. The last column does the same over the
+single-seed cells.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ import numpy as np
 
 
 def kendall_tau(a: list[float], b: list[float]) -> float:
+    """Kendall's τ-b of two orderings of the same items (nan when either has no untied pair)."""
     pairs = list(combinations(range(len(a)), 2))
-    if not pairs:
+    sa = [np.sign(a[i] - a[j]) for i, j in pairs]
+    sb = [np.sign(b[i] - b[j]) for i, j in pairs]
+    untied_a, untied_b = sum(x != 0 for x in sa), sum(y != 0 for y in sb)
+    if not untied_a or not untied_b:
         return float("nan")
-    score = sum(np.sign(a[i] - a[j]) * np.sign(b[i] - b[j]) for i, j in pairs)
-    return float(score) / len(pairs)
+    return float(sum(x * y for x, y in zip(sa, sb))) / float(np.sqrt(untied_a * untied_b))
 
 
 def main() -> None:

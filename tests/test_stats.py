@@ -143,3 +143,22 @@ def test_seed_interval_uses_student_t():
     assert mean == 12.0
     assert hi - mean == pytest.approx(4.3027 * 2.0 / np.sqrt(3), abs=1e-3)
     assert seed_interval([5.0]) == (5.0, 5.0, 5.0)
+
+
+def test_metric_agreement_kendall_tau_b_against_a_hand_count():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "metric_agreement.py"
+    spec = importlib.util.spec_from_file_location("metric_agreement", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tau = module.kendall_tau
+    assert tau([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert tau([1, 2, 3, 4], [40, 30, 20, 10]) == pytest.approx(-1.0)
+    # one swapped pair of six: (5 - 1) / 6
+    assert tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)
+    # ties: a = (1, 1, 2), b = (1, 2, 3). Pairs: (0,1) tied in a; (0,2), (1,2) concordant.
+    # tau-b = 2 / sqrt(2 * 3); tau-a would give 2 / 3
+    assert tau([1, 1, 2], [1, 2, 3]) == pytest.approx(2 / np.sqrt(6))
+    assert np.isnan(tau([1, 1, 1], [1, 2, 3]))
