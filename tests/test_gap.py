@@ -81,9 +81,11 @@ def test_bench_gap_prints_the_card(run_cli, tmp_path, karpathy_root, tiny_clip_f
     card = json.loads(out)
     assert card["dataset"] == "coco" and card["images"] == 2 and card["captions"] == 10
     assert -1 <= card["true_pair_cosine"] <= 1 and card["sigma2_capdec_captions"] >= 0
+    assert 0 <= card["outside_caption_span"] <= 1 and 1 <= card["caption_span_dims"] <= min(card["dim"], card["captions"] - 1)
     code, out, err = run_cli("gap", "--encoder", tiny_clip_folder, "--dataset", "coco", "--data-root", str(karpathy_root),
                              "--cache-dir", str(tmp_path / "cache"))
     assert code == 0 and "centroid gap" in out and "0.82" in out and "CapDec's rule" in out
+    assert "outside the captions' span" in out
 
 
 @pytest.mark.parametrize("argv, fragment", [
