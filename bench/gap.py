@@ -38,6 +38,9 @@ import numpy as np
 
 from bench.errors import DataError
 
+#: The captions' span: their principal directions with at least this share of the first one's variance.
+SPAN_FLOOR = 1e-6
+
 #: Real CLIP ViT-B/32 on COCO (see the module doc), printed beside every card.
 REFERENCE = {"true_pair_cosine": 0.3, "centroid_gap": 0.82}
 
@@ -73,7 +76,7 @@ def gap_statistics(image_emb: np.ndarray, text_emb: np.ndarray, text_owner: np.n
     }
 
 
-def caption_span(image_emb: np.ndarray, text_emb: np.ndarray, floor: float = 1e-6) -> dict[str, float]:
+def caption_span(image_emb: np.ndarray, text_emb: np.ndarray, floor: float = SPAN_FLOOR) -> dict[str, float]:
     """The captions' span (their principal directions with a variance of at least ``floor``
     times the largest) and the share of the images' squared distance from the captions'
     centroid outside it."""
@@ -142,9 +145,7 @@ def render_card(card: dict[str, Any]) -> str:
            f"({card['images']} images, {card['captions']} captions, {card['dim']}-d)"
     lines = [head, f"  {'':48} {'value':>9}  real ViT-B/32 on COCO"]
     for label, key, ref in rows:
-        if key in card:  # cards saved before a row existed lack it
-            lines.append(f"  {label:48} {card[key]:9.5f}  {ref}".rstrip())
-    if "caption_span_dims" in card:
-        lines.append(f"  (the captions' span: the {card['caption_span_dims']} of {card['dim']} principal directions along which they vary "
-                     "at least 1e-6 times as much as along their first)")
+        lines.append(f"  {label:48} {card[key]:9.5f}  {ref}".rstrip())
+    lines.append(f"  (the captions' span: the {card['caption_span_dims']} of {card['dim']} principal directions along which they vary "
+                 f"at least {SPAN_FLOOR:g} times as much as along their first)")
     return "\n".join(lines)

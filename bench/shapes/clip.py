@@ -330,7 +330,7 @@ def _train_checkpoint(ckpt: ClipCheckpoint, world: WorldConfig, cfg: ClipTrainCo
 
 
 def render_model_card(manifest: dict[str, Any]) -> str:
-    from bench.gap import REFERENCE
+    from bench.gap import REFERENCE, SPAN_FLOOR
 
     card = manifest.get("model_card", {})
     train = manifest["train"]
@@ -359,7 +359,7 @@ def render_model_card(manifest: dict[str, Any]) -> str:
                   f"- per-dimension mean square of (image - text): {gap['diff_var_per_dim']:.5f}"]
         if "outside_caption_span" in gap:
             lines.append(f"- share of the images' spread outside the captions' span (the {gap['caption_span_dims']} of {gap['dim']} "
-                         f"directions along which captions vary at least 1e-6 times their most): {gap['outside_caption_span']:.3f}")
+                         f"directions along which captions vary at least {SPAN_FLOOR:g} times their most): {gap['outside_caption_span']:.3f}")
         if "sigma2_capdec_captions" in gap:
             lines.append(f"- sigma^2 by CapDec's rule (mean l-inf between captions of one image, squared): "
                          f"{gap['sigma2_capdec_captions']:.5f} (0.016)")
