@@ -26,8 +26,8 @@ from bench.records import InputIdentity, cell_id, describe_cell
 from bench.splits import SplitSpec, parse_split
 
 #: The embedded default: every method on an in-domain, a cross-domain and a style split of the
-#: shapes world over three seeds, capdec's noise-variance sweep and syntic's ablation grid (its
-#: three switches, all eight combinations) in and across domains, those two with the first seed.
+#: shapes world over three seeds, capdec's noise-variance sweep and syntic's ablation (its three
+#: switches: all on, each off alone, all off) in and across domains, those two with the first seed.
 DEFAULT_METHODS = ("capdec", "nonoise", "clipre", "decap", "syntic")
 DEFAULT_SPLITS = ("shapes-coco", "shapes-coco->shapes-flickr", "shapes-romantic")
 DEFAULT_SEEDS = (0, 1, 2)
@@ -37,11 +37,12 @@ DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_SWEEP = (0.0, 0.001, 0.003, 0.01, 0.016, 0.03, 0.1, 0.3, 1.0)
 SWEEP_METHOD, SWEEP_SPLIT = "capdec", "shapes-coco"
 ABLATION_METHOD = "syntic"
-ABLATION_SWEEP = {"syntic.optimise": (True, False), "syntic.project": (True, False), "syntic.auxiliary": (True, False)}
+ABLATION_SWITCHES = ("syntic.optimise", "syntic.project", "syntic.auxiliary")
 ABLATION_SPLITS = ("shapes-coco", "shapes-coco->shapes-flickr")
 #: ``--preset full``: the embedded default plus the methods that do not fit its 10-minute budget
 #: on a 2-core CPU (ViECap and IFCap: 12 more decoder fits over three seeds), each with its key
-#: switch ablated in and across domains with the first seed.
+#: switch ablated in and across domains with the first seed, and syntic's switches in all eight
+#: combinations (the default's five rows and the three with two switches off).
 FULL_METHODS = DEFAULT_METHODS + ("viecap", "ifcap")
 FULL_ABLATIONS = {"viecap": {"viecap.hard_prompt": (True, False)}, "ifcap": {"ifcap.k": (1, 3, 5, 9)}}
 PRESETS = ("default", "full")
@@ -191,6 +192,18 @@ def check_resources(config: Any) -> None:
         check_resources(getattr(config, item.name))
 
 
+def switch_ablation(switches: tuple[str, ...], factorial: bool = False) -> list[dict[str, bool]]:
+    """The settings of an ablation of on/off ``switches``: every one on (the method as published),
+    each one off with the others on (what each adds to the rest), and every one off (the bare
+    baseline), 2 + len(switches) rows; with ``factorial``, all 2^n combinations, every one on first."""
+    import itertools
+
+    if factorial:
+        return [dict(zip(switches, values)) for values in itertools.product((True, False), repeat=len(switches))]
+    on = dict.fromkeys(switches, True)
+    return [on, *({**on, key: False} for key in switches), dict.fromkeys(switches, False)]
+
+
 def build_grid(run: RunConfig) -> list[Cell]:
     """Every cell of the run, in execution order, without duplicates; validates every setting."""
     from bench.encoders import parse_encoder_spec
@@ -243,9 +256,10 @@ def build_grid(run: RunConfig) -> list[Cell]:
             sweep_split = parse_split(SWEEP_SPLIT)
             for noise in (run.noise or DEFAULT_SWEEP):
                 add(SWEEP_METHOD, sweep_split, seed, noise, role="noise-sweep")
-            ablations = {ABLATION_METHOD: ABLATION_SWEEP, **(FULL_ABLATIONS if run.preset == "full" else {})}
-            for method, ablation in ablations.items():
+            ablations = {ABLATION_METHOD: switch_ablation(ABLATION_SWITCHES, factorial=run.preset == "full"),
+                         **{m: sweep_combinations(m, a) for m, a in (FULL_ABLATIONS if run.preset == "full" else {}).items()}}
+            for method, combos in ablations.items():
                 for spec in ABLATION_SPLITS:
-                    for combo in sweep_combinations(method, ablation):
+                    for combo in combos:
                         add(method, parse_split(spec), seed, None, combo, role="ablation")
     return cells

@@ -24,15 +24,15 @@ def test_grid_of_the_embedded_default():
     from bench.grid import DEFAULT_SWEEP
 
     cells = build_grid(RunConfig())
-    assert len({c.spec_id for c in cells}) == len(cells) == 67
+    assert len({c.spec_id for c in cells}) == len(cells) == 61
     # 5 methods x 3 splits x 3 seeds; with seed 0, 8 more points of capdec's 9-point sweep (0.016 is
-    # the capdec cell) and syntic's 8 switch combinations in and across domains (all-on is the syntic cell).
+    # the capdec cell) and syntic's 5 ablation rows in and across domains (all-on is the syntic cell).
     assert {c.method for c in cells} == {"capdec", "nonoise", "clipre", "decap", "syntic"}
     assert {str(c.split) for c in cells} == {"shapes-coco", "shapes-coco->shapes-flickr", "shapes-romantic"}
     for split in ("shapes-coco", "shapes-coco->shapes-flickr"):
         combos = {(c.config.optimise, c.config.project, c.config.auxiliary) for c in cells
                   if c.method == "syntic" and str(c.split) == split and c.seed == 0}
-        assert len(combos) == 8
+        assert combos == {(True, True, True), (False, True, True), (True, False, True), (True, True, False), (False, False, False)}
     assert sum(c.method == "syntic" and str(c.split) == "shapes-romantic" for c in cells) == 3
     assert {c.split.kind for c in cells} == {"in-domain", "cross-domain", "style"}
     sweep = sorted(c.noise_variance for c in cells if c.method == "capdec" and str(c.split) == "shapes-coco" and c.seed == 0)
@@ -41,10 +41,29 @@ def test_grid_of_the_embedded_default():
     assert all(c.noise_variance is None for c in cells if c.method == "clipre")
     # the report's method tables show the 45 main cells; sweep points and ablation cells have their own sections
     roles = [c.role for c in cells]
-    assert (roles.count("main"), roles.count("noise-sweep"), roles.count("ablation")) == (45, 8, 14)
+    assert (roles.count("main"), roles.count("noise-sweep"), roles.count("ablation")) == (45, 8, 8)
     main = {c.spec_id for c in cells if c.role == "main"}
     capdec_0016 = next(c for c in cells if c.method == "capdec" and c.noise_variance == 0.016 and str(c.split) == "shapes-coco")
     assert capdec_0016.spec_id in main  # a sweep point equal to a main cell is that main cell
+
+
+def test_switch_ablation_rows():
+    from bench.grid import switch_ablation
+
+    rows = switch_ablation(("a", "b", "c"))
+    assert rows[0] == {"a": True, "b": True, "c": True} and rows[-1] == {"a": False, "b": False, "c": False}
+    assert rows[1:4] == [{"a": False, "b": True, "c": True}, {"a": True, "b": False, "c": True}, {"a": True, "b": True, "c": False}]
+    full = switch_ablation(("a", "b", "c"), factorial=True)
+    assert len(full) == 8 and full[0] == rows[0] and {tuple(r.values()) for r in full} >= {tuple(r.values()) for r in rows}
+    assert len({tuple(r.values()) for r in full}) == 8
+
+
+def test_full_preset_runs_syntics_whole_factorial_ablation():
+    cells = build_grid(RunConfig(preset="full"))
+    for split in ("shapes-coco", "shapes-coco->shapes-flickr"):
+        combos = {(c.config.optimise, c.config.project, c.config.auxiliary) for c in cells
+                  if c.method == "syntic" and str(c.split) == split and c.seed == 0}
+        assert len(combos) == 8
 
 
 def test_noise_grid_applies_only_to_methods_that_take_noise():
