@@ -79,7 +79,7 @@ class RunConfig:
     #: CLIP-S and RefCLIP-S (``bench.clipscore``) with this encoder spec; empty: the run's encoder
     eval_encoder: str = ""
     clip_score: bool = True
-    #: the embedded grid: ``default`` (10-15 minutes on a 2-core CPU) or ``full`` (``FULL_METHODS``)
+    #: the embedded grid: ``default`` (about 11 minutes fresh on a 2-core CPU) or ``full`` (``FULL_METHODS``)
     preset: str = "default"
 
     def __post_init__(self) -> None:
