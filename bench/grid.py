@@ -192,14 +192,10 @@ def check_resources(config: Any) -> None:
         check_resources(getattr(config, item.name))
 
 
-def switch_ablation(switches: tuple[str, ...], factorial: bool = False) -> list[dict[str, bool]]:
+def switch_ablation(switches: tuple[str, ...]) -> list[dict[str, bool]]:
     """The settings of an ablation of on/off ``switches``: every one on (the method as published),
     each one off with the others on (what each adds to the rest), and every one off (the bare
-    baseline), 2 + len(switches) rows; with ``factorial``, all 2^n combinations, every one on first."""
-    import itertools
-
-    if factorial:
-        return [dict(zip(switches, values)) for values in itertools.product((True, False), repeat=len(switches))]
+    baseline), 2 + len(switches) rows. (All 2^n combinations: ``sweep_combinations``.)"""
     on = dict.fromkeys(switches, True)
     return [on, *({**on, key: False} for key in switches), dict.fromkeys(switches, False)]
 
@@ -256,8 +252,10 @@ def build_grid(run: RunConfig) -> list[Cell]:
             sweep_split = parse_split(SWEEP_SPLIT)
             for noise in (run.noise or DEFAULT_SWEEP):
                 add(SWEEP_METHOD, sweep_split, seed, noise, role="noise-sweep")
-            ablations = {ABLATION_METHOD: switch_ablation(ABLATION_SWITCHES, factorial=run.preset == "full"),
-                         **{m: sweep_combinations(m, a) for m, a in (FULL_ABLATIONS if run.preset == "full" else {}).items()}}
+            full = run.preset == "full"
+            switches = (sweep_combinations(ABLATION_METHOD, dict.fromkeys(ABLATION_SWITCHES, (True, False))) if full
+                        else switch_ablation(ABLATION_SWITCHES))
+            ablations = {ABLATION_METHOD: switches, **{m: sweep_combinations(m, a) for m, a in FULL_ABLATIONS.items() if full}}
             for method, combos in ablations.items():
                 for spec in ABLATION_SPLITS:
                     for combo in combos:

@@ -49,11 +49,15 @@ def test_grid_of_the_embedded_default():
 
 def test_switch_ablation_rows():
     from bench.grid import switch_ablation
+    from bench.options import sweep_combinations
 
     rows = switch_ablation(("a", "b", "c"))
     assert rows[0] == {"a": True, "b": True, "c": True} and rows[-1] == {"a": False, "b": False, "c": False}
     assert rows[1:4] == [{"a": False, "b": True, "c": True}, {"a": True, "b": False, "c": True}, {"a": True, "b": True, "c": False}]
-    full = switch_ablation(("a", "b", "c"), factorial=True)
+    # --preset full's factorial: the sweep of every switch over (True, False), every one on first
+    switches = ("syntic.optimise", "syntic.project", "syntic.auxiliary")
+    rows = switch_ablation(switches)
+    full = sweep_combinations("syntic", dict.fromkeys(switches, (True, False)))
     assert len(full) == 8 and full[0] == rows[0] and {tuple(r.values()) for r in full} >= {tuple(r.values()) for r in rows}
     assert len({tuple(r.values()) for r in full}) == 8
 
