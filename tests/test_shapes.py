@@ -214,7 +214,13 @@ def test_model_card_is_written(prepared):
     from pathlib import Path
 
     card = (Path(manifest["checkpoint"]).parent / "MODEL_CARD.md").read_text()
-    assert "image->text R@1" in card and "centroids" in card
+    assert "image->text R@1" in card and "zero-shot" in card
+    # The gap section is `bench gap`'s own card, on the test pairs of both domains.
+    from bench.gap import render_card
+
+    gap = manifest["model_card"]["gap"]
+    expected = render_card({"encoder": f"shapes@{manifest['sha256'][:12]}", "dataset": "shapes-coco+shapes-flickr", "split": "test", **gap})
+    assert expected in card and f"{gap['true_pair_cosine']:9.5f}" in card
     assert json.loads((Path(manifest["checkpoint"]).parent / "manifest.json").read_text())["key"] == manifest["key"]
 
 

@@ -332,7 +332,7 @@ def _train_checkpoint(ckpt: ClipCheckpoint, world: WorldConfig, cfg: ClipTrainCo
 
 
 def render_model_card(manifest: dict[str, Any]) -> str:
-    from bench.gap import REFERENCE, SPAN_FLOOR
+    from bench.gap import render_card
 
     card = manifest.get("model_card", {})
     train = manifest["train"]
@@ -351,18 +351,9 @@ def render_model_card(manifest: dict[str, Any]) -> str:
         lines.append(f"- zero-shot on the {stats['images']} single-object scenes of shapes-{domain} test: "
                      f"shape {stats['shape']:.1f}% (12 shapes, chance 8.3%), colour {stats['colour']:.1f}% (10 colours, chance 10%)")
     gap = card.get("gap")
-    if gap:
-        lines += ["", "Modality gap (test pairs of both domains, unit-norm embeddings; real CLIP ViT-B/32 on COCO in brackets):", "",
-                  f"- mean cosine of true image-caption pairs: {gap['true_pair_cosine']:.3f} (about {REFERENCE['true_pair_cosine']:g})",
-                  f"- mean cosine of random pairs: {gap['random_pair_cosine']:.3f}",
-                  f"- norm of the difference of the modality centroids: {gap['centroid_gap']:.3f} ({REFERENCE['centroid_gap']:g})",
-                  f"- mean l2 distance of true pairs: {gap['mean_l2']:.3f}",
-                  f"- mean l-infinity distance of true pairs: {gap['mean_linf']:.4f}",
-                  f"- per-dimension mean square of (image - text): {gap['diff_var_per_dim']:.5f}"]
-        if "outside_caption_span" in gap:
-            lines.append(f"- share of the images' spread outside the captions' span (the {gap['caption_span_dims']} of {gap['dim']} "
-                         f"directions along which captions vary at least {SPAN_FLOOR:g} times their most): {gap['outside_caption_span']:.3f}")
-        if "sigma2_capdec_captions" in gap:
-            lines.append(f"- sigma^2 by CapDec's rule (mean l-inf between captions of one image, squared): "
-                         f"{gap['sigma2_capdec_captions']:.5f} (0.016)")
+    if gap:  # the `bench gap` card, on the test pairs of every card domain together
+        labelled = {"encoder": f"shapes@{manifest['sha256'][:12]}", "dataset": "+".join(f"shapes-{d}" for d in card.get("retrieval", {})),
+                    "split": "test", **gap}
+        lines += ["", "Modality gap (`bench gap`'s card on the test pairs of both domains; real CLIP ViT-B/32 on COCO beside it):",
+                  "", "```", render_card(labelled), "```"]
     return "\n".join(lines) + "\n"
