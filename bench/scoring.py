@@ -104,25 +104,25 @@ _PUNCTUATION = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "
 def _ptb(lines: list[str]) -> list[str]:
     """Run Stanford's PTB tokenizer (the jar pycocoevalcap ships) on lines, one Java call.
 
-    The same command as pycocoevalcap's ``PTBTokenizer``, but the input goes to a private
-    temporary file (site-packages may be read-only) and Java's stderr is captured, so its
-    chatter does not interleave with progress bars and its errors can be reported.
+    The same tokenizer and options as pycocoevalcap's ``PTBTokenizer``, which writes the lines
+    to a temporary file; here they go through the process's standard input (the same tokens),
+    so no file is left behind when a worker is killed mid-call and nothing is written to
+    site-packages. Java's stderr is captured, so its chatter does not interleave with progress
+    bars and its errors can be reported.
     """
-    import tempfile
-
     jar = pycocoevalcap_dir() / "tokenizer" / "stanford-corenlp-3.4.1.jar"
-    with tempfile.TemporaryDirectory(prefix="bench-ptb-") as tmp:
-        src = Path(tmp) / "captions.txt"
-        src.write_text("\n".join(lines), encoding="utf-8")
-        cmd = ["java", "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase", str(src)]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, check=False)
-        except OSError as exc:
-            raise ScorerError(f"the PTB tokenizer failed to start ({exc}); {JAVA_HINT}") from None
+    cmd = ["java", "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase",
+           "-encoding", "utf-8"]
+    try:
+        proc = subprocess.run(cmd, input="\n".join(lines).encode("utf-8"), capture_output=True, check=False)
+    except OSError as exc:
+        raise ScorerError(f"the PTB tokenizer failed to start ({exc}); {JAVA_HINT}") from None
     if proc.returncode != 0:
         err = proc.stderr.decode(errors="replace").strip().splitlines()
         raise ScorerError(f"the PTB tokenizer failed: {err[-1] if err else f'exit code {proc.returncode}'}")
     out = proc.stdout.decode("utf-8").split("\n")
+    if len(out) < len(lines):
+        raise ScorerError(f"the PTB tokenizer returned {len(out)} lines for {len(lines)} captions")
     return [" ".join(w for w in line.rstrip().split(" ") if w not in _PUNCTUATION) for line in out[: len(lines)]]
 
 

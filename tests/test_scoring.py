@@ -50,6 +50,26 @@ def test_matches_pycocoevalcap_called_directly():
     assert all(len(v) == 3 for v in result.per_image.values())
 
 
+def test_tokens_match_pycocoevalcaps_tokenizer_and_leave_no_file(monkeypatch):
+    """The captions reach Java on standard input, not through a temporary file: the same tokens
+    as pycocoevalcap's own tokenizer (non-ASCII and punctuation included), and nothing left in
+    the temporary folder for a killed worker to leak."""
+    import tempfile
+
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    captions = {"a": ["Un café à Paris — naïve “quotes”, ok?", "It's 3.5 m. long... (really) [sic] {x}"],
+                "b": ["Ünïcödé ß ø and 日本語", "tabs\tand  double  spaces!", "a dog; a cat: a bird - the end"]}
+    expected = PTBTokenizer().tokenize({k: [{"caption": c} for c in v] for k, v in captions.items()})
+
+    def no_temporary_files(*args, **kwargs):
+        raise AssertionError("the tokenizer made a temporary file")
+
+    for name in ("mkdtemp", "mkstemp", "NamedTemporaryFile"):
+        monkeypatch.setattr(tempfile, name, no_temporary_files)
+    assert scoring.tokenize(captions) == expected
+
+
 def test_cider_is_the_mean_of_per_image_scores():
     refs = {str(i): [f"a {c} square on the left", f"the {c} box", f"a small {c} shape"] for i, c in enumerate(["red", "blue", "green", "pink"])}
     preds = {"0": "a red square", "1": "a blue circle", "2": "a green shape on the left", "3": "nothing"}
