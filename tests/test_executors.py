@@ -272,6 +272,52 @@ def test_a_local_pool_runs_ready_cells_before_waiting_fits(monkeypatch):
     assert [kind for kind, _ in started[:3]] == ["fit", "fit", "fit"]
 
 
+def test_a_local_pool_does_not_start_two_fits_of_one_seed_side_by_side(monkeypatch):
+    """nonoise and decap train one decoder per seed: with two workers, the second of them would
+    only wait for the first's lock, so a fit on the same training data and seed as one in flight
+    waits, and another seed's fit goes first; when every waiting fit conflicts, one starts anyway."""
+    from types import SimpleNamespace
+
+    import bench.executors.base
+    import bench.executors.tasks as tasks
+
+    def cell(name, seed, train="d", noise=None):
+        return SimpleNamespace(name=name, seed=seed, split=SimpleNamespace(train=train, eval="e"), noise_variance=noise,
+                               config_dict={"decoder": {"layers": 2}})
+
+    # capdec at σ² 0.016 trains a decoder of its own: it may run beside nonoise's fit of its seed
+    order = [("nonoise0", 0, "d", 0.0), ("decap0", 0), ("capdec0", 0, "d", 0.016), ("nonoise1", 1), ("decap1", 1),
+             ("style0", 0, "s")]
+    def plan_of(fits):
+        return tasks.Plan(fits={c[0]: tasks.Task("fit", None, cell(*c)) for c in fits},
+                          cells=[(tasks.Task("cell", None, cell(*c)), c[0], c[0]) for c in fits])
+
+    graph = plan_of(order)
+    monkeypatch.setattr(tasks, "plan", lambda runner, todo, threads: graph)
+    monkeypatch.setattr(bench.executors.base, "accept", lambda *args, **kwargs: None)
+    started, in_flight = [], []
+
+    def submit(task):
+        if task.kind == "fit":
+            started.append(task.cell.name)
+        in_flight.append(task)
+        return len(in_flight) - 1
+
+    def first_done(pending):  # the oldest task in flight finishes first
+        return min(pending)
+
+    def result(handle):
+        return {"reused": False, "seconds": 1.0} if in_flight[handle].kind == "fit" else {"record": {}}
+
+    tasks.drive(None, [], None, 1, submit, first_done, result, capacity=2)
+    assert started == ["nonoise0", "capdec0", "decap0", "nonoise1", "decap1", "style0"]
+    started.clear()
+    in_flight.clear()
+    graph = plan_of(order[:2])  # both conflict: one starts anyway, no worker idles
+    tasks.drive(None, [], None, 1, submit, first_done, result, capacity=2)
+    assert started == ["nonoise0", "decap0"]
+
+
 def test_accept_puts_a_trained_fit_and_its_time_on_the_first_cell_only():
     """Every executor stores a worker's cell through ``accept``: the first cell of a fit trained
     now says so and carries the fit task's time; a cell without a fit result reused it."""

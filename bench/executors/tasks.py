@@ -14,6 +14,7 @@ Three kinds of task, each a small picklable value (never a model):
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -104,7 +105,9 @@ def drive(runner: Any, todo: list[tuple[Cell, str]], report: Any, threads: int, 
     Encode tasks run first; then the fits, one task per fit key; as each fit finishes, its cells'
     tasks become ready. With a ``capacity`` (how many tasks the engine runs at once: a local
     pool's workers) at most that many are in flight and ready cells go before waiting fits, so
-    cells are recorded as their fits finish rather than after every fit; without one (a
+    cells are recorded as their fits finish rather than after every fit, and a fit waits while
+    another that may train the decoder it would reuse is in flight (same training data, seed and
+    decoder config, no noise), if other work is ready; without one (a
     cluster's scheduler places them) every ready task is submitted. A task that raises fails
     its cells (a failed fit, every cell that needs it) in ``failures.jsonl``; the other cells
     complete. Each finished cell is stored at once, so an interruption loses only the cells
@@ -145,14 +148,30 @@ def drive(runner: Any, todo: list[tuple[Cell, str]], report: Any, threads: int, 
                 waiting_fits.append((task, key))
         pending: dict[Any, tuple[str, Any]] = {}
 
+        def next_fit() -> tuple[Task, str]:
+            """The first waiting fit that could not share a decoder with a fit in flight, else the
+            first: nonoise and decap train one decoder, and side by side one worker would only
+            wait for the other's (the decoder cache's lock)."""
+            busy = {_data_and_seed(fits_in_flight[h]) for h, (kind, _) in pending.items() if kind == "fit"}
+            for i, (task, _) in enumerate(waiting_fits):
+                if _data_and_seed(task) not in busy:
+                    waiting_fits.rotate(-i)
+                    chosen = waiting_fits.popleft()
+                    waiting_fits.rotate(i)
+                    return chosen
+            return waiting_fits.popleft()
+
+        fits_in_flight: dict[Any, Task] = {}
+
         def fill() -> None:
             while (ready_cells or waiting_fits) and (capacity is None or len(pending) < capacity):
                 if ready_cells:
                     task, what = ready_cells.popleft()
                     pending[submit(task)] = ("cell", what)
                 else:
-                    task, key = waiting_fits.popleft()
-                    pending[submit(task)] = ("fit", key)
+                    task, key = next_fit() if capacity is not None else waiting_fits.popleft()
+                    handle = submit(task)
+                    pending[handle], fits_in_flight[handle] = ("fit", key), task
 
         fit_done: dict[str, dict[str, Any]] = {}
         fill()
@@ -160,6 +179,7 @@ def drive(runner: Any, todo: list[tuple[Cell, str]], report: Any, threads: int, 
             bar.update(running=sum(1 for kind, _ in pending.values() if kind == "cell"))
             done = first_done(list(pending))
             kind, what = pending.pop(done)
+            fits_in_flight.pop(done, None)
             try:
                 value = result(done)
             except Exception as exc:
@@ -182,6 +202,16 @@ def drive(runner: Any, todo: list[tuple[Cell, str]], report: Any, threads: int, 
             fill()
     finally:
         bar.close()
+
+
+def _data_and_seed(task: Task) -> tuple[Any, ...]:
+    """What two fits that may share one decoder have in common: the training data, the seed, the
+    decoder's config and no noise (nonoise, decap and capdec at σ² = 0 train one decoder)."""
+    cell = task.cell
+    config = getattr(cell, "config_dict", None) or {}
+    decoder = json.dumps(config.get("decoder"), sort_keys=True, default=str) if isinstance(config, dict) else None
+    return (getattr(getattr(cell, "split", None), "train", None), getattr(cell, "seed", None), decoder,
+            getattr(cell, "noise_variance", None) or 0.0)
 
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:
