@@ -122,6 +122,15 @@ class Captioner(ABC):
         Most methods check nothing."""
         return None
 
+    @classmethod
+    def shared_decoder(cls, config: Any) -> str | None:
+        """The identity of the decoder a fit with ``config`` may share, through the decoder
+        cache, with fits of other methods on the same captions and seed (decap trains nonoise's
+        decoder; viecap without its hard prompt trains capdec's), or None when it shares none.
+        The local executor only uses it to keep two such fits from running side by side, where
+        one would wait for the other's decoder."""
+        return None
+
     def __init__(self, config: Any = None) -> None:
         if config is None:
             config = self.Config()

@@ -29,3 +29,15 @@ def noise_transform(variance: float) -> dict[str, Any]:
     if variance <= 0:
         return {"transform": None, "transform_id": None}
     return {"transform": lambda x, g: inject_noise(x, variance, g), "transform_id": f"capdec-noise:{variance!r}"}
+
+
+def plain_decoder(decoder_config: Any, variance: float) -> str:
+    """``Captioner.shared_decoder`` of a decoder trained on the captions' own embeddings with
+    CapDec's noise at ``variance`` (none at 0) and nothing else: the fit the decoder cache
+    shares between capdec, nonoise, decap and viecap without its hard prompt."""
+    import json
+
+    from bench.config import config_dict
+
+    return json.dumps([config_dict(decoder_config), noise_transform(variance)["transform_id"]], sort_keys=True, default=str)
+

@@ -121,8 +121,8 @@ def _ptb(lines: list[str]) -> list[str]:
         err = proc.stderr.decode(errors="replace").strip().splitlines()
         raise ScorerError(f"the PTB tokenizer failed: {err[-1] if err else f'exit code {proc.returncode}'}")
     out = proc.stdout.decode("utf-8").split("\n")
-    if len(out) < len(lines):
-        raise ScorerError(f"the PTB tokenizer returned {len(out)} lines for {len(lines)} captions")
+    if len(out) < len(lines) or any(extra.strip() for extra in out[len(lines):]):  # one line out per line in
+        raise ScorerError(f"the PTB tokenizer returned {sum(1 for x in out if x.strip())} lines for {len(lines)} captions")
     return [" ".join(w for w in line.rstrip().split(" ") if w not in _PUNCTUATION) for line in out[: len(lines)]]
 
 

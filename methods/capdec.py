@@ -20,7 +20,7 @@ from bench.captioner import Captioner, Corpus, FitContext
 from bench.decoders import CaptionDecoder, DecoderConfig
 from bench.decoders.fit_cache import fit_decoder
 from bench.errors import ConfigError
-from bench.noise import noise_transform
+from bench.noise import noise_transform, plain_decoder
 from bench.plugins import register_method
 from bench.tensors import as_float_tensor, unit_rows
 
@@ -43,6 +43,10 @@ class CapDec(Captioner):
 
     Config = CapDecConfig
     noise_field = "noise_variance"
+
+    @classmethod
+    def shared_decoder(cls, config: CapDecConfig) -> str | None:
+        return plain_decoder(config.decoder, config.noise_variance)
 
     def __init__(self, config: CapDecConfig | None = None) -> None:
         super().__init__(config)

@@ -16,6 +16,7 @@ from bench.captioner import Captioner, Corpus, FitContext
 from bench.decoders import CaptionDecoder, DecoderConfig
 from bench.decoders.fit_cache import fit_decoder
 from bench.errors import ConfigError
+from bench.noise import plain_decoder
 from bench.plugins import register_method
 from bench.projection import project, support_memory
 from bench.tensors import unit_rows
@@ -39,6 +40,10 @@ class DeCap(Captioner):
     """DeCap: a text-only decoder; images are projected onto a memory of caption embeddings."""
 
     Config = DeCapConfig
+
+    @classmethod
+    def shared_decoder(cls, config: DeCapConfig) -> str | None:
+        return plain_decoder(config.decoder, 0.0)
 
     def __init__(self, config: DeCapConfig | None = None) -> None:
         super().__init__(config)

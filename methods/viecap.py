@@ -68,6 +68,12 @@ class ViECap(EntityPrompts, Captioner):
     Config = ViECapConfig
     noise_field = "noise_variance"
 
+    @classmethod
+    def shared_decoder(cls, config: ViECapConfig) -> str | None:
+        from bench.noise import plain_decoder
+
+        return None if config.hard_prompt else plain_decoder(config.decoder, config.noise_variance)
+
     def __init__(self, config: ViECapConfig | None = None) -> None:
         super().__init__(config)
         self.decoder: CaptionDecoder | None = None

@@ -272,27 +272,28 @@ def test_a_local_pool_runs_ready_cells_before_waiting_fits(monkeypatch):
     assert [kind for kind, _ in started[:3]] == ["fit", "fit", "fit"]
 
 
-def test_a_local_pool_does_not_start_two_fits_of_one_seed_side_by_side(monkeypatch):
+def test_a_local_pool_does_not_start_two_fits_of_one_decoder_side_by_side(monkeypatch):
     """nonoise and decap train one decoder per seed: with two workers, the second of them would
-    only wait for the first's lock, so a fit on the same training data and seed as one in flight
-    waits, and another seed's fit goes first; when every waiting fit conflicts, one starts anyway."""
+    only wait for the first's lock, so a fit whose decoder may be in training waits while other
+    fits go first (syntic's, which shares nothing, is not held back); when every waiting fit
+    conflicts, one starts anyway."""
     from types import SimpleNamespace
 
     import bench.executors.base
     import bench.executors.tasks as tasks
 
-    def cell(name, seed, train="d", noise=None):
-        return SimpleNamespace(name=name, seed=seed, split=SimpleNamespace(train=train, eval="e"), noise_variance=noise,
-                               config_dict={"decoder": {"layers": 2}})
+    def cell(name):
+        return SimpleNamespace(name=name, split=SimpleNamespace(train="d", eval="e"))
 
-    # capdec at σ² 0.016 trains a decoder of its own: it may run beside nonoise's fit of its seed
-    order = [("nonoise0", 0, "d", 0.0), ("decap0", 0), ("capdec0", 0, "d", 0.016), ("nonoise1", 1), ("decap1", 1),
-             ("style0", 0, "s")]
-    def plan_of(fits):
-        return tasks.Plan(fits={c[0]: tasks.Task("fit", None, cell(*c)) for c in fits},
-                          cells=[(tasks.Task("cell", None, cell(*c)), c[0], c[0]) for c in fits])
+    shares = {"nonoise0": ("d", 0, "plain"), "decap0": ("d", 0, "plain"), "nonoise1": ("d", 1, "plain"),
+              "decap1": ("d", 1, "plain")}
 
-    graph = plan_of(order)
+    def plan_of(names):
+        return tasks.Plan(fits={n: tasks.Task("fit", None, cell(n)) for n in names},
+                          cells=[(tasks.Task("cell", None, cell(n)), n, n) for n in names],
+                          shares={n: shares[n] for n in names if n in shares})
+
+    graph = plan_of(["nonoise0", "decap0", "syntic0", "nonoise1", "decap1"])
     monkeypatch.setattr(tasks, "plan", lambda runner, todo, threads: graph)
     monkeypatch.setattr(bench.executors.base, "accept", lambda *args, **kwargs: None)
     started, in_flight = [], []
@@ -303,19 +304,34 @@ def test_a_local_pool_does_not_start_two_fits_of_one_seed_side_by_side(monkeypat
         in_flight.append(task)
         return len(in_flight) - 1
 
-    def first_done(pending):  # the oldest task in flight finishes first
-        return min(pending)
-
     def result(handle):
         return {"reused": False, "seconds": 1.0} if in_flight[handle].kind == "fit" else {"record": {}}
 
-    tasks.drive(None, [], None, 1, submit, first_done, result, capacity=2)
-    assert started == ["nonoise0", "capdec0", "decap0", "nonoise1", "decap1", "style0"]
+    tasks.drive(None, [], None, 1, submit, lambda pending: min(pending), result, capacity=2)  # the oldest finishes first
+    assert started == ["nonoise0", "syntic0", "decap0", "nonoise1", "decap1"]
     started.clear()
-    in_flight.clear()
-    graph = plan_of(order[:2])  # both conflict: one starts anyway, no worker idles
-    tasks.drive(None, [], None, 1, submit, first_done, result, capacity=2)
+    graph = plan_of(["nonoise0", "decap0"])  # both conflict: one starts anyway, no worker idles
+    tasks.drive(None, [], None, 1, submit, lambda pending: min(pending), result, capacity=2)
     assert started == ["nonoise0", "decap0"]
+
+
+def test_methods_name_the_decoders_they_may_share():
+    """The fits the decoder cache shares (decap's with nonoise's, viecap's without its hard
+    prompt with capdec's at the same σ²) have one ``shared_decoder``; the others differ or share none."""
+    from dataclasses import replace
+
+    from bench.plugins import METHODS, load_plugins
+
+    load_plugins()
+
+    def shared(name, **changes):
+        method = METHODS.get(name)
+        return method.shared_decoder(replace(method.Config(), **changes))
+
+    assert shared("decap") == shared("capdec", noise_variance=0.0) is not None
+    assert shared("capdec") != shared("decap") and shared("capdec") == shared("viecap", hard_prompt=False)
+    assert shared("viecap") is None and shared("syntic") is None and shared("clipre") is None
+    assert shared("decap", decoder=replace(METHODS.get("decap").Config().decoder, epochs=3)) != shared("decap")
 
 
 def test_accept_puts_a_trained_fit_and_its_time_on_the_first_cell_only():

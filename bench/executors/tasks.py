@@ -14,7 +14,6 @@ Three kinds of task, each a small picklable value (never a model):
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -41,6 +40,9 @@ class Plan:
     encodes: list[Task] = field(default_factory=list)
     fits: dict[str, Task] = field(default_factory=dict)  # fit key -> the task that trains it
     cells: list[tuple[Task, str, str]] = field(default_factory=list)  # (task, fit key, cell id)
+    #: fit key -> (training data, seed, the decoder it may share) for fits that may share a
+    #: decoder with another method's (``Captioner.shared_decoder``); absent for the others
+    shares: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
 
 def plan(runner: Any, todo: list[tuple[Cell, str]], threads: int) -> Plan:
@@ -54,8 +56,12 @@ def plan(runner: Any, todo: list[tuple[Cell, str]], threads: int) -> Plan:
             if (dataset, modality) not in seen:
                 seen.add((dataset, modality))
                 out.encodes.append(Task("encode", runner.run, dataset=dataset, modality=modality, threads=threads))
-        key = cell.fit_key(METHODS.get(cell.method), runner.encoder.id, runner.inputs.train_fingerprint(cell.split.train))
+        method = METHODS.get(cell.method)
+        key = cell.fit_key(method, runner.encoder.id, runner.inputs.train_fingerprint(cell.split.train))
         out.fits.setdefault(key, Task("fit", runner.run, cell, threads=threads))
+        shared = method.shared_decoder(cell.config)
+        if shared is not None:
+            out.shares[key] = (cell.split.train, cell.seed, shared)
         out.cells.append((Task("cell", runner.run, cell, threads=threads), key, cell_id))
     return out
 
@@ -106,8 +112,8 @@ def drive(runner: Any, todo: list[tuple[Cell, str]], report: Any, threads: int, 
     tasks become ready. With a ``capacity`` (how many tasks the engine runs at once: a local
     pool's workers) at most that many are in flight and ready cells go before waiting fits, so
     cells are recorded as their fits finish rather than after every fit, and a fit waits while
-    another that may train the decoder it would reuse is in flight (same training data, seed and
-    decoder config, no noise), if other work is ready; without one (a
+    another that may train the decoder it would reuse is in flight (``Plan.shares``), if other
+    work is ready; without one (a
     cluster's scheduler places them) every ready task is submitted. A task that raises fails
     its cells (a failed fit, every cell that needs it) in ``failures.jsonl``; the other cells
     complete. Each finished cell is stored at once, so an interruption loses only the cells
@@ -149,19 +155,16 @@ def drive(runner: Any, todo: list[tuple[Cell, str]], report: Any, threads: int, 
         pending: dict[Any, tuple[str, Any]] = {}
 
         def next_fit() -> tuple[Task, str]:
-            """The first waiting fit that could not share a decoder with a fit in flight, else the
-            first: nonoise and decap train one decoder, and side by side one worker would only
-            wait for the other's (the decoder cache's lock)."""
-            busy = {_data_and_seed(fits_in_flight[h]) for h, (kind, _) in pending.items() if kind == "fit"}
-            for i, (task, _) in enumerate(waiting_fits):
-                if _data_and_seed(task) not in busy:
-                    waiting_fits.rotate(-i)
-                    chosen = waiting_fits.popleft()
-                    waiting_fits.rotate(i)
+            """The first waiting fit that shares no decoder with a fit in flight, else the first:
+            nonoise and decap train one decoder, and side by side one worker would only wait for
+            the other's (the decoder cache's lock)."""
+            busy = {graph.shares[key] for kind, key in pending.values() if kind == "fit" and key in graph.shares}
+            for i, (_, key) in enumerate(waiting_fits):
+                if graph.shares.get(key) not in busy:
+                    chosen = waiting_fits[i]
+                    del waiting_fits[i]
                     return chosen
             return waiting_fits.popleft()
-
-        fits_in_flight: dict[Any, Task] = {}
 
         def fill() -> None:
             while (ready_cells or waiting_fits) and (capacity is None or len(pending) < capacity):
@@ -170,8 +173,7 @@ def drive(runner: Any, todo: list[tuple[Cell, str]], report: Any, threads: int, 
                     pending[submit(task)] = ("cell", what)
                 else:
                     task, key = next_fit() if capacity is not None else waiting_fits.popleft()
-                    handle = submit(task)
-                    pending[handle], fits_in_flight[handle] = ("fit", key), task
+                    pending[submit(task)] = ("fit", key)
 
         fit_done: dict[str, dict[str, Any]] = {}
         fill()
@@ -179,7 +181,6 @@ def drive(runner: Any, todo: list[tuple[Cell, str]], report: Any, threads: int, 
             bar.update(running=sum(1 for kind, _ in pending.values() if kind == "cell"))
             done = first_done(list(pending))
             kind, what = pending.pop(done)
-            fits_in_flight.pop(done, None)
             try:
                 value = result(done)
             except Exception as exc:
@@ -202,16 +203,6 @@ def drive(runner: Any, todo: list[tuple[Cell, str]], report: Any, threads: int, 
             fill()
     finally:
         bar.close()
-
-
-def _data_and_seed(task: Task) -> tuple[Any, ...]:
-    """What two fits that may share one decoder have in common: the training data, the seed, the
-    decoder's config and no noise (nonoise, decap and capdec at σ² = 0 train one decoder)."""
-    cell = task.cell
-    config = getattr(cell, "config_dict", None) or {}
-    decoder = json.dumps(config.get("decoder"), sort_keys=True, default=str) if isinstance(config, dict) else None
-    return (getattr(getattr(cell, "split", None), "train", None), getattr(cell, "seed", None), decoder,
-            getattr(cell, "noise_variance", None) or 0.0)
 
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:
