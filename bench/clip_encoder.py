@@ -37,6 +37,11 @@ class EncoderConfig:
                 raise ConfigError(f"encoder.{name} must be >= 1, got {getattr(self, name)}")
 
 
+def encoder_id(spec: str, weights_hash: str) -> str:
+    """An encoder's id in records and cache keys: its spec and the start of its weights' SHA-256."""
+    return f"{spec}@{weights_hash[:12]}"
+
+
 class ClipEncoder:
     """A frozen open_clip model with its transforms and tokenizer. Outputs are unit-norm float32."""
 
@@ -57,7 +62,7 @@ class ClipEncoder:
 
     @property
     def id(self) -> str:
-        return f"{self.spec}@{self.weights_hash[:12]}"
+        return encoder_id(self.spec, self.weights_hash)
 
     @property
     def dim(self) -> int:

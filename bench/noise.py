@@ -40,4 +40,3 @@ def plain_decoder(decoder_config: Any, variance: float) -> str:
     from bench.config import config_dict
 
     return json.dumps([config_dict(decoder_config), noise_transform(variance)["transform_id"]], sort_keys=True, default=str)
-

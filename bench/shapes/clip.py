@@ -332,6 +332,7 @@ def _train_checkpoint(ckpt: ClipCheckpoint, world: WorldConfig, cfg: ClipTrainCo
 
 
 def render_model_card(manifest: dict[str, Any]) -> str:
+    from bench.clip_encoder import encoder_id
     from bench.gap import render_card
 
     card = manifest.get("model_card", {})
@@ -352,7 +353,7 @@ def render_model_card(manifest: dict[str, Any]) -> str:
                      f"shape {stats['shape']:.1f}% (12 shapes, chance 8.3%), colour {stats['colour']:.1f}% (10 colours, chance 10%)")
     gap = card.get("gap")
     if gap:  # the `bench gap` card, on the test pairs of every card domain together
-        labelled = {"encoder": f"shapes@{manifest['sha256'][:12]}", "dataset": "+".join(f"shapes-{d}" for d in card.get("retrieval", {})),
+        labelled = {"encoder": encoder_id("shapes", manifest["sha256"]), "dataset": "+".join(f"shapes-{d}" for d in card.get("retrieval", {})),
                     "split": "test", **gap}
         lines += ["", "Modality gap (`bench gap`'s card on the test pairs of both domains; real CLIP ViT-B/32 on COCO beside it):",
                   "", "```", render_card(labelled), "```"]
