@@ -123,10 +123,11 @@ def paired_bootstrap_pvalue(best: PerImage, other: PerImage, counts: np.ndarray,
 
     On each resample (the same images for both), the difference best - other is computed; the
     p-value is the share of resamples where it is <= 0, with the usual +1 correction so that it
-    is never exactly 0. Two identical rows give 1.0.
+    is never exactly 0. Two identical rows give 1.0; a resample whose difference is not a number
+    counts against ``best``.
     """
     delta = best.resampled(counts, seed) - other.resampled(counts, seed)
-    return float((np.count_nonzero(delta <= 0) + 1) / (len(delta) + 1))
+    return float((np.count_nonzero(~(delta > 0)) + 1) / (len(delta) + 1))
 
 
 def seed_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -270,6 +271,29 @@ def test_no_test_is_claimed_against_a_best_row_without_evidence(run_cli, fixture
     assert after[best][4:] == ["–", "best"]  # still the best value, but no interval of its own
     assert all(cells[5] == "–" for name, cells in after.items() if name != best)  # no test against nothing
     assert all(cells[1].startswith("[") for cells in after.values())  # CIDEr is untouched
+
+
+def test_a_non_finite_bleu_statistic_gives_no_interval_rather_than_nan(run_cli, fixture_run):
+    from bench.records import read_records
+
+    assert run_cli("report", str(fixture_run))[0] == 0
+    before = _significance((fixture_run / "report.md").read_text(), "### In-domain")
+    other = next(name for name, cells in before.items() if cells[5] not in ("best", "–"))  # a row tested against the best
+
+    def damage(rows):
+        rows[0]["bleu_stats"][0] = float("nan")
+        return rows
+
+    for record in read_records(fixture_run).records:
+        if record.method == other and record.split == "shapes-coco" and record.role == "main":
+            _rewrite_samples(fixture_run, record.cell_id, damage)
+    code, _, err = run_cli("report", str(fixture_run))
+    assert code == 0, err
+    text = (fixture_run / "report.md").read_text()
+    after = _significance(text, "### In-domain")
+    assert after[other][4:] == ["–", "–"]  # no BLEU interval and no test for the damaged row
+    assert after[other][1].startswith("[")  # its CIDEr evidence is untouched
+    assert not re.search(r"\bnan\b", text, re.IGNORECASE)
 
 
 def test_damaged_side_files_are_warnings_not_tracebacks(run_cli, fixture_run):

@@ -103,6 +103,14 @@ def test_paired_test_gives_a_high_p_value_for_identical_methods_and_a_low_one_fo
     assert paired_bootstrap_pvalue(slightly, a, counts) < 0.01
 
 
+def test_a_difference_that_is_not_a_number_counts_against_the_best_row():
+    counts = resample_counts(50, 200, seed=0)
+    a = _cider_rows(50)
+    broken = PerImage("cider", values=np.full_like(a.values, np.nan))
+    assert paired_bootstrap_pvalue(broken, a, counts) == 1.0
+    assert paired_bootstrap_pvalue(a, broken, counts) == 1.0
+
+
 def test_intervals_over_seeds_hold_the_spread_between_seeds():
     """Three seeds that agree image for image up to a per-seed offset of 0, 10 and 20: over the
     images alone the interval of their mean is as narrow as one seed's; resampling the seeds

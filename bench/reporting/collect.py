@@ -246,6 +246,8 @@ def evidence(row: Row, metric: str, samples: dict[str, list[dict[str, Any]]], im
     if metric.startswith("bleu"):
         if array.ndim != 3 or array.shape[-1] != len(BLEU_STATS):
             raise DataError("its per-image BLEU statistics have the wrong shape")
+        if not np.isfinite(array).all() or (array < 0).any():
+            raise DataError("its per-image BLEU statistics are not all finite counts")
         return PerImage(metric, stats=array)
     if array.ndim != 2 or not np.isfinite(array).all():
         raise DataError(f"its per-image {metric} values are not all finite numbers")
@@ -255,7 +257,7 @@ def evidence(row: Row, metric: str, samples: dict[str, list[dict[str, Any]]], im
 def best_row(rows: list[Row], metric: str) -> Row | None:
     """The one row with the top mean, or None: with fewer than two rows there is nothing to be
     best among, a tie at the top names no single best, and a top of 0 is no result to test against."""
-    scored = [r for r in rows if r.mean(metric) is not None]
+    scored = [r for r in rows if r.mean(metric) is not None and np.isfinite(r.mean(metric))]
     if len(scored) < 2:
         return None
     top = max(r.mean(metric) for r in scored)
