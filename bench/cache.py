@@ -3,8 +3,8 @@
 An entry is a folder holding ``embeddings.npy`` (float32, memory-mappable) and
 ``manifest.json`` (the key fields, count, dimension, dtype, normalisation, SHA-256 of the
 array). The key hashes the encoder id (spec + weights hash), the dataset, split and modality,
-the normalisation, and a fingerprint of the inputs (the caption strings, or the image ids and
-file sizes), so changed data or weights never hit a stale entry. A manifest that does not
+the normalisation, and a fingerprint of the inputs (the caption strings, or the image files'
+paths and the SHA-256 of their bytes), so changed data or weights never hit a stale entry. A manifest that does not
 match its array is rebuilt, never trusted.
 """
 
@@ -30,6 +30,15 @@ def array_digest(array: Any) -> str:
         return ""
     a = np.ascontiguousarray(np.asarray(array))
     return hashlib.sha256(f"{a.dtype}{a.shape}".encode() + a.view(np.uint8).reshape(-1).data).hexdigest()
+
+
+def images_fingerprint(paths: Sequence[Path], resolve: bool = False) -> str:
+    """A fingerprint of image files: each one's path and the SHA-256 of its bytes (remembered per
+    path, size and modification time within a process), so a file replaced by another of the
+    same size is a new input."""
+    from bench.io import sha256_file
+
+    return fingerprint(f"{Path(p).resolve() if resolve else p}:{sha256_file(p)}" for p in paths)
 
 
 def fingerprint(items: Sequence[Any]) -> str:

@@ -380,7 +380,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
 def cmd_gap(args: argparse.Namespace) -> int:
     from bench.config import default_cache_dir
     from bench.encoders import create_encoder, parse_encoder_spec
-    from bench.gap import gap_card, load_pairs, render_card
+    from bench.gap import gap_card, json_card, load_pairs, render_card
     from bench.plugins import DATASETS, load_plugins
 
     load_plugins()
@@ -390,7 +390,7 @@ def cmd_gap(args: argparse.Namespace) -> int:
     data = load_pairs(dataset, args.split, args.data_root, cache_dir)  # bad input fails here, before any model loads
     encoder = create_encoder(args.encoder, args.device, cache_dir, log=_stderr)
     card = gap_card(encoder, data, cache_dir, log=_stderr)
-    print(json.dumps(card) if args.json else render_card(card))
+    print(json.dumps(json_card(card), allow_nan=False) if args.json else render_card(card))
     return 0
 
 

@@ -171,7 +171,7 @@ def add_clip_scores(result: Any, predictions: dict[str, str], refs: Any, images:
     Returns the evaluation encoder's id."""
     from pathlib import Path
 
-    from bench.cache import CacheKey, EmbeddingCache, fingerprint
+    from bench.cache import CacheKey, EmbeddingCache, images_fingerprint
     from bench.config import default_cache_dir
     from bench.encoders import create_encoder
     from bench.progress import progress
@@ -180,7 +180,7 @@ def add_clip_scores(result: Any, predictions: dict[str, str], refs: Any, images:
     encoder = create_encoder(eval_encoder, device, folder, log)
     cache = EmbeddingCache(folder, log=log)
     paths = [Path(p) for p in images]
-    key = CacheKey(encoder.id, "score", "images", "image", fingerprint(f"{p.resolve()}:{p.stat().st_size}" for p in paths))
+    key = CacheKey(encoder.id, "score", "images", "image", images_fingerprint(paths, resolve=True))
     image_emb = cache.get(key, lambda: encoder.encode_images(paths, progress=progress, desc="CLIP-S: encoding images")[0])
     ids = list(predictions)
     values, per = ClipScorer(encoder, cache).score(image_emb, [predictions[i] for i in ids], [refs.references(i) for i in ids],

@@ -39,12 +39,14 @@ class DiffusersGenerator(ImageGenerator):
     @property
     def id(self) -> str:
         digest = hashlib.sha256(self.model.encode())
-        if self.folder is not None:  # the pipeline's configs and its weight files' sizes identify it
-            for path in sorted(self.folder.rglob("*")):
+        if self.folder is not None:  # the pipeline's configs and its weight files' contents identify it
+            from bench.io import sha256_file
+
+            for path in sorted(self.folder.rglob("*")):  # a fine-tuned copy has the same file sizes, not the same bytes
                 if path.suffix == ".json":
                     digest.update(path.read_bytes())
                 elif path.is_file():
-                    digest.update(f"{path.relative_to(self.folder)}:{path.stat().st_size}".encode())
+                    digest.update(f"{path.relative_to(self.folder)}:{sha256_file(path)}".encode())
         return f"diffusers-{digest.hexdigest()[:12]}-{self.steps}steps-{self.size}px-cfg{self.guidance:g}"
 
     @property

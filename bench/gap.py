@@ -1,15 +1,18 @@
 """The modality-gap card of an encoder on a dataset: how far its image embeddings lie from the
 embeddings of their own captions, and the noise variance that rules of thumb derive from that.
 
-``gap_statistics`` works on embeddings; ``gap_card`` loads a dataset split, encodes it (through
-the embedding cache) and returns the card; ``bench gap`` prints it. The shapes CLIP's model card
+``gap_statistics`` works on embeddings (random pairs: every caption with every image but its
+own); ``gap_card`` loads a dataset split, encodes it (through the embedding cache) and returns
+the card; ``bench gap`` prints it. The shapes CLIP's model card
 is this card on the world's test splits.
 
 The σ² rules, each for the per-dimension noise variance of CapDec-style injection:
 
 * ``capdec_captions``: CapDec's own rule (Nukrai et al., 2022, §4): the square of the mean
-  ℓ∞ norm of the differences between the text embeddings of captions of the same image
-  (0.016 for ViT-B/32 on 15 COCO images; the ℓ∞-or-ℓ1 question is CapDec issue #3);
+  ℓ∞ norm of the differences between the text embeddings of every pair of captions of the same
+  image, averaged per image and then over images, as CapDec's ``calc_distances_of_ready_embeddings``
+  loops over its five captions (0.016 for ViT-B/32 on 15 COCO images; the ℓ∞-or-ℓ1 question is
+  CapDec issue #3);
 * ``capdec_pairs``: the same rule on image–caption differences;
 * ``variance``: the mean squared difference per dimension of image − caption, the variance an
   isotropic Gaussian needs to cover the gap's spread.
@@ -51,16 +54,11 @@ def gap_statistics(image_emb: np.ndarray, text_emb: np.ndarray, text_owner: np.n
     paired = image_emb[text_owner]
     diff = paired - text_emb
     n_images = len(image_emb)
-    shift = max(1, n_images // 2)
-    other = (text_owner + shift) % n_images  # each caption against an image half the split away
-    random_cos = np.sum(image_emb[other] * text_emb, axis=1)
     mean_linf = float(np.mean(np.abs(diff).max(axis=1)))
-    # CapDec's rule: captions of the same image, consecutive pairs
-    same = [(a, b) for a, b in zip(range(len(text_owner) - 1), range(1, len(text_owner))) if text_owner[a] == text_owner[b]]
-    caption_linf = float(np.mean([np.abs(text_emb[a] - text_emb[b]).max() for a, b in same])) if same else float("nan")
+    caption_linf = _caption_linf(text_emb, text_owner)
     return {
         "true_pair_cosine": float(np.mean(np.sum(paired * text_emb, axis=1))),
-        "random_pair_cosine": float(np.mean(random_cos[other != text_owner])) if np.any(other != text_owner) else float("nan"),
+        "random_pair_cosine": _random_pair_cosine(image_emb, text_emb, text_owner),
         "centroid_gap": float(np.linalg.norm(image_emb.mean(0) - text_emb.mean(0))),
         "mean_l2": float(np.mean(np.linalg.norm(diff, axis=1))),
         "mean_linf": mean_linf,
@@ -74,6 +72,32 @@ def gap_statistics(image_emb: np.ndarray, text_emb: np.ndarray, text_owner: np.n
         "images": int(n_images),
         "captions": int(len(text_emb)),
     }
+
+
+def _random_pair_cosine(image_emb: np.ndarray, text_emb: np.ndarray, text_owner: np.ndarray) -> float:
+    """The mean cosine over every (image, caption) pair whose caption belongs to another image:
+    each caption's dot product with the sum of all images, less its own image's."""
+    n_images = len(image_emb)
+    if n_images < 2 or len(text_emb) == 0:
+        return float("nan")
+    others = text_emb @ image_emb.sum(0) - np.sum(image_emb[text_owner] * text_emb, axis=1)
+    return float(others.sum() / (len(text_emb) * (n_images - 1)))
+
+
+def _caption_linf(text_emb: np.ndarray, text_owner: np.ndarray) -> float:
+    """CapDec's measure: for each image with 2 or more captions, the mean ℓ∞ norm of the
+    differences between every pair of its captions (CapDec's ``calc_distances_of_ready_embeddings``
+    loops over all pairs i < j); then the mean over those images. NaN when no image has two."""
+    order = np.argsort(text_owner, kind="stable")
+    owners, starts = np.unique(text_owner[order], return_index=True)
+    per_image = []
+    for a, b in zip(starts, [*starts[1:], len(order)]):
+        group = text_emb[order[a:b]]
+        if len(group) < 2:
+            continue
+        i, j = np.triu_indices(len(group), k=1)
+        per_image.append(np.abs(group[i] - group[j]).max(axis=1).mean())
+    return float(np.mean(per_image)) if per_image else float("nan")
 
 
 def caption_span(image_emb: np.ndarray, text_emb: np.ndarray, floor: float = SPAN_FLOOR) -> dict[str, float]:
@@ -110,7 +134,7 @@ def load_pairs(dataset: str, split: str = "test", data_root: Path | None = None,
 def gap_card(encoder: Any, data: Any, cache_dir: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Encode a split's images and captions (through the embedding cache when ``cache_dir`` is
     given) and return its gap statistics."""
-    from bench.cache import CacheKey, EmbeddingCache, fingerprint
+    from bench.cache import CacheKey, EmbeddingCache, fingerprint, images_fingerprint
 
     paths = data.require_images()
     cache = EmbeddingCache(cache_dir, log=log) if cache_dir is not None else None
@@ -122,11 +146,20 @@ def gap_card(encoder: Any, data: Any, cache_dir: Path | None = None, log: Callab
             return compute()
         return np.asarray(cache.get(CacheKey(encoder.id, data.dataset, data.split, modality, content), compute))
 
-    image_emb = encoded("image", fingerprint(f"{p}:{p.stat().st_size}" for p in paths),
+    image_emb = encoded("image", images_fingerprint(paths),
                         lambda: encoder.encode_images(paths, desc=f"encoding {data.dataset} {data.split} images")[0])
     text_emb = encoded("text", fingerprint(captions),
                        lambda: encoder.encode_texts(captions, desc=f"encoding {data.dataset} {data.split} captions"))
     return {"encoder": encoder.id, "dataset": data.dataset, "split": data.split, **gap_statistics(image_emb, text_emb, owner)}
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and bool(np.isfinite(value))
+
+
+def json_card(card: dict[str, Any]) -> dict[str, Any]:
+    """The card with every non-finite number as None: strict JSON has no NaN."""
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in card.items()}
 
 
 def render_card(card: dict[str, Any]) -> str:
@@ -145,7 +178,11 @@ def render_card(card: dict[str, Any]) -> str:
            f"({card['images']} images, {card['captions']} captions, {card['dim']}-d)"
     lines = [head, f"  {'':48} {'value':>9}  real ViT-B/32 on COCO"]
     for label, key, ref in rows:
-        lines.append(f"  {label:48} {card[key]:9.5f}  {ref}".rstrip())
+        value = card[key]
+        shown = f"{value:9.5f}" if _finite(value) else f"{'n/a':>9}"
+        lines.append(f"  {label:48} {shown}  {ref}".rstrip())
+    if not _finite(card.get("caption_linf")):
+        lines.append("  (n/a: no image of this split has two or more captions, so CapDec's caption rule has no pairs)")
     lines.append(f"  (the captions' span: the {card['caption_span_dims']} of {card['dim']} principal directions along which they vary "
                  f"at least {SPAN_FLOOR:g} times as much as along their first)")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.cache import CacheKey, EmbeddingCache, fingerprint
+from bench.cache import CacheKey, EmbeddingCache, fingerprint, images_fingerprint
 from bench.captioner import Corpus
 from bench.progress import progress
 from bench.records import InputIdentity
@@ -109,7 +109,7 @@ class RunInputs:
         if dataset not in self._images:
             data = self.dataset_split(dataset, "test")
             paths = data.require_images()
-            content = fingerprint(f"{p}:{p.stat().st_size}" for p in paths)
+            content = images_fingerprint(paths)
             key = CacheKey(self.encoder.id, dataset, "test", "image", content)
             emb = self.cache.get(key, lambda: self.encoder.encode_images(paths, progress=progress,
                                                                            desc=f"encoding {dataset} test images")[0])

@@ -16,7 +16,7 @@ def test_gap_statistics_by_hand():
     owner = np.array([0, 0, 1])
     stats = gap_statistics(images, texts, owner)
     assert stats["true_pair_cosine"] == pytest.approx((0.6 + 0.8 + 1.0) / 3)
-    # each caption against the image half the split away: captions 0, 1 with image 1, caption 2 with image 0
+    # every caption against every image but its own: captions 0, 1 with image 1, caption 2 with image 0
     assert stats["random_pair_cosine"] == pytest.approx((0.8 + 0.6 + 0.0) / 3)
     assert stats["centroid_gap"] == pytest.approx(np.linalg.norm([0.5 - 14 / 30, 0.5 - 24 / 30]))
     diffs = np.array([[0.4, -0.8], [0.2, -0.6], [0.0, 0.0]])
@@ -25,6 +25,49 @@ def test_gap_statistics_by_hand():
     assert stats["diff_var_per_dim"] == pytest.approx(np.mean(diffs**2)) == stats["sigma2_variance"]
     assert stats["caption_linf"] == pytest.approx(0.2)  # captions 0 and 1 share image 0: |0.6 - 0.8|
     assert stats["sigma2_capdec_captions"] == pytest.approx(0.04)
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_random_pairs_and_capdec_rule_against_brute_force():
+    rng = np.random.default_rng(3)
+    counts = [5, 1, 3, 7, 2, 5, 4]  # images with one caption and with many
+    owner = np.repeat(np.arange(len(counts)), counts)
+    images, texts = _unit(rng.normal(size=(len(counts), 6))), _unit(rng.normal(size=(len(owner), 6)))
+    stats = gap_statistics(images, texts, owner)
+    others = [images[i] @ texts[j] for i in range(len(counts)) for j in range(len(owner)) if owner[j] != i]
+    assert stats["random_pair_cosine"] == pytest.approx(np.mean(others), rel=1e-12)
+    # CapDec's measure: every pair of one image's captions, averaged per image, then over images
+    per_image = []
+    for i, k in enumerate(counts):
+        caps = texts[owner == i]
+        pairs = [np.abs(caps[a] - caps[b]).max() for a in range(k) for b in range(a + 1, k)]
+        if pairs:
+            per_image.append(np.mean(pairs))
+    assert stats["caption_linf"] == pytest.approx(np.mean(per_image), rel=1e-12)
+    assert stats["sigma2_capdec_captions"] == pytest.approx(np.mean(per_image) ** 2, rel=1e-12)
+    # neither depends on the order of the captions
+    order = rng.permutation(len(owner))
+    shuffled = gap_statistics(images, texts[order], owner[order])
+    for key in ("random_pair_cosine", "caption_linf", "true_pair_cosine", "centroid_gap", "mean_linf"):
+        assert shuffled[key] == pytest.approx(stats[key], rel=1e-12)
+
+
+def test_a_split_of_single_captions_has_no_capdec_caption_rule():
+    import math
+
+    from bench.gap import json_card, render_card
+
+    rng = np.random.default_rng(4)
+    stats = gap_statistics(_unit(rng.normal(size=(4, 5))), _unit(rng.normal(size=(4, 5))), np.arange(4))
+    assert math.isnan(stats["caption_linf"]) and math.isnan(stats["sigma2_capdec_captions"])
+    card = {"encoder": "e", "dataset": "d", "split": "test", **stats}
+    text = render_card(card)
+    assert "nan" not in text and "n/a: no image of this split has two or more captions" in text
+    strict = json.loads(json.dumps(json_card(card), allow_nan=False))
+    assert strict["caption_linf"] is None and strict["true_pair_cosine"] == pytest.approx(stats["true_pair_cosine"])
 
 
 def test_caption_span_measures_image_spread_the_captions_never_reach():
@@ -86,6 +129,32 @@ def test_bench_gap_prints_the_card(run_cli, tmp_path, karpathy_root, tiny_clip_f
                              "--cache-dir", str(tmp_path / "cache"))
     assert code == 0 and "centroid gap" in out and "0.82" in out and "CapDec's rule" in out
     assert "outside the captions' span" in out
+
+
+def test_an_image_replaced_by_one_of_the_same_size_is_encoded_again(run_cli, tmp_path, karpathy_root, tiny_clip_folder):
+    args = ["gap", "--encoder", tiny_clip_folder, "--dataset", "coco", "--data-root", str(karpathy_root), "--json"]
+    code, out, err = run_cli(*args, "--cache-dir", str(tmp_path / "cache"))
+    assert code == 0, err
+    before = json.loads(out)
+    import io
+
+    from PIL import Image
+
+    target = next(f for f in (karpathy_root / "coco" / "images").rglob("*.jpg") if f.stem.endswith("1003"))  # a test image
+    size = target.stat().st_size
+    for quality in range(95, 0, -5):  # another picture (green, not red), padded to the same number of bytes
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8), (0, 200, 0)).save(buffer, format="JPEG", quality=quality)
+        if buffer.tell() <= size:
+            break
+    target.write_bytes(buffer.getvalue().ljust(size, b"\0"))
+    assert target.stat().st_size == size
+    code, out, err = run_cli(*args, "--cache-dir", str(tmp_path / "cache"))
+    assert code == 0, err
+    after = json.loads(out)
+    code, out, _ = run_cli(*args, "--cache-dir", str(tmp_path / "fresh"))
+    assert after == json.loads(out)  # what a fresh cache gives: the new picture, not the cached embedding
+    assert after["true_pair_cosine"] != pytest.approx(before["true_pair_cosine"], abs=1e-6)
 
 
 @pytest.mark.parametrize("argv, fragment", [

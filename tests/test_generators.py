@@ -55,6 +55,16 @@ def test_diffusers_backend_from_a_local_folder(tmp_path):
     assert gen.id.startswith("diffusers-") and gen.id.endswith("2steps-16px-cfg1")
 
 
+def test_a_diffusers_pipeline_is_identified_by_its_weights_not_their_sizes(tmp_path):
+    folder = tiny_pipeline(tmp_path / "sd")
+    before = GENERATORS.get("diffusers")(str(folder), steps=2, size=16).id
+    weights = max((p for p in folder.rglob("*") if p.is_file() and p.suffix != ".json"), key=lambda p: p.stat().st_size)
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a fine-tuned copy: the same files, the same sizes, other bytes
+    weights.write_bytes(bytes(data))
+    assert GENERATORS.get("diffusers")(str(folder), steps=2, size=16).id != before
+
+
 def test_diffusers_bad_folders(tmp_path):
     with pytest.raises(BenchError, match="does not exist"):
         GENERATORS.get("diffusers")(str(tmp_path / "missing"))

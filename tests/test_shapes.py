@@ -199,6 +199,44 @@ def test_corrupted_checkpoint_is_detected_and_rebuilt(tmp_path):
     assert again.manifest()["sha256"] == identity
 
 
+def test_a_cached_card_of_another_version_is_measured_again(prepared, tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    import bench.io
+    from bench.shapes.prepare import CARD_VERSION, prepare_world
+
+    clip, world = TINY_CLIP, TINY_WORLD
+    shutil.copytree(prepared[0], tmp_path, dirs_exist_ok=True)  # a copy of the trained cache: no training here
+    first = prepare_world(tmp_path, world, clip, log=lambda m: None)
+    assert first["model_card"]["version"] == CARD_VERSION
+    ckpt = ensure_clip(world, clip, tmp_path, log=lambda m: None)
+    weights = ckpt.weights.read_bytes()
+    stale = ckpt.manifest()
+    stale["model_card"]["version"] = CARD_VERSION - 1
+    stale["model_card"]["gap"]["random_pair_cosine"] = 99.0
+    ckpt.manifest_path.write_text(json.dumps(stale))
+    # a read-only cache: the card is measured again for this process, the file stays as it was
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(bench.io, "write_json_atomic", read_only)
+    messages = []
+    again = prepare_world(tmp_path, world, clip, log=messages.append)
+    assert any("measuring the model card" in m for m in messages) and any("could not save" in m for m in messages)
+    assert again["model_card"] == first["model_card"]
+    assert json.loads(ckpt.manifest_path.read_text())["model_card"]["gap"]["random_pair_cosine"] == 99.0
+    monkeypatch.undo()
+    messages = []
+    again = prepare_world(tmp_path, world, clip, log=messages.append)
+    assert again["model_card"] == first["model_card"] and any("measuring the model card" in m for m in messages)
+    assert ckpt.manifest()["model_card"] == first["model_card"] and ckpt.problem() is None
+    assert ckpt.weights.read_bytes() == weights  # the CLIP itself is not retrained
+    messages = []
+    prepare_world(tmp_path, world, clip, log=messages.append)
+    assert not any("measuring the model card" in m for m in messages)  # a current card is only read
+
+
 def test_unwritable_cache_dir_is_one_line_error(run_cli, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

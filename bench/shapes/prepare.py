@@ -15,6 +15,12 @@ from bench.shapes.domains import WorldConfig, build_annotations, image_name, ren
 #: The domains the model card measures retrieval and the gap on.
 CARD_DOMAINS = ("coco", "flickr")
 
+#: Bump when what the card measures changes: a cached card of another version is measured again
+#: from the checkpoint (the CLIP is not retrained). 2: random pairs are every caption with every
+#: image but its own (1: one image half the split away); CapDec's rule takes every pair of an
+#: image's captions (1: consecutive captions).
+CARD_VERSION = 2
+
 
 def world_dir(world: WorldConfig, cache_dir: Path) -> Path:
     """Where a world's caption files and rendered images live under the cache directory."""
@@ -33,7 +39,7 @@ def model_card(ckpt: ClipCheckpoint, world: WorldConfig, cache_dir: Path) -> dic
     model, preprocess, tokenizer = ckpt.load()
     encoder = ClipEncoder(model, preprocess, tokenizer, "shapes", sha256_file(ckpt.weights), log=lambda m: None)
     folder = world_dir(world, cache_dir)
-    card: dict[str, Any] = {"retrieval": {}, "zero_shot": {}, "gap_by_domain": {}}
+    card: dict[str, Any] = {"version": CARD_VERSION, "retrieval": {}, "zero_shot": {}, "gap_by_domain": {}}
     by_shape, by_colour = attribute_prompts(SHAPES, tuple(COLOURS))
     all_img, all_txt, all_owner = [], [], []
     for domain in CARD_DOMAINS:
@@ -74,11 +80,30 @@ def prepare_world(cache_dir: Path, world: WorldConfig | None = None, clip: ClipT
     build_annotations(world, folder)
     ckpt = ensure_clip(world, clip, cache_dir, progress, log, card=lambda c: model_card(c, world, cache_dir))
     manifest = ckpt.manifest()
+    if (manifest.get("model_card") or {}).get("version") != CARD_VERSION:
+        manifest = _refresh_card(ckpt, manifest, world, cache_dir, log)
     if verbose:
         log(f"shapes world {world.key()} in {folder}")
         log(f"shapes CLIP {ckpt.key} in {ckpt.folder}")
         log(render_model_card(manifest).rstrip())
     return {**manifest, "checkpoint": str(ckpt.weights), "world_dir": str(folder)}
+
+
+def _refresh_card(ckpt: ClipCheckpoint, manifest: dict[str, Any], world: WorldConfig, cache_dir: Path,
+                  log: Callable[[str], None]) -> dict[str, Any]:
+    """Measure a cached CLIP's card again (its card is of another version) and save it beside
+    the checkpoint; a read-only cache keeps its file and this process uses the new card."""
+    from bench.io import write_json_atomic, write_text_atomic
+    from bench.shapes.clip import render_model_card
+
+    log(f"measuring the model card of the shapes CLIP {ckpt.key} again (its card predates version {CARD_VERSION})")
+    manifest = {**manifest, "model_card": model_card(ckpt, world, cache_dir)}
+    try:
+        write_json_atomic(ckpt.manifest_path, manifest)
+        write_text_atomic(ckpt.folder / "MODEL_CARD.md", render_model_card(manifest))
+    except OSError as exc:
+        log(f"note: could not save the new model card in {ckpt.folder} ({exc.strerror or exc}); using it for this run only")
+    return manifest
 
 
 __all__ = ["prepare_world", "model_card", "world_dir", "image_name"]
