@@ -116,6 +116,80 @@ def test_auto_workers():
     assert auto_workers("cpu", cpus=1) == 1 and auto_workers("cuda", cpus=16) == 1
 
 
+POOL_SCRIPT = """
+import os, sys, time
+from pathlib import Path
+from bench.executors.local import stop_pool, worker_pool
+
+
+def fit(marker):  # a long fit
+    Path(marker).write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+if __name__ == "__main__":
+    marker = Path(sys.argv[2])
+    pool = worker_pool(1)
+    future = pool.submit(fit, str(marker))
+    while not marker.exists():  # the worker has started its task
+        time.sleep(0.05)
+    time.sleep(0.2)
+    worker = next(iter(pool._processes.values()))
+    print(worker.pid, flush=True)
+    if sys.argv[1] == "interrupt":
+        stop_pool(pool)  # what an interrupted run does
+        print("alive" if worker.is_alive() else "ended", flush=True)
+    else:
+        time.sleep(120)  # until the test kills this process
+"""
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or (where /proc tells) a zombie nobody has reaped yet."""
+    status = Path(f"/proc/{pid}/status")
+    if Path("/proc").is_dir():
+        try:
+            return "\nState:\tZ" in status.read_text()
+        except FileNotFoundError:
+            return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _pool_script(tmp_path: Path, mode: str) -> subprocess.Popen:
+    script = tmp_path / "pool.py"
+    script.write_text(POOL_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    return subprocess.Popen([sys.executable, str(script), mode, str(tmp_path / "started")], stdout=subprocess.PIPE, text=True,
+                            env=env)
+
+
+def test_an_interrupted_pool_ends_its_running_workers(tmp_path):
+    proc = _pool_script(tmp_path, "interrupt")
+    out, _ = proc.communicate(timeout=60)  # well before the two-minute task would end by itself
+    pid, state = out.split()
+    assert proc.returncode == 0 and state == "ended" and _gone(int(pid))
+    assert (tmp_path / "started").read_text() == pid  # the worker ended was the one running the task
+
+
+def test_workers_exit_when_their_driver_is_killed(tmp_path):
+    import signal
+    import time
+
+    proc = _pool_script(tmp_path, "kill")
+    pid = int(proc.stdout.readline())
+    os.kill(proc.pid, signal.SIGKILL)  # kill -9 of the driver: no cleanup runs in it
+    proc.wait()
+    for _ in range(100):  # the worker's watch notices within a second; its task had two minutes left
+        if _gone(pid):
+            break
+        time.sleep(0.1)
+    assert _gone(pid)
+
+
 CRASHING_METHOD = '''
 import os
 from pathlib import Path

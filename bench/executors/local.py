@@ -22,6 +22,48 @@ def auto_workers(device: str, cpus: int | None = None) -> int:
     return max(1, min(MAX_AUTO_WORKERS, cpus if cpus is not None else (os.cpu_count() or 1)))
 
 
+def worker_pool(workers: int) -> Any:
+    """A pool of ``workers`` spawned processes (a fresh interpreter each: a forked torch with
+    threads can deadlock), each started by :func:`_worker_start`."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_start, initargs=(os.getpid(),))
+
+
+def stop_pool(pool: Any) -> None:
+    """End a pool now: cancel what has not started and terminate the workers, whose running
+    tasks are abandoned (their files are written atomically, so none is left half-written).
+    Without this an interrupted run would wait for every running fit to finish."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=10)
+
+
+def _worker_start(parent: int) -> None:
+    """A worker leaves Ctrl-C to the driver (which ends the workers: no traceback from each), and
+    exits within a second of its driver's death (``kill -9``), rather than computing on for
+    nobody and holding its memory."""
+    import signal
+    import threading
+    import time
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="bench-driver-watch", daemon=True).start()
+
+
 class LocalExecutor(SequentialExecutor):
     def workers(self, device: str) -> int:
         return self.config.workers or auto_workers(device)
@@ -34,14 +76,13 @@ class LocalExecutor(SequentialExecutor):
             super().run(runner, todo, report)
 
     def _run_workers(self, runner: Any, todo: list[tuple[Any, str]], report: Any, workers: int) -> None:
-        import multiprocessing
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 
         from bench.executors.tasks import drive, run_task
 
-        def new_pool() -> Any:  # spawn: a fresh interpreter per worker (a forked torch with threads can deadlock)
-            return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        def new_pool() -> Any:
+            return worker_pool(workers)
 
         pools = [new_pool()]
 
@@ -59,7 +100,7 @@ class LocalExecutor(SequentialExecutor):
         try:
             drive(runner, todo, report, self.config.threads or 1, submit, first_done, lambda future: future.result(),
                   capacity=workers)
-        except BaseException:  # interrupted: what finished is stored; do not wait for the rest
-            pools[-1].shutdown(wait=False, cancel_futures=True)
+        except BaseException:  # interrupted: what finished is stored; end the workers, do not wait for them
+            stop_pool(pools[-1])
             raise
         pools[-1].shutdown(wait=True)
