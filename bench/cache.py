@@ -4,8 +4,8 @@ An entry is a folder holding ``embeddings.npy`` (float32, memory-mappable) and
 ``manifest.json`` (the key fields, count, dimension, dtype, normalisation, SHA-256 of the
 array). The key hashes the encoder id (spec + weights hash), the dataset, split and modality,
 the normalisation, and a fingerprint of the inputs (the caption strings, or the image files'
-paths and the SHA-256 of their bytes), so changed data or weights never hit a stale entry. A manifest that does not
-match its array is rebuilt, never trusted.
+paths and the SHA-256 of their bytes), so changed data or weights never hit a stale entry. A
+manifest that does not match its array is rebuilt, never trusted.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ embeddings of their own captions, and the noise variance that rules of thumb der
 
 ``gap_statistics`` works on embeddings (random pairs: every caption with every image but its
 own); ``gap_card`` loads a dataset split, encodes it (through the embedding cache) and returns
-the card; ``bench gap`` prints it. The shapes CLIP's model card
-is this card on the world's test splits.
+the card; ``bench gap`` prints it. The shapes CLIP's model card is this card on the world's
+test splits.
 
 The σ² rules, each for the per-dimension noise variance of CapDec-style injection:
 
@@ -89,7 +89,7 @@ def _caption_linf(text_emb: np.ndarray, text_owner: np.ndarray) -> float:
     differences between every pair of its captions (CapDec's ``calc_distances_of_ready_embeddings``
     loops over all pairs i < j); then the mean over those images. NaN when no image has two."""
     order = np.argsort(text_owner, kind="stable")
-    owners, starts = np.unique(text_owner[order], return_index=True)
+    _, starts = np.unique(text_owner[order], return_index=True)
     per_image = []
     for a, b in zip(starts, [*starts[1:], len(order)]):
         group = text_emb[order[a:b]]
@@ -159,7 +159,7 @@ def _finite(value: Any) -> bool:
 
 def json_card(card: dict[str, Any]) -> dict[str, Any]:
     """The card with every non-finite number as None: strict JSON has no NaN."""
-    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in card.items()}
+    return {k: (None if isinstance(v, float) and not _finite(v) else v) for k, v in card.items()}
 
 
 def render_card(card: dict[str, Any]) -> str:
