@@ -34,16 +34,23 @@ class Drop:
     cell: str
     metric: str
     baseline: float
-    current: float
+    current: float | None  # None: the run's record has no number for the metric (missing, or null)
     tolerance: float
 
     @property
     def delta(self) -> float:
-        return self.current - self.baseline
+        return math.nan if self.current is None else self.current - self.baseline
 
     def describe(self) -> str:
-        return (f"{self.cell}: {self.metric} {self.baseline:.2f} -> {self.current:.2f} "
-                f"({self.delta:+.2f}, tolerance {self.tolerance:g})")
+        head = f"{self.cell}: {self.metric} {self.baseline:.2f} -> "
+        if self.current is None:
+            return head + "no value (the run's record has no number for it)"
+        if not math.isfinite(self.current):
+            return head + f"{self.current} (not a finite number)"
+        digits = 2  # enough digits that a fall beyond the tolerance does not print as within it
+        while digits < 6 and abs(round(self.delta, digits)) <= self.tolerance:
+            digits += 1
+        return head + f"{self.current:.{digits}f} ({self.delta:+.{digits}f}, tolerance {self.tolerance:g})"
 
 
 @dataclass
@@ -113,11 +120,14 @@ def check(run: str | Path, baseline: str | Path, tolerances: dict[str, float] | 
             if old is None or math.isnan(old):
                 result.missing_metrics.append(f"{then.describe()}: the baseline's {metric} is not a number; not checked")
                 continue
-            if new is None:
-                result.missing_metrics.append(f"{now.describe()}: {metric} (baseline {old:.2f}) is missing from the run")
+            if new is None and metric in (now.unavailable or {}):  # the scorer said why (SPICE offline)
+                result.missing_metrics.append(f"{now.describe()}: {metric} (baseline {old:.2f}) is unavailable in the run "
+                                              f"({now.unavailable[metric]}); not checked")
                 continue
             result.metrics_compared += 1
-            if math.isnan(new) or old - new > tol[metric] + 1e-9:  # a metric that became NaN has regressed
+            # A metric that vanished, became null (how strict JSON stores NaN) or is not finite has
+            # regressed: a gate must not pass because the number it guards is gone.
+            if new is None or not math.isfinite(new) or old - new > tol[metric] + 1e-9:
                 result.drops.append(Drop(now.describe(), metric, old, new, tol[metric]))
     return result
 

@@ -144,3 +144,34 @@ def test_non_finite_values(run_cli, baseline, tmp_path):
     broken = _write(tmp_path / "b2" / "records.jsonl", [{**r, "metrics": {**r["metrics"], "cider": None}} for r in _records()])
     code, out, err = run_cli("check", str(baseline), "--baseline", str(broken))
     assert code == 0 and "the baseline's cider is not a number; not checked" in err
+
+
+@pytest.mark.parametrize("change, shown", [
+    (lambda m: m.update(cider=None), "no value"),          # null: how a strict JSON writer stores NaN
+    (lambda m: m.pop("cider"), "no value"),                # the metric vanished from the record
+    (lambda m: m.update(cider=float("inf")), "inf (not a finite number)"),
+])
+def test_a_metric_the_run_lost_is_a_regression(run_cli, baseline, tmp_path, change, shown):
+    run = _changed(tmp_path, lambda r: change(r[0]["metrics"]))
+    code, out, _ = run_cli("check", str(run), "--baseline", str(baseline))
+    assert code == 1, out
+    assert "regression: 1 metric value(s)" in out and "cider" in out and shown in out
+
+
+def test_a_metric_the_run_says_is_unavailable_is_warned_about_not_failed(run_cli, baseline, tmp_path):
+    def unavailable(records):
+        records[0]["metrics"].pop("cider")
+        extra = records[0]["extra"]  # the fixture is a version-1 record: ``unavailable`` lives in ``extra``
+        extra["unavailable"] = {**extra.get("unavailable", {}), "cider": "its scorer is not installed"}
+
+    run = _changed(tmp_path, unavailable)
+    code, out, err = run_cli("check", str(run), "--baseline", str(baseline))
+    assert code == 0, out + err
+    assert "cider" in err and "unavailable in the run (its scorer is not installed)" in err
+
+
+def test_a_drop_just_beyond_tolerance_does_not_print_as_within_it(run_cli, baseline, tmp_path):
+    run = _changed(tmp_path, lambda r: r[0]["metrics"].update(bleu4=r[0]["metrics"]["bleu4"] - 0.5049))
+    code, out, _ = run_cli("check", str(run), "--baseline", str(baseline))
+    assert code == 1
+    assert "(-0.505, tolerance 0.5)" in out and "(-0.50," not in out

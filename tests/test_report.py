@@ -420,3 +420,96 @@ def test_reader_notes_say_when_cells_ran_with_different_thread_counts():
     assert not any("thread" in n for n in reader_notes([record(0, 2), record(1, 2)]))
     notes = [n for n in reader_notes([record(0, 2), record(1, 1)]) if "thread" in n]
     assert len(notes) == 1 and "(1, 2)" in notes[0]
+
+
+def _merged_encoders(folder: Path) -> None:
+    """Records merged from two runs with different encoders: a main row and an ablation row of
+    syntic, and a three-point capdec sweep, under each encoder (encoder B's numbers 50 higher)."""
+    from bench.records import Record, RecordStore
+
+    store = RecordStore(folder)
+    for encoder, shift in (("A@1", 0.0), ("B@2", 50.0)):
+        common = dict(split="coco", train="coco", eval="coco", kind="in-domain", seed=0, encoder=encoder,
+                      train_fingerprint="t", eval_fingerprint="v")
+        for on in (True, False):
+            store.add(Record(method="syntic", config={"optimise": on}, metrics={"cider": 100.0 + shift + on, "bleu4": 10.0},
+                             role="main" if on else "ablation", **common))
+        for noise, cider in ((0.0, 100.0), (0.01, 110.0), (0.1, 80.0)):
+            store.add(Record(method="capdec", config={"noise_variance": noise}, noise_variance=noise,
+                             metrics={"cider": cider + shift, "bleu4": 20.0}, role="main" if noise == 0.01 else "noise-sweep",
+                             **common))
+
+
+def test_rows_of_two_encoders_never_share_a_table_a_curve_or_a_test(tmp_path):
+    from bench.reporting.collect import load_run
+    from bench.reporting.figures import noise_curves
+    from bench.reporting.render import render_report
+    from bench.reporting.tables import ablation_tables, noise_table
+
+    _merged_encoders(tmp_path)
+    data = load_run(tmp_path)
+    curves = noise_curves(data)
+    assert sorted(c.label for c in curves) == ["coco · encoder A@1", "coco · encoder B@2"]
+    for curve in curves:  # one point per σ², from its own encoder
+        shift = 50.0 if "B@2" in curve.label else 0.0
+        assert [(p.noise, p.mean["cider"]) for p in curve.points] == [(0.0, 100 + shift), (0.01, 110 + shift), (0.1, 80 + shift)]
+    assert "encoder A@1 CIDEr" in " ".join(noise_table(curves).frame.columns)
+    ablations = ablation_tables(data)
+    assert sorted(m for m, _, _ in ablations) == ["syntic (encoder A@1)", "syntic (encoder B@2)"]
+    for method, _, table in ablations:
+        assert len(table.frame) == 2  # both switch settings of its own encoder
+        assert all(("15" in v) == ("B@2" in method) for v in table.frame["coco CIDEr"])
+    # each encoder's main rows get their own tables: no best row or test across encoders
+    text = render_report(tmp_path, gallery=0).markdown.read_text(encoding="utf-8")
+    assert "### In-domain: coco (encoder A@1)" in text and "### In-domain: coco (encoder B@2)" in text
+    section_a = text.split("### In-domain: coco (encoder A@1)")[1].split("###")[0]
+    assert "B@2" not in section_a and "**110.00**" in section_a
+
+
+def test_the_best_row_of_a_main_table_is_chosen_on_the_seeds_every_row_ran(tmp_path):
+    """b's seed 2 failed: over its two seeds it averages 99.5 against a's 99.3 over three, but on
+    seeds 0 and 1, which both ran, a leads (110 against 99.5)."""
+    from bench.records import Record, RecordStore
+    from bench.reporting.collect import best_row, load_run
+    from bench.reporting.tables import method_table
+
+    store = RecordStore(tmp_path)
+    for method, ciders in (("a", (110.0, 110.0, 78.0)), ("b", (99.0, 100.0))):
+        for seed, cider in enumerate(ciders):
+            store.add(Record(method=method, split="coco", train="coco", eval="coco", kind="in-domain", seed=seed, config={},
+                             metrics={"cider": cider, "bleu4": 10.0 + seed}))
+    data = load_run(tmp_path)
+    rows = data.rows_for("coco")
+    assert best_row(rows, "cider").method == "a"
+    table = method_table(data, "coco")
+    a = table.frame.index[table.frame["method"] == "a"][0]
+    assert bool(table.best.loc[a, "CIDEr"]) and "chosen on seeds 0, 1" in " ".join(table.notes)
+
+
+def test_a_seed_without_a_number_is_named_and_keeps_the_interval_off_the_mean(run_cli, fixture_run):
+    """A record holding null (or NaN) for a metric: the mean shown covers the other seeds and says
+    so, and no interval is given that would cover seeds the mean does not."""
+    from bench.reporting.collect import load_run
+    from bench.reporting.tables import method_table, significance_table
+
+    lines = (fixture_run / "records.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+    data = load_run(fixture_run)
+    row = next(r for r in data.rows if len(r.records) > 1 and r.intervals.get("cider"))
+    target = row.records[0].cell_id
+    for record in records:
+        if record["cell_id"] == target:
+            record["metrics"]["cider"] = None
+    (fixture_run / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    data = load_run(fixture_run)
+    row = next(r for r in data.rows if any(x.cell_id == target for x in r.records))
+    n = len(row.records)
+    assert row.lacking("cider") == [row.records[0].seed] and "cider" not in row.intervals
+    assert "has no CIDEr value in its record" in row.missing["cider"]
+    shown = method_table(data, row.split).frame
+    cell = shown.loc[shown["method"] == row.label, "CIDEr"].iloc[0]
+    assert f"({n - 1} of {n} seeds)" in cell and "nan" not in cell
+    sig = significance_table(data, row.split)
+    assert sig.frame.loc[sig.frame["method"] == row.label, "CIDEr 95% CI"].iloc[0] == "–"
+    code, out, err = run_cli("report", str(fixture_run), "--gallery", "0")
+    assert code == 0, err

@@ -63,10 +63,16 @@ class Row:
         return sorted(r.seed for r in self.records)
 
     def values(self, metric: str, seeds: Collection[int] | None = None) -> list[float]:
-        """The metric of each seed (of ``seeds`` only, when given) that has a number for it (a
-        record may hold null)."""
+        """The metric of each seed (of ``seeds`` only, when given) that has a finite number for it
+        (a record may hold null, or NaN); :meth:`lacking` names the others."""
         return [float(r.metrics[metric]) for r in sorted(self.records, key=lambda r: r.seed)
-                if (seeds is None or r.seed in seeds) and isinstance(r.metrics.get(metric), (int, float))]
+                if (seeds is None or r.seed in seeds) and _finite(r.metrics.get(metric))]
+
+    def lacking(self, metric: str) -> list[int]:
+        """The seeds whose record has no finite number for ``metric``, when some others do."""
+        if not any(_finite(r.metrics.get(metric)) for r in self.records):
+            return []
+        return sorted(r.seed for r in self.records if not _finite(r.metrics.get(metric)))
 
     def mean(self, metric: str, seeds: Collection[int] | None = None) -> float | None:
         values = self.values(metric, seeds)
@@ -75,6 +81,10 @@ class Row:
     def std(self, metric: str) -> float | None:
         values = self.values(metric)
         return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
 
 
 def shared_seeds(rows: list[Row]) -> list[int] | None:
@@ -223,6 +233,10 @@ def short_key(key: str, method: str) -> str:
 
 def evidence(row: Row, metric: str, samples: dict[str, list[dict[str, Any]]], image_ids: list[str]) -> PerImage:
     """The row's per-image evidence for ``metric``, images in ``image_ids`` order."""
+    lacking = row.lacking(metric)
+    if lacking:  # the interval must cover the seeds the shown mean covers
+        raise DataError(f"its {seeds_label(lacking)} (of {len(row.records)}) {'have' if len(lacking) > 1 else 'has'} "
+                        f"no {METRIC_NAMES.get(metric, metric)} value in its record")
     per_seed = []
     for record in sorted(row.records, key=lambda r: r.seed):
         rows = samples.get(record.cell_id)
@@ -256,12 +270,16 @@ def evidence(row: Row, metric: str, samples: dict[str, list[dict[str, Any]]], im
 
 def best_row(rows: list[Row], metric: str) -> Row | None:
     """The one row with the top mean, or None: with fewer than two rows there is nothing to be
-    best among, a tie at the top names no single best, and a top of 0 is no result to test against."""
-    scored = [r for r in rows if r.mean(metric) is not None and np.isfinite(r.mean(metric))]
+    best among, a tie at the top names no single best, and a top of 0 is no result to test against.
+    Rows that ran with different seeds are compared on the seeds they all ran with (``shared_seeds``):
+    a row is not best for having been run, or having kept, fewer seeds."""
+    shared = shared_seeds(rows)
+    means = {id(r): r.mean(metric, shared) for r in rows}
+    scored = [r for r in rows if means[id(r)] is not None]
     if len(scored) < 2:
         return None
-    top = max(r.mean(metric) for r in scored)
-    leaders = [r for r in scored if np.isclose(r.mean(metric), top, rtol=0, atol=BEST_TOLERANCE)]
+    top = max(means[id(r)] for r in scored)
+    leaders = [r for r in scored if np.isclose(means[id(r)], top, rtol=0, atol=BEST_TOLERANCE)]
     return leaders[0] if len(leaders) == 1 and top > BEST_TOLERANCE else None
 
 
@@ -319,16 +337,44 @@ class _Evidence:
         return self._memo[key]
 
 
+def input_groups(rows: list[Row]) -> list[list[Row]]:
+    """A split's rows by what they were computed from (encoder, data fingerprints), in order:
+    rows of two groups (records merged from runs with another encoder or other data) are never
+    compared, so each group gets its own tables, best rows and tests."""
+    groups: dict[Any, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(row.inputs, []).append(row)
+    return list(groups.values())
+
+
+def inputs_title(group: list[Row], groups: list[list[Row]]) -> str:
+    """What tells ``group`` apart from the split's other groups ("encoder X", "data a/b"); empty
+    when there is one group."""
+    if len(groups) < 2 or group[0].inputs is None:
+        return ""
+    mine = group[0].inputs
+    others = [g[0].inputs for g in groups if g[0].inputs is not None]
+    parts = []
+    if len({i.encoder for i in others}) > 1:
+        parts.append(f"encoder {mine.encoder}")
+    if len({(i.train, i.eval) for i in others}) > 1:
+        parts.append(f"data {mine.train[:8]}/{mine.eval[:8]}")
+    return ", ".join(parts)
+
+
 def _tables(rows: list[Row]) -> list[list[Row]]:
-    """The tables a split's rows appear in: the main rows first, then each method's variants."""
-    main = [r for r in rows if r.role == "main"]
-    tables = [main] if main else []
-    for method in dict.fromkeys(r.method for r in rows):
-        mine = [r for r in rows if r.method == method]
-        if len(mine) > 1:
-            tables.append(mine)
-    covered = {id(r) for t in tables for r in t}
-    tables += [[r] for r in rows if id(r) not in covered]
+    """The tables a split's rows appear in, per input group: the main rows first, then each
+    method's variants."""
+    tables: list[list[Row]] = []
+    for group in input_groups(rows):
+        main = [r for r in group if r.role == "main"]
+        mine_tables = [main] if main else []
+        for method in dict.fromkeys(r.method for r in group):
+            mine = [r for r in group if r.method == method]
+            if len(mine) > 1:
+                mine_tables.append(mine)
+        covered = {id(r) for t in mine_tables for r in t}
+        tables += mine_tables + [[r] for r in group if id(r) not in covered]
     return tables
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.records import show_value
 from bench.reporting.collect import METRIC_NAMES, Row, RunData, seeds_label, shared_seeds, short_key
@@ -44,16 +45,17 @@ class Curve:
     #: the seeds every point averages when the points ran with different seeds (an embedded
     #: default's sweep: seed 0 at every σ², three seeds at the main cell's); None: each point's own
     common_seeds: list[int] | None = None
+    inputs: Any = None  # the rows' InputIdentity (encoder, data fingerprints)
 
 
 def noise_curves(data: RunData) -> list[Curve]:
     """Every (method, split, settings) whose rows ran at two or more noise variances."""
     groups: dict[tuple, list[Row]] = {}
     for row in data.rows:
-        if row.noise_variance is not None:
-            groups.setdefault((row.method, row.split, repr(row.settings)), []).append(row)
+        if row.noise_variance is not None:  # rows of other encoders or data are never one curve
+            groups.setdefault((row.method, row.split, repr(row.settings), row.inputs), []).append(row)
     curves = []
-    for (method, split, _), rows in groups.items():
+    for (method, split, _, inputs), rows in groups.items():
         if len({r.noise_variance for r in rows}) < 2:
             continue
         # Like for like: a line through one seed's values at most σ² and three seeds' mean at one
@@ -78,13 +80,19 @@ def noise_curves(data: RunData) -> list[Curve]:
                     point.all_band[metric] = tuple(band)
             points.append(point)
         settings = " ".join(f"{short_key(k, method)}={show_value(v)}" for k, v in rows[0].settings)
-        curves.append(Curve(method, split, settings, points, common_seeds=common))
+        curves.append(Curve(method, split, settings, points, common_seeds=common, inputs=inputs))
     methods = {c.method for c in curves}
     for c in curves:
         # name what tells curves apart: the split, the method when several, the settings when a
-        # method has several curves on one split
-        several = sum(o.method == c.method and o.split == c.split for o in curves) > 1
-        parts = [c.split if len(methods) == 1 else f"{c.method} · {c.split}"] + ([c.settings] if several and c.settings else [])
+        # method has several curves on one split, the encoder or data when those differ
+        siblings = [o for o in curves if o.method == c.method and o.split == c.split]
+        parts = [c.split if len(methods) == 1 else f"{c.method} · {c.split}"]
+        if len({o.settings for o in siblings}) > 1 and c.settings:
+            parts.append(c.settings)
+        if c.inputs is not None and len({o.inputs.encoder for o in siblings if o.inputs is not None}) > 1:
+            parts.append(f"encoder {c.inputs.encoder}")
+        if c.inputs is not None and len({(o.inputs.train, o.inputs.eval) for o in siblings if o.inputs is not None}) > 1:
+            parts.append(f"data {c.inputs.train[:8]}/{c.inputs.eval[:8]}")
         c.label = " · ".join(parts)
     return curves
 

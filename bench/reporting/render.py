@@ -21,7 +21,7 @@ import numpy as np
 
 from bench.errors import DataError
 from bench.io import write_text_atomic
-from bench.reporting.collect import METRIC_NAMES, RunData, load_run, reader_notes
+from bench.reporting.collect import METRIC_NAMES, RunData, input_groups, inputs_title, load_run, reader_notes
 from bench.reporting.defaults import GALLERY_IMAGES, RESAMPLES, SEED
 from bench.reporting.figures import MARKER_NOTES, gap_markers, noise_curves, plot_noise_curves
 from bench.reporting.tables import (
@@ -96,13 +96,14 @@ def build_sections(data: RunData, curves: list, figures: list[Path], out: Path, 
     sections: list[Section] = [Section(2, "Results", intro, "results")]
     for kind in data.kinds():
         for split in data.splits(kind):
-            rows = data.rows_for(split)
-            if not rows:
-                continue
-            n_images = rows[0].records[0].n_images
-            sections.append(Section(3, f"{KIND_TITLES[kind]}: {split} ({n_images} test images)",
-                                    [method_table(data, split), "Bootstrap intervals and paired tests:",
-                                     significance_table(data, split)], f"split-{_slug(split)}"))
+            groups = input_groups(data.rows_for(split))  # another encoder or data version: its own tables
+            for index, rows in enumerate(groups):
+                n_images = rows[0].records[0].n_images
+                which = inputs_title(rows, groups)
+                sections.append(Section(3, f"{KIND_TITLES[kind]}: {split}{f' ({which})' if which else ''} ({n_images} test images)",
+                                        [method_table(data, split, rows), "Bootstrap intervals and paired tests:",
+                                         significance_table(data, split, rows)],
+                                        f"split-{_slug(split)}" + (f"-{index + 1}" if index else "")))
     if curves:
         blocks: list[Any] = ["CIDEr and BLEU-4 against the noise variance σ² injected into text embeddings during "
                              "training (log-scaled axis; σ² = 0 is drawn left of the break)."]

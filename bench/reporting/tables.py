@@ -114,10 +114,11 @@ def _mark_best(best: pd.DataFrame, column: str, means: list[float | None]) -> No
             best.iloc[i, list(best.columns).index(column)] = True
 
 
-def method_table(data: RunData, split: str) -> Table:
-    """Rows = the split's methods; columns = BLEU-1, BLEU-4, METEOR, ROUGE-L, CIDEr (SPICE when
-    any row has it); mean ± std over seeds when several ran; the best value per column in bold."""
-    rows = data.rows_for(split)
+def method_table(data: RunData, split: str, rows: list[Row] | None = None) -> Table:
+    """Rows = the split's methods (``rows``: one input group of them); columns = BLEU-1, BLEU-4,
+    METEOR, ROUGE-L, CIDEr (SPICE when any row has it); mean ± std over seeds when several ran;
+    the best value per column in bold."""
+    rows = data.rows_for(split) if rows is None else rows
     metrics = [m for m in TABLE_METRICS if any(r.mean(m) is not None for r in rows)]
     several = any(len(r.records) > 1 for r in rows)
     records = {}
@@ -126,24 +127,39 @@ def method_table(data: RunData, split: str) -> Table:
         if several:
             cells["seeds"] = str(len(row.records))
         for m in metrics:
-            mean, std = row.mean(m), row.std(m)
-            cells[METRIC_NAMES[m]] = fmt(mean) + (f" ± {std:.2f}" if std is not None else "")
+            std = row.std(m)
+            cells[METRIC_NAMES[m]] = mean_text(row, m, f" ± {std:.2f}" if std is not None else "")
         records[len(records)] = cells
     frame = pd.DataFrame.from_dict(records, orient="index")
     columns = [METRIC_NAMES[m] for m in metrics]
     best = pd.DataFrame(False, index=frame.index, columns=frame.columns)
+    shared = shared_seeds(rows)
     for metric, column in zip(metrics, columns):
-        _mark_best(best, column, [r.mean(metric) for r in rows])
+        _mark_best(best, column, [r.mean(metric, shared) for r in rows])
     table = Table(frame, best, numeric=columns + ["seeds"])
     if several:
         table.notes.append("Values are mean ± standard deviation over seeds.")
+    if shared:
+        table.notes.append(f"Rows ran with different seeds (column seeds), so the best per column is chosen on "
+                           f"{seeds_label(shared)}, which every row ran with; the values shown are over each row's own seeds.")
+    if any(r.lacking(m) for r in rows for m in metrics):
+        table.notes.append("(k of n seeds): the other seeds' records hold no number for that metric (NaN or null); "
+                           "the value is over the k seeds that have one.")
     return table
 
 
-def significance_table(data: RunData, split: str) -> Table:
+def mean_text(row: Row, metric: str, spread: str = "") -> str:
+    """A row's mean (and ``spread``), marked with how many of its seeds it covers when some seeds'
+    records lack a number for the metric."""
+    lacking = row.lacking(metric)
+    mark = f" ({len(row.records) - len(lacking)} of {len(row.records)} seeds)" if lacking else ""
+    return fmt(row.mean(metric)) + (spread if row.mean(metric) is not None else "") + mark
+
+
+def significance_table(data: RunData, split: str, rows: list[Row] | None = None) -> Table:
     """95% bootstrap intervals of CIDEr and BLEU-4 (and CLIP-S where the rows have it) and the
-    paired test against the best row."""
-    rows = data.rows_for(split)
+    paired test against the best row (``rows``: one input group of the split's main rows)."""
+    rows = data.rows_for(split) if rows is None else rows
     metrics = [m for m in INTERVAL_METRICS if m in ("cider", "bleu4") or any(r.mean(m) is not None for r in rows)]
     best = {metric: best_row(rows, metric) for metric in metrics}
     records = {}
@@ -152,7 +168,7 @@ def significance_table(data: RunData, split: str) -> Table:
         for metric in metrics:
             name = METRIC_NAMES[metric]
             interval = row.intervals.get(metric)
-            cells[name] = fmt(row.mean(metric))
+            cells[name] = mean_text(row, metric)
             cells[f"{name} 95% CI"] = f"[{interval.lo:.2f}, {interval.hi:.2f}]" if interval else "–"
             cells[f"p vs best ({name})"] = "best" if row is best[metric] else fmt_p(interval.p_value if interval else None)
         records[len(records)] = cells
@@ -190,8 +206,9 @@ def ablation_tables(data: RunData) -> list[tuple[str, list[str], Table]]:
     """For each method whose rows differ in settings (syntic's switches, a swept τ): a table
     with one row per setting combination and, per split, CIDEr and BLEU-4 with their intervals."""
     out = []
-    for method in dict.fromkeys(r.method for r in data.rows):
-        mine = [r for r in data.rows if r.method == method and r.settings]
+    groups = [(method, title, mine) for method in dict.fromkeys(r.method for r in data.rows)
+              for title, mine in _input_groups([r for r in data.rows if r.method == method and r.settings])]
+    for method, title, mine in groups:
         splits = [s for s in dict.fromkeys(r.split for r in mine) if len([r for r in mine if r.split == s]) > 1]
         if not splits:
             continue
@@ -239,7 +256,30 @@ def ablation_tables(data: RunData) -> list[tuple[str, list[str], Table]]:
                            + (f", so they are compared on {seeds}, which every row ran with; a row run with more seeds "
                               "shows that value first, then its mean and interval over all of them" if compared else "")
                            + (". A row with one seed carries its seed-to-seed variation unmeasured." if mixed else ""))
-        out.append((method, [short_key(k, method) for k in keys], table))
+        out.append((method + title, [short_key(k, method) for k in keys], table))
+    return out
+
+
+def _input_groups(rows: list[Row]) -> list[tuple[str, list[Row]]]:
+    """A method's rows split by what they were computed from, one ablation table each: rows of
+    another encoder, or of another version of a split's data (records merged from several runs),
+    are never compared in one table. Returns (title suffix, rows); the suffix is empty when all
+    rows share their inputs."""
+    versions: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (encoder, split) -> data versions seen
+    groups: dict[tuple[str, int], list[Row]] = {}
+    for row in rows:
+        encoder = row.inputs.encoder if row.inputs is not None else ""
+        version = (row.inputs.train, row.inputs.eval) if row.inputs is not None else ("", "")
+        seen = versions.setdefault((encoder, row.split), [])
+        if version not in seen:
+            seen.append(version)
+        groups.setdefault((encoder, seen.index(version)), []).append(row)
+    encoders = {encoder for encoder, _ in groups}
+    several_versions = any(index for _, index in groups)
+    out = []
+    for (encoder, index), mine in groups.items():
+        parts = ([f"encoder {encoder}"] if len(encoders) > 1 else []) + ([f"data version {index + 1}"] if several_versions else [])
+        out.append((f" ({', '.join(parts)})" if parts else "", mine))
     return out
 
 
@@ -287,7 +327,9 @@ def noise_table(curves: list[Any]) -> Table:
                                f"({seeds_label(c.common_seeds)}), so the curve compares like with like; "
                                f"points run with more seeds, over all of them: {shown}.")
     if seed_counts == {1}:
-        table.notes.append("One seed per point: the curve carries no seed-to-seed variation.")
+        table.notes.append("The curve goes through one seed's value at each point (the seed every point ran with), so it "
+                           "carries no seed-to-seed variation." if any(p.all_seeds for c in curves for p in c.points)
+                           else "One seed per point: the curve carries no seed-to-seed variation.")
     elif len(seed_counts) > 1:
         table.notes.append("Points differ in their number of seeds (columns seeds): a point with one seed carries its "
                            "seed-to-seed variation unmeasured.")
