@@ -119,7 +119,7 @@ def test_auto_workers():
 POOL_SCRIPT = """
 import os, sys, time
 from pathlib import Path
-from bench.executors.local import stop_pool, worker_pool
+from bench.executors.local import exited, stop_pool, worker_pool
 
 
 def fit(marker):  # a long fit
@@ -138,7 +138,9 @@ if __name__ == "__main__":
     print(worker.pid, flush=True)
     if sys.argv[1] == "interrupt":
         stop_pool(pool)  # what an interrupted run does
-        print("alive" if worker.is_alive() else "ended", flush=True)
+        # by the pid, not is_alive(): the pool's thread may reap the worker first, and then
+        # is_alive() says True for a process that no longer exists
+        print("ended" if exited(worker.pid) else "alive", flush=True)
     else:
         time.sleep(120)  # until the test kills this process
 """

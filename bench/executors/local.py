@@ -36,13 +36,38 @@ def stop_pool(pool: Any) -> None:
     """End a pool now: cancel what has not started and terminate the workers, whose running
     tasks are abandoned (their files are written atomically, so none is left half-written).
     Without this an interrupted run would wait for every running fit to finish."""
+    import time
+
     processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         if process.is_alive():
             process.terminate()
+    deadline = time.monotonic() + 10
     for process in processes:
-        process.join(timeout=10)
+        process.join(timeout=max(0.0, deadline - time.monotonic()))
+        # join returns at once when the pool's own thread reaped the process first (waitpid then
+        # fails here, and is_alive() stays True): wait on the pid itself
+        while process.pid is not None and not exited(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+def exited(pid: int) -> bool:
+    """The process ``pid`` has ended: gone, or a zombie nobody has reaped yet."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8") as fh:
+            return "\nState:\tZ" in fh.read()
+    except FileNotFoundError:
+        return True
+    except OSError:  # no /proc here: ask the kernel whether the pid exists
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _worker_start(parent: int) -> None:
