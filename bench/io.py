@@ -142,15 +142,20 @@ def file_lock(path: str | Path) -> Iterator[None]:
 def append_line(path: str | Path, line: str, lock: str | Path) -> None:
     """Append one line to ``path`` under ``lock``, durably: if a killed writer left a last line
     without its newline, it is ended first, so the new line is never glued to a fragment."""
+    with file_lock(lock):
+        append_line_locked(path, line)
+
+
+def append_line_locked(path: str | Path, line: str) -> None:
+    """:func:`append_line` for a caller that already holds the lock."""
     path = Path(path)
     data = line.rstrip("\n").encode("utf-8") + b"\n"
-    with file_lock(lock):
-        with open(path, "ab+") as fh:
-            fh.seek(0, os.SEEK_END)
-            if fh.tell() > 0:
-                fh.seek(-1, os.SEEK_END)
-                if fh.read(1) != b"\n":
-                    data = b"\n" + data
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+    with open(path, "ab+") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell() > 0:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                data = b"\n" + data
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import DataError
-from bench.io import append_line, write_json_atomic
+from bench.io import append_line, append_line_locked, file_lock, write_json_atomic
 from bench.splits import KINDS
 
 SCHEMA_VERSION = 3  # 3: eval_encoder (CLIP-S); 2: typed fields that version 1 kept in extra
@@ -119,6 +119,10 @@ class Record:
             raise ValueError(f"record lacks {', '.join(sorted(missing))}")
         data = dict(data)
         _check_types(data)
+        version = data.get("schema_version", 1)
+        if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
+            # a newer writer's fields may change what a field means: skipped and counted, not guessed at
+            raise ValueError(f"record schema_version {version!r} is not one this version reads (1-{SCHEMA_VERSION})")
         if int(data.get("schema_version", 1)) < 2 and isinstance(data.get("extra"), dict):
             extra = dict(data["extra"])
             data.update({k: extra.pop(k) for k in V1_EXTRA_FIELDS if k in extra})
@@ -199,12 +203,14 @@ class Sample:
 
 
 def cell_id(method: str, split: str, seed: int, noise_variance: float | None, config: dict[str, Any],
-            inputs: InputIdentity | None = None) -> str:
+            inputs: InputIdentity | None = None, resources: str = "") -> str:
     """A stable id for a cell: the same inputs give the same id in every run, and a change of
-    any of them (the encoder's weights, one caption) gives another."""
+    any of them (the encoder's weights, one caption, a GPT-2 folder's weights) gives another."""
     parts: list[Any] = [method, split, seed, noise_variance, config]
     if inputs is not None and inputs != InputIdentity():
         parts.append([inputs.encoder, inputs.train, inputs.eval])
+    if resources:
+        parts.append({"resources": resources})
     key = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -291,6 +297,22 @@ def load_records(path: str | Path, role: str, log: Callable[[str], None]) -> Rea
     return result
 
 
+def input_conflict(old: Record, new: Record) -> str:
+    """Why ``old`` and ``new`` cannot share a run folder ("" when they can): another encoder,
+    other captions or test data under one dataset name, or CLIP-S from another evaluation encoder
+    (or only one of them with CLIP-S)."""
+    if old.encoder != new.encoder:
+        return f"results computed with encoder {old.encoder or '(none)'}, not {new.encoder or '(none)'}"
+    if old.train == new.train and old.train_fingerprint != new.train_fingerprint:
+        return f"results trained on other {new.train} captions than this run's"
+    if old.eval == new.eval and old.eval_fingerprint != new.eval_fingerprint:
+        return f"results scored on another {new.eval} test split than this run's"
+    if old.eval_encoder != new.eval_encoder:
+        return (f"results with CLIP-S from evaluation encoder {old.eval_encoder}" if old.eval_encoder
+                else "results without CLIP-S") + (f", not {new.eval_encoder}" if new.eval_encoder else ", and this run has none")
+    return ""
+
+
 class RecordStore:
     """The records of one run folder: append a cell, ask whether a cell is complete.
 
@@ -304,13 +326,16 @@ class RecordStore:
         self.lock = self.run_dir / LOCK_FILE
         self._records: dict[str, Record] = {}
         self.problems: list[str] = []
+        self._seen_size = 0  # the file's size when this store last read it
         self._read()
 
     def _read(self) -> None:
         if self.path.is_file():
+            size = self.path.stat().st_size
             result = read_records(self.path)
             self._records = {r.cell_id: r for r in result.records}
             self.problems = result.problems
+            self._seen_size = size
 
     def __len__(self) -> int:
         return len(self._records)
@@ -322,13 +347,36 @@ class RecordStore:
         self._read()
         return list(self._records.values())
 
-    def add(self, record: Record, samples: list[Sample] | None = None) -> None:
-        """Store a completed cell: its samples first (atomically), then its record, appended
-        under the lock; the record marks the cell complete."""
-        if samples is not None:
-            write_json_atomic(self.run_dir / SAMPLES_DIR / f"{record.cell_id}.json", [s.to_dict() for s in samples], indent=None)
-        append_line(self.path, json.dumps(record.to_dict(), default=str), self.lock)  # config in its own order
-        self._records[record.cell_id] = record
+    def add(self, record: Record, samples: list[Sample] | None = None, same_inputs: bool = False) -> None:
+        """Store a completed cell under the lock: its samples first (atomically), then its
+        record; the record marks the cell complete, and a cell stored twice keeps the samples of
+        the record that wins (the last).
+
+        With ``same_inputs`` (a run's cells), the folder must hold one set of inputs: when another
+        writer added records since this store last read them, they are read again under the lock,
+        and a record computed with another encoder, other data or another CLIP-S setting than
+        ``record`` is a :class:`~bench.errors.BenchError` (two runs racing into one ``--out``
+        with different inputs both passed the check made before their first cell)."""
+        with file_lock(self.lock):
+            if same_inputs:
+                self._check_same_inputs(record)
+            if samples is not None:
+                write_json_atomic(self.run_dir / SAMPLES_DIR / f"{record.cell_id}.json", [s.to_dict() for s in samples],
+                                  indent=None)
+            append_line_locked(self.path, json.dumps(record.to_dict(), default=str))  # config in its own order
+            self._records[record.cell_id] = record
+            self._seen_size = self.path.stat().st_size
+
+    def _check_same_inputs(self, record: Record) -> None:
+        from bench.errors import BenchError
+
+        if self.path.is_file() and self.path.stat().st_size != self._seen_size:
+            self._read()  # another writer appended: what it added counts too
+        for old in self._records.values():
+            problem = input_conflict(old, record)
+            if problem and old.cell_id != record.cell_id:
+                raise BenchError(f"{self.run_dir} now holds {problem} (another run wrote into it meanwhile); "
+                                 "one run folder holds one set of inputs: pass another --out")
 
     def add_failure(self, entry: dict[str, Any]) -> None:
         """Append a failed cell to ``failures.jsonl`` (under the same lock)."""

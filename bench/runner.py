@@ -156,6 +156,8 @@ class Runner:
         another encoder (or other weights under the same spec), or a dataset of the same name
         with other content. Reusing its cells would report stale numbers as new; adding new ones
         beside them would put two sets of inputs in one report."""
+        from bench.inputs import EVAL_FINGERPRINT_VERSION
+
         encoder = self.encoder.id
         train = {c.split.train: self.inputs.train_fingerprint(c.split.train) for c in cells}
         evals = {c.split.eval: self.inputs.eval_fingerprint(c.split.eval) for c in cells}
@@ -167,6 +169,9 @@ class Runner:
                 problem = f"results computed with encoder {record.encoder}, not {encoder}"
             elif record.train in train and record.train_fingerprint != train[record.train]:
                 problem = f"results trained on other {record.train} captions than this run's"
+            elif record.eval in evals and not record.eval_fingerprint.startswith(EVAL_FINGERPRINT_VERSION):
+                problem = (f"results of an older version, whose cell identity did not cover the {record.eval} test "
+                           "images' pixels (a replaced image would have reused them)")
             elif record.eval in evals and record.eval_fingerprint != evals[record.eval]:
                 problem = f"results scored on another {record.eval} test split than this run's"
             elif self.run.clip_score and not record.eval_encoder:
@@ -182,7 +187,7 @@ class Runner:
     def execute_cell(self, cell: Cell) -> Record:
         """Compute a cell and store its record and samples."""
         record, samples = self.compute_cell(cell)
-        self.store.add(record, samples)
+        self.store.add(record, samples, same_inputs=True)
         return record
 
     def compute_cell(self, cell: Cell) -> tuple[Record, list[Sample]]:

@@ -93,6 +93,8 @@ def test_lines_a_reader_cannot_use_are_kept_through_later_writes(tmp_path):
     ("seed", "0", "seed is not an integer"),
     ("config", [1], "config is not an object"),
     ("noise_variance", "x", "noise_variance is not a number"),
+    ("schema_version", 99, "schema_version 99 is not one this version reads"),  # a newer writer's
+    ("schema_version", "3", "schema_version '3' is not one this version reads"),
 ])
 def test_records_of_the_wrong_shape_are_skipped_with_the_reason(tmp_path, field, value, fragment):
     lines = [json.dumps(make(seed=0).to_dict()), json.dumps({**make(seed=1).to_dict(), field: value})]
@@ -114,3 +116,34 @@ def test_provenance_helpers():
     assert "torch" in versions and "pycocoevalcap" in versions
     commit = git_commit()
     assert commit == "" or len(commit.split("+")[0]) == 40
+
+
+def test_a_run_racing_another_with_other_inputs_into_one_folder_is_stopped(tmp_path):
+    """Both runs passed the folder's input check before either stored a cell; the second to store
+    one must see the first's record under the lock and refuse, rather than leave a folder of two
+    sets of inputs that no later run can resume."""
+    import dataclasses
+
+    from bench.errors import BenchError
+    from bench.records import RecordStore, Sample
+
+    def cell(seed, **change):
+        fields = {"train_fingerprint": "t", "eval_fingerprint": "e", "eval_encoder": "", "cell_id": f"cell{seed}", **change}
+        return dataclasses.replace(make(seed=seed), **fields)
+
+    first, second = RecordStore(tmp_path), RecordStore(tmp_path)  # both opened on an empty folder
+    first.add(cell(0), [Sample("1", "a.png", "a cat", ("a cat",), {"cider": 1.0})], same_inputs=True)
+    first.add(cell(1), same_inputs=True)  # its own inputs again: fine
+    clip_s = cell(2, eval_encoder="shapes@x")
+    with pytest.raises(BenchError, match="holds results without CLIP-S.*another run wrote into it meanwhile"):
+        second.add(clip_s, [Sample("1", "a.png", "a dog", ("a cat",), {"cider": 0.0})], same_inputs=True)
+    with pytest.raises(BenchError, match="scored on another flickr30k test split"):
+        second.add(cell(3, eval_fingerprint="e2"), same_inputs=True)
+    with pytest.raises(BenchError, match="computed with encoder shapes-clip@abc, not other@1"):
+        second.add(cell(3, encoder="other@1"), same_inputs=True)
+    assert sorted(r.seed for r in RecordStore(tmp_path).records()) == [0, 1]
+    assert not (tmp_path / "samples" / "cell2.json").exists()  # nothing of the refused cell is left
+    second.add(cell(4), same_inputs=True)  # the same inputs still go in
+    # without the check (a folder merged by hand, a test's fixture) records are stored as given
+    RecordStore(tmp_path).add(cell(5, encoder="other@1"))
+    assert len(RecordStore(tmp_path).records()) == 4

@@ -58,7 +58,7 @@ def accept(runner: Any, report: Any, cell: Any, result: dict[str, Any], fit: dic
     reused = fit is None or bool(fit["reused"])
     timings = record.timings if reused else {**record.timings, "fit": round(float(fit["seconds"]), 3)}
     record = dataclasses.replace(record, fit_reused=reused, timings=timings)
-    runner.store.add(record, [Sample.from_dict(s) for s in result["samples"]])
+    runner.store.add(record, [Sample.from_dict(s) for s in result["samples"]], same_inputs=True)
     report.completed.append(record)
     report.fits_reused += bool(record.fit_reused)
     report.fits += not record.fit_reused
