@@ -65,9 +65,9 @@ def embed_generated(prompts: Sequence[str], generator: ImageGenerator, ctx: Any,
 
     if ctx.cache_dir is None:
         raise BenchError("generating images needs a cache folder (FitContext.cache_dir)")
+    from bench.io import sha256_file
+
     store = GeneratedImages(ctx.cache_dir, generator)
-    key = CacheKey(ctx.encoder.id, dataset, f"generated-{generator.id}-seed{seed}", "image",
-                   fingerprint([f"{seed}|{p}" for p in prompts]))
     paths: list[Path] = []
 
     def encode() -> Any:
@@ -79,4 +79,8 @@ def embed_generated(prompts: Sequence[str], generator: ImageGenerator, ctx: Any,
     paths.extend(store.ensure(prompts, seed, batch_size, progress=ctx.progress))
     if store.generated:
         ctx.log(f"generated {store.generated} images with {generator.id} into {store.folder}")
+    # keyed by the images' bytes, not only by what made them: a file replaced in the generated
+    # folder is encoded again rather than answered with the embedding of the image it replaced
+    key = CacheKey(ctx.encoder.id, dataset, f"generated-{generator.id}-seed{seed}", "image",
+                   fingerprint([f"{seed}|{p}|{sha256_file(path)}" for p, path in zip(prompts, paths)]))
     return paths, (ctx.cache.get(key, encode) if ctx.cache is not None else encode())

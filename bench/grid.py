@@ -148,18 +148,25 @@ class Cell:
     def spec_id(self) -> str:
         """The cell as the grid knows it (method, config, split, seed, noise), before its inputs
         are resolved; unique within a grid."""
-        return cell_id(self.method, str(self.split), self.seed, self.noise_variance, self.config_dict)
+        return cell_id(self.method, str(self.split), self.seed, self.noise_variance, self.config_dict,
+                       resources=resources_fingerprint(self.config))
 
     def id(self, inputs: InputIdentity) -> str:
         """The cell's identity: ``spec_id``'s parts plus the encoder and data it runs on (the
-        ``cell_id`` of its record)."""
-        return cell_id(self.method, str(self.split), self.seed, self.noise_variance, self.config_dict, inputs)
+        ``cell_id`` of its record), and the content of the model folders its config names."""
+        return cell_id(self.method, str(self.split), self.seed, self.noise_variance, self.config_dict, inputs,
+                       resources=resources_fingerprint(self.config))
 
     def fit_key(self, method_class: type, encoder_id: str, corpus_fingerprint: str) -> str:
-        """What the fit depends on: the method's class and config, the training corpus, the
-        encoder and the seed (not the eval dataset: ``coco`` and ``coco->flickr30k`` share it)."""
-        blob = json.dumps([method_class.__module__, method_class.__qualname__, self.config_dict, self.split.train,
-                           corpus_fingerprint, encoder_id, self.seed], sort_keys=True, default=str)
+        """What the fit depends on: the method's class and config (and the content of the model
+        folders it names), the training corpus, the encoder and the seed (not the eval dataset:
+        ``coco`` and ``coco->flickr30k`` share it)."""
+        parts: list[Any] = [method_class.__module__, method_class.__qualname__, self.config_dict, self.split.train,
+                            corpus_fingerprint, encoder_id, self.seed]
+        resources = resources_fingerprint(self.config)
+        if resources:  # (absent from the keys of configs without model folders, which stay as they were)
+            parts.append(resources)
+        blob = json.dumps(parts, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def label(self) -> str:
@@ -175,6 +182,38 @@ def selected_methods(run: RunConfig) -> list[str]:
         raise BenchError("no methods are registered (methods/ has no method plugins), so there is nothing to run")
     default = FULL_METHODS if run.preset == "full" else DEFAULT_METHODS
     return [METHODS.canonical(m) for m in (run.methods or default)]
+
+
+def resource_folders(config: Any) -> list[Path]:
+    """The local model folders a (nested) config names (a GPT-2 folder, a diffusers pipeline, a
+    detector), from every part that has ``resource_folders()``."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(config):
+        return []
+    found = getattr(config, "resource_folders", None)
+    out = list(found()) if callable(found) else []
+    for item in dataclasses.fields(config):
+        out += resource_folders(getattr(config, item.name))
+    return out
+
+
+def resources_fingerprint(config: Any) -> str:
+    """The content of the model folders ``config`` names: each file's path in its folder and the
+    SHA-256 of its bytes (remembered per path, size and modification time). Empty when it names
+    none, so that the ids of configs without such folders are what they always were. A folder's
+    weights replaced in place give another fingerprint, and so another cell and fit."""
+    from bench.cache import fingerprint
+    from bench.io import sha256_file
+
+    folders = resource_folders(config)
+    if not folders:
+        return ""
+    parts = []
+    for folder in folders:
+        files = sorted(p for p in Path(folder).expanduser().rglob("*") if p.is_file()) if Path(folder).expanduser().is_dir() else []
+        parts += [f"{folder}|{p.relative_to(Path(folder).expanduser()).as_posix()}|{sha256_file(p)}" for p in files]
+    return fingerprint(parts)
 
 
 def check_resources(config: Any) -> None:

@@ -16,6 +16,9 @@ from bench.captioner import Corpus
 from bench.progress import progress
 from bench.records import InputIdentity
 
+#: Marks an evaluation fingerprint that covers the test images' bytes (earlier ones did not).
+EVAL_FINGERPRINT_VERSION = "px:"
+
 
 @dataclass(frozen=True)
 class EvalImages:
@@ -67,13 +70,19 @@ class RunInputs:
         return self._fingerprints[key]
 
     def eval_fingerprint(self, dataset: str) -> str:
-        """The content fingerprint of ``dataset``'s test split: each image's id, file name and
-        references, in order (not the folder it lies in: moving the data changes nothing)."""
+        """The content fingerprint of ``dataset``'s test split: each image's id, file name, the
+        SHA-256 of its bytes and its references, in order (not the folder it lies in: moving the
+        data changes nothing; replacing an image's pixels does). Missing images are a one-line
+        error here, before anything loads. Prefixed ``EVAL_FINGERPRINT_VERSION`` so that records
+        from versions whose fingerprint left the pixels out are recognised."""
+        from bench.io import sha256_file
+
         key = ("test", dataset)
         if key not in self._fingerprints:
-            items = self.dataset_split(dataset, "test").items
-            self._fingerprints[key] = fingerprint(f"{i.image_id}\t{i.path.name if i.path else ''}\t" + "\t".join(i.captions)
-                                                  for i in items)
+            data = self.dataset_split(dataset, "test")
+            paths = data.require_images()
+            self._fingerprints[key] = EVAL_FINGERPRINT_VERSION + fingerprint(
+                f"{i.image_id}\t{p.name}\t{sha256_file(p)}\t" + "\t".join(i.captions) for i, p in zip(data.items, paths))
         return self._fingerprints[key]
 
     def training_data(self, dataset: str, dim: int = 0) -> Any:

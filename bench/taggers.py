@@ -105,8 +105,14 @@ class DetectorTagger(ObjectTagger):
 
     @property
     def id(self) -> str:
-        digest = hashlib.sha256((self.folder / "config.json").read_bytes()).hexdigest()[:12]
-        return f"detector-{digest}-t{self.threshold:g}"
+        """The detector's files (its config and its weights' bytes) and threshold: tags cached
+        under it are never those of other weights in the same folder."""
+        from bench.io import sha256_file
+
+        digest = hashlib.sha256()
+        for path in sorted(p for p in self.folder.rglob("*") if p.is_file()):
+            digest.update(f"{path.relative_to(self.folder).as_posix()}:{sha256_file(path)}\0".encode())
+        return f"detector-{digest.hexdigest()[:12]}-t{self.threshold:g}"
 
     @property
     def vocabulary(self) -> list[str]:

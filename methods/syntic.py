@@ -75,6 +75,11 @@ class GeneratorSettings:
             if not (folder / "model_index.json").is_file():
                 raise BenchError(f"syntic.generator.path {folder} is not a diffusers pipeline folder (no model_index.json)")
 
+    def resource_folders(self) -> list[Path]:
+        """A local pipeline folder, whose content the generated images depend on (a hub id is not hashed)."""
+        folder = Path(self.path).expanduser()
+        return [folder] if self.path and folder.is_dir() else []
+
 
 @dataclass(frozen=True)
 class TaggerSettings:
@@ -104,6 +109,10 @@ class TaggerSettings:
                 raise BenchError(f"syntic.tagger.path {folder} does not exist")
             if not (folder / "config.json").is_file():
                 raise BenchError(f"syntic.tagger.path {folder} is not a transformers model folder (no config.json)")
+
+    def resource_folders(self) -> list[Path]:
+        """The detector's folder, whose weights the tags depend on."""
+        return [Path(self.path).expanduser()] if self.path else []
 
 
 @dataclass(frozen=True)

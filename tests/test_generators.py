@@ -104,3 +104,33 @@ def test_generated_images_are_cached_by_prompt_and_resume(tmp_path):
     assert GeneratedImages(tmp_path, ShapesGenerator()).ensure(PROMPTS) == paths
     other_seed = cache.ensure(PROMPTS[:1], seed=1)
     assert other_seed[0] != paths[0]
+
+
+def test_generated_embeddings_follow_the_image_files_not_only_their_prompts(tmp_path):
+    """An image replaced in the generated folder is encoded again: its embedding is never the one
+    of the image it replaced, whatever the cache held."""
+    import shutil
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from bench.cache import EmbeddingCache
+    from bench.generated import embed_generated
+
+    class MeanColour:  # an "encoder" whose embedding is each image's mean colour
+        id = "mean-colour@1"
+
+        def encode_images(self, paths, progress=None, desc=""):
+            emb = np.stack([np.asarray(Image.open(p).convert("RGB"), dtype=np.float32).mean((0, 1)) for p in paths])
+            return emb, list(range(len(paths)))
+
+    ctx = SimpleNamespace(cache_dir=tmp_path, cache=EmbeddingCache(tmp_path, log=lambda m: None), encoder=MeanColour(),
+                          progress=None, log=lambda m: None)
+    prompts = ["a red circle", "a blue box"]
+    paths, first = embed_generated(prompts, ShapesGenerator(), ctx, "d")
+    again = embed_generated(prompts, ShapesGenerator(), ctx, "d")[1]
+    assert np.array_equal(np.asarray(first), np.asarray(again)) and ctx.cache.hits == 1  # unchanged files: a hit
+    shutil.copyfile(paths[1], paths[0])  # the red circle's file now holds the blue box
+    _, after = embed_generated(prompts, ShapesGenerator(), ctx, "d")
+    after = np.asarray(after)
+    assert np.array_equal(after[0], after[1]) and not np.array_equal(after[0], np.asarray(first)[0])

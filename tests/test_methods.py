@@ -214,3 +214,40 @@ def test_length_pieces_give_the_same_update_as_the_whole_batch():
     assert piece_stats.tokens == whole_stats.tokens and piece_stats.final_loss == pytest.approx(whole_stats.final_loss, rel=1e-5)
     for name in whole:
         assert torch.allclose(whole[name], pieces[name], atol=1e-6), name
+
+
+def test_a_model_folder_replaced_in_place_is_another_cell_fit_and_decoder(tmp_path):
+    """A GPT-2 folder retrained into the same path: the config string is the same, the cell, the
+    fit and the shared decoder are not (so no old result or checkpoint is reused for it)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from bench.decoders.config import DecoderConfig
+    from bench.decoders.fit_cache import fit_key as decoder_key
+    from bench.grid import RunConfig, build_grid
+    from bench.plugins import METHODS
+    from bench.records import InputIdentity
+
+    folder = tmp_path / "gpt2"
+
+    def write(layers: int) -> None:
+        GPT2LMHeadModel(GPT2Config(vocab_size=50, n_layer=layers, n_head=2, n_embd=16, n_positions=32)).save_pretrained(folder)
+
+    def identities():
+        options = {"decoder.kind": "gpt2", "decoder.gpt2_path": str(folder)}
+        (cell,) = build_grid(RunConfig(methods=("capdec",), splits=("coco",), method_options=options))
+        inputs = InputIdentity("e@1", "t", "v")
+        config = DecoderConfig(kind="gpt2", gpt2_path=str(folder))
+        return (cell.spec_id, cell.id(inputs), cell.fit_key(METHODS.get("capdec"), "e@1", "t"),
+                decoder_key(config, ["a cat"], np.zeros((1, 4), np.float32), 0))
+
+    write(1)
+    before = identities()
+    assert identities() == before  # the same files: the same identities
+    write(2)  # another model in the same folder
+    after = identities()
+    assert all(a != b for a, b in zip(before, after))
+    # a config naming no model folder keeps the ids it always had (no resource part)
+    (plain,) = build_grid(RunConfig(methods=("capdec",), splits=("coco",)))
+    from bench.records import cell_id
+
+    assert plain.spec_id == cell_id("capdec", "coco", plain.seed, plain.noise_variance, plain.config_dict)

@@ -72,6 +72,18 @@ def test_changed_data_is_refused_and_moved_data_is_the_same_cell(run_cli, tmp_pa
     code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=moved, methods="clipre")
     assert code == 0 and "1 of 1 cells are already complete" in err  # same content elsewhere: the same cell
     annotations = moved / "coco" / "dataset_coco.json"
+    # one test image's pixels replaced in place (same file name, same references): other data
+    from PIL import Image
+
+    test_image = next(i for i in json.loads(annotations.read_text())["images"] if i["split"] == "test")
+    image_file = next((moved / "coco").rglob(test_image["filename"]))
+    pixels = shutil.copyfile(image_file, tmp_path / "kept.png")
+    Image.new("RGB", Image.open(pixels).size, (255, 0, 255)).save(image_file)
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=moved, methods="clipre")
+    assert code == 2 and "scored on another coco test split" in _one_line(err)
+    shutil.copyfile(pixels, image_file)  # the same bytes again: the same cell
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=moved, methods="clipre")
+    assert code == 0 and "1 of 1 cells are already complete" in err
     data = json.loads(annotations.read_text())
     data["images"][0]["sentences"][0]["raw"] = "a completely different caption"  # image 0 is a training image
     annotations.write_text(json.dumps(data))
@@ -79,6 +91,16 @@ def test_changed_data_is_refused_and_moved_data_is_the_same_cell(run_cli, tmp_pa
     assert code == 2 and "trained on other coco captions" in _one_line(err)
     record = read_records(tmp_path / "run").records[0]
     assert record.train_fingerprint and record.eval_fingerprint and record.encoder.startswith(tiny_clip_folder)
+    # a folder from a version whose fingerprint left the pixels out: refused, saying why
+    from bench.inputs import EVAL_FINGERPRINT_VERSION
+
+    records = tmp_path / "run" / "records.jsonl"
+    lines = [json.loads(line) for line in records.read_text().splitlines()]
+    for line in lines:
+        line["eval_fingerprint"] = line["eval_fingerprint"].removeprefix(EVAL_FINGERPRINT_VERSION)
+    records.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=karpathy_root, methods="clipre")
+    assert code == 2 and "did not cover the coco test images' pixels" in _one_line(err)
 
 
 # -- 2. verified fits ------------------------------------------------------------------------------------

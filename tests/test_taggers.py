@@ -87,3 +87,17 @@ def test_tags_are_cached_per_image(tmp_path, images):
     again = TagCache(tmp_path, tagger).tags(images + images[:1])
     assert again[:3] == first and again[3] == first[0]
     assert calls == [3]  # the second cache read everything from disk
+
+
+def test_a_detectors_id_covers_its_weights(tmp_path):
+    """Tags are cached under the detector's id: other weights in the same folder (same config)
+    must be another id, or stale tags would be served."""
+    from bench.taggers import TAGGERS
+
+    folder = tiny_detector(tmp_path / "detr")
+    first = TAGGERS.get("detr")(folder, threshold=0.0, batch_size=2).id
+    weights = next(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
+    data = bytearray(weights.read_bytes())
+    data[-16:] = bytes(16)  # other weight values, same size, same config.json
+    weights.write_bytes(bytes(data))
+    assert TAGGERS.get("detr")(folder, threshold=0.0, batch_size=2).id != first

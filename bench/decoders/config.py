@@ -76,6 +76,10 @@ class DecoderConfig:
         if self.gpt2_path:
             check_model_folder(self.gpt2_path)
 
+    def resource_folders(self) -> list[Path]:
+        """The model folder whose content a fit depends on (``bench.grid.resources_fingerprint``)."""
+        return [Path(self.gpt2_path).expanduser()] if self.gpt2_path else []
+
 
 def check_model_folder(path: str) -> Path:
     """A local transformers folder, or a one-line error saying what is wrong with it."""

@@ -107,6 +107,11 @@ def fit_key(config: DecoderConfig, captions: Sequence[str], embeddings: Any, see
                         array_digest(tags), array_digest(tag_table), fusion_heads if fused else 0]
     if prompt_id or extra_texts or memory is not None:  # (absent from older keys, which stay as they were)
         parts += [prompt_id, fingerprint(extra_texts), array_digest(memory)]
+    from bench.grid import resources_fingerprint
+
+    resources = resources_fingerprint(config)  # a GPT-2 folder's files: its weights replaced, another fit
+    if resources:
+        parts.append(resources)
     blob = json.dumps(parts)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
