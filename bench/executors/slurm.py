@@ -10,6 +10,8 @@ it. Where no Slurm exists (no ``sbatch``) and ``local`` was not asked for, the e
 from __future__ import annotations
 
 import shutil
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from bench.errors import BenchError
@@ -72,7 +74,10 @@ class SlurmExecutor(Executor):
                     bar.update(failed=1)
                 else:
                     cells.append((task, key, cell_id))
-            for (task, key, cell_id), (_, outcome) in zip(cells, self._stage(executor, [c[0] for c in cells], bar)):
+            # each cell is stored as its job ends, not after the whole array: a driver stopped
+            # mid-stage keeps every cell that finished
+            for index, outcome in self._stage_as_done(executor, [c[0] for c in cells], bar):
+                task, key, cell_id = cells[index]
                 if isinstance(outcome, BaseException):
                     runner.record_failure(report, task.cell, cell_id, *describe_failure(outcome))
                     bar.update(failed=1)
@@ -82,18 +87,31 @@ class SlurmExecutor(Executor):
         finally:
             bar.close()
 
+    @classmethod
+    def _stage(cls, executor: Any, tasks: list[Any], bar: CellProgress) -> list[tuple[Any, Any]]:
+        """Run one job array; each task (in order) with its result or the exception it ended with."""
+        outcomes = dict(cls._stage_as_done(executor, tasks, bar))
+        return [(task, outcomes[i]) for i, task in enumerate(tasks)]
+
     @staticmethod
-    def _stage(executor: Any, tasks: list[Any], bar: CellProgress) -> list[tuple[Any, Any]]:
-        """Run one job array; each task with its result or the exception it ended with."""
+    def _stage_as_done(executor: Any, tasks: list[Any], bar: CellProgress, poll: float = 1.0) -> Iterator[tuple[int, Any]]:
+        """Run one job array; yield (task index, result or the exception it ended with) as each
+        job ends."""
         if not tasks:
-            return []
+            return
         jobs = executor.map_array(run_task, tasks)
         bar.update(running=len(jobs))
-        out = []
-        for task, job in zip(tasks, jobs):
-            try:
-                out.append((task, job.result()))
-            except Exception as exc:  # the job raised, was killed, or timed out: that task failed
-                out.append((task, exc))
-        bar.update(running=0)
-        return out
+        waiting = dict(enumerate(jobs))
+        while waiting:
+            done = [i for i, job in waiting.items() if job.done()]
+            if not done:
+                time.sleep(poll)
+                continue
+            for i in done:
+                job = waiting.pop(i)
+                try:
+                    outcome = job.result()
+                except Exception as exc:  # the job raised, was killed, or timed out: that task failed
+                    outcome = exc
+                bar.update(running=len(waiting))
+                yield i, outcome
