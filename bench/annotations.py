@@ -49,15 +49,20 @@ def read_json(path: str | Path, what: str) -> Any:
     if path.is_dir():
         raise DataError(f"{what} {path} is a folder, expected a JSON file")
     try:
-        content = path.read_text(encoding="utf-8", errors="replace")
+        # strict: a caption whose bytes are not UTF-8 would be scored with replacement characters
+        content = path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
         raise DataError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{what} {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     if not content.strip():
         raise DataError(f"{what} {path} is empty")
     try:
         return json.loads(content)
     except json.JSONDecodeError as exc:
         raise DataError(f"{what} {path} is not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise DataError(f"{what} {path} nests its JSON too deeply to be a caption file") from None
 
 
 def text(value: Any, source: str, image: Any, what: str = "caption") -> str:

@@ -34,13 +34,14 @@ def caption_folder(method_name: str, checkpoint: Path, images: Path, device: str
     under ``RUN_DIR/checkpoints/``); unreadable files are skipped and listed. The encoder is the
     one the fit names, from the cache folder it was fitted with unless ``cache_dir`` says
     otherwise; one that has to be built first (the shapes CLIP) is announced through ``log``."""
-    from bench.encoders import EncoderConfig, create_encoder
+    from bench.encoders import EncoderConfig, check_device, create_encoder
     from bench.fits import read_meta
     from bench.plugins import METHODS, load_plugins
     from bench.progress import progress
 
     load_plugins()
     name = METHODS.canonical(method_name)
+    check_device(device)
     checkpoint, images = Path(checkpoint), Path(images)
     for flag, path in (("--checkpoint", checkpoint), ("--images", images)):
         if not path.is_dir():

@@ -80,6 +80,8 @@ def parse_tolerances(text: str | None) -> dict[str, float]:
         name = name.strip()
         if not sep:
             raise ConfigError(f"--tolerance expects metric=value pairs, got {part!r}")
+        if name in out:
+            raise ConfigError(f"--tolerance gives {name} twice; give it once")
         if name not in ALL_METRICS:
             raise ConfigError(f"--tolerance: unknown metric {name!r}; known: {', '.join(ALL_METRICS)}")
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -152,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, help="a folder of image files")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object {file: caption}")
-    p.add_argument("--cache-dir", help="where the encoder's weights are cached (default: $TEXTCAP_BENCH_CACHE)")
+    p.add_argument("--cache-dir", help="where the encoder's weights are cached (default: the cache folder the fit was made "
+                                       "with, recorded in its fit.json)")
     return parser
 
 
@@ -222,7 +224,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.eval_encoder is not None and not args.eval_encoder.strip():
         raise ConfigError("--eval-encoder is empty: name an encoder spec, or leave the flag out for the run's encoder")
     options = parse_assignments(args.overrides)
-    if args.decoder:
+    if args.decoder is not None:
         from bench.decoders import preset
 
         options = {"decoder": config_to_dict(preset(args.decoder)), **options}
@@ -240,6 +242,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     config: RunConfig = resolve_config(RunConfig, cli, args.config)
     check_device(config.device)
     cells = build_grid(config)
+    from bench.records import check_run_folder
+
+    check_run_folder(config.out)  # before creating it: a newline in the path is refused, not made
     check_writable(config.out, "run folder --out", "choose another --out")
     executor = create_executor(config.executor)
     executor.check()  # the engine is there and answers, before any model loads
@@ -275,7 +280,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from bench.progress import progress
     from bench.scoring import match_predictions, score
 
-    if args.per_image:
+    if args.per_image is not None:
         from bench.io import check_output_file
 
         check_output_file(args.per_image, "--per-image")  # before scoring: a bad path must not cost the scores
@@ -291,19 +296,19 @@ def cmd_score(args: argparse.Namespace) -> int:
     uncovered = len(refs) - len(matched)
     if uncovered and args.split:
         _stderr(f"warning: {uncovered} images of split {args.split} have no prediction; scoring the {len(matched)} that do")
-    images, eval_encoder = None, ""
-    if args.clip_score:
-        from bench.clipscore import find_images
+    eval_encoder, clip = "", None
+    if args.clip_score:  # first: an encoder that cannot load or an unreadable image fails before the text metrics run
+        from bench.clipscore import clip_scores, find_images
 
-        images = find_images(args.images, list(matched), refs)  # every image found before anything is scored
+        images = find_images(args.images, list(matched), refs)
+        clip = clip_scores(matched, refs, images, args.eval_encoder, args.device or "cpu", args.cache_dir, _stderr)
     result = score(matched, {i: refs.references(i) for i in matched}, spice=args.spice, progress=progress)
-    if images is not None:
-        from bench.clipscore import add_clip_scores
-
-        eval_encoder = add_clip_scores(result, matched, refs, images, args.eval_encoder, args.device or "cpu", args.cache_dir,
-                                       _stderr)
+    if clip is not None:
+        values, per, eval_encoder = clip
+        result.metrics.update(values)
+        result.per_image.update(per)
         _stderr(f"CLIP-S and RefCLIP-S by {eval_encoder}")
-    if args.per_image:
+    if args.per_image is not None:
         from bench.io import write_json_atomic
 
         write_json_atomic(args.per_image, {"image_ids": result.image_ids, "scores": result.per_image,
@@ -325,6 +330,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.resamples < defaults.MIN_RESAMPLES:
         raise ConfigError(f"--resamples must be at least {defaults.MIN_RESAMPLES} for a 95% interval, got {args.resamples}")
+    if args.resamples > defaults.MAX_RESAMPLES:
+        raise ConfigError(f"--resamples must be at most {defaults.MAX_RESAMPLES:,} (more adds no printed digit and needs "
+                          f"resamples x images numbers in memory), got {args.resamples:,}")
     if args.gallery < 0:
         raise ConfigError(f"--gallery must be >= 0, got {args.gallery}")
     if args.seed < 0:
@@ -379,13 +387,14 @@ def cmd_caption(args: argparse.Namespace) -> int:
 
 def cmd_gap(args: argparse.Namespace) -> int:
     from bench.config import default_cache_dir
-    from bench.encoders import create_encoder, parse_encoder_spec
+    from bench.encoders import check_device, create_encoder, parse_encoder_spec
     from bench.gap import gap_card, json_card, load_pairs, render_card
     from bench.plugins import DATASETS, load_plugins
 
     load_plugins()
     dataset = DATASETS.canonical(args.dataset)
     parse_encoder_spec(args.encoder)
+    check_device(args.device)
     cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
     data = load_pairs(dataset, args.split, args.data_root, cache_dir)  # bad input fails here, before any model loads
     encoder = create_encoder(args.encoder, args.device, cache_dir, log=_stderr)
@@ -406,7 +415,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
+        return code
+    except BrokenPipeError:  # `bench ls | head -1`: the reader went away; nothing to report
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not raise again
+        return 141  # as a process killed by SIGPIPE reports itself to the shell
     except BenchError as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)

@@ -164,19 +164,21 @@ def check_score_request(clip_score: bool, images: str | None, eval_encoder: str 
         raise ConfigError(f"--images {images} is not a folder")
 
 
-def add_clip_scores(result: Any, predictions: dict[str, str], refs: Any, images: Sequence[Any], eval_encoder: str,
-                    device: str = "cpu", cache_dir: Any = None, log: Any = print) -> str:
-    """Add CLIP-S and RefCLIP-S (corpus and per image) to a ``ScoreResult`` of ``predictions``
-    (image id -> caption, in the order of ``images``); the image embeddings go through the cache.
-    Returns the evaluation encoder's id."""
+def clip_scores(predictions: dict[str, str], refs: Any, images: Sequence[Any], eval_encoder: str, device: str = "cpu",
+                cache_dir: Any = None, log: Any = print) -> tuple[dict[str, float], dict[str, Any], str]:
+    """CLIP-S and RefCLIP-S of ``predictions`` (image id -> caption, in the order of ``images``):
+    (corpus values, per-image values, the evaluation encoder's id); the image embeddings go
+    through the cache. ``bench score`` computes these first, so that an encoder that cannot load
+    or an image that cannot be read fails before the text metrics are spent."""
     from pathlib import Path
 
     from bench.cache import CacheKey, EmbeddingCache, images_fingerprint
     from bench.config import default_cache_dir
     from bench.encoders import create_encoder
+    from bench.io import check_writable
     from bench.progress import progress
 
-    folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    folder = check_writable(Path(cache_dir).expanduser() if cache_dir else default_cache_dir())
     encoder = create_encoder(eval_encoder, device, folder, log)
     cache = EmbeddingCache(folder, log=log)
     paths = [Path(p) for p in images]
@@ -185,6 +187,14 @@ def add_clip_scores(result: Any, predictions: dict[str, str], refs: Any, images:
     ids = list(predictions)
     values, per = ClipScorer(encoder, cache).score(image_emb, [predictions[i] for i in ids], [refs.references(i) for i in ids],
                                                    "score")
+    return values, per, str(encoder.id)
+
+
+def add_clip_scores(result: Any, predictions: dict[str, str], refs: Any, images: Sequence[Any], eval_encoder: str,
+                    device: str = "cpu", cache_dir: Any = None, log: Any = print) -> str:
+    """Add CLIP-S and RefCLIP-S (corpus and per image) to a ``ScoreResult`` of ``predictions``;
+    returns the evaluation encoder's id (see :func:`clip_scores`)."""
+    values, per, encoder_id = clip_scores(predictions, refs, images, eval_encoder, device, cache_dir, log)
     result.metrics.update(values)
     result.per_image.update(per)
-    return str(encoder.id)
+    return encoder_id

@@ -15,6 +15,7 @@ import difflib
 import json
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -129,8 +130,10 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
         return value
     if origin is tuple:
         items = _split_list(value)
-        if not items and isinstance(value, str) and value.strip():
+        if isinstance(value, str) and not items:  # "" or ",": not "the default", which is leaving it out
             raise ConfigError(f"{where} lists nothing ({value!r}); give at least one value, or leave it out")
+        if isinstance(value, str) and len(items) != len(value.split(",")):
+            raise ConfigError(f"{where} has an empty item ({value!r}); separate values with single commas")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(coerce(v, args[0], where) for v in items)
         if len(items) != len(args):
@@ -160,7 +163,10 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
             number = hint(value) if hint is float or not isinstance(value, float) else None
         except (TypeError, ValueError):
             number = None
-        if number is None or (hint is int and isinstance(value, str) and not value.strip().lstrip("-").isdigit()):
+        text = value.strip() if isinstance(value, str) else ""
+        if isinstance(value, str) and (not text.isascii() or "_" in text):  # "1_0", "٣": not what a user typed
+            number = None
+        if number is None or (hint is int and isinstance(value, str) and not re.fullmatch(r"[+-]?[0-9]+", text)):
             kind = "an integer" if hint is int else "a number"
             raise ConfigError(f"{where} must be {kind}, got {value!r}")
         if not math.isfinite(number):  # no setting of this project means anything at NaN or infinity

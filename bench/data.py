@@ -75,6 +75,25 @@ class DatasetSplit:
                             f"(first: {missing[0]})")
         return paths  # type: ignore[return-value]
 
+    def require_readable_images(self) -> list[Path]:
+        """:meth:`require_images`, and every file's header read as an image (about 0.1 ms each): a
+        file that is not an image is a one-line error before any model loads, not after."""
+        from PIL import Image, UnidentifiedImageError
+
+        paths = self.require_images()
+        bad = []
+        for path in paths:
+            try:
+                with Image.open(path):
+                    pass
+            except (UnidentifiedImageError, OSError, ValueError) as exc:
+                bad.append((path, exc))
+        if bad:
+            path, exc = bad[0]
+            raise DataError(f"{self.dataset} {self.split}: {len(bad)} of {len(paths)} image files cannot be read as images "
+                            f"(first: {path}: {type(exc).__name__})")
+        return paths
+
 
 class CaptionDataset(ABC):
     """A family of caption data under a data root.

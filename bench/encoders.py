@@ -44,10 +44,17 @@ def _state_hash(model: Any) -> str:
 
 
 def check_device(device: str) -> None:
+    """``cpu``, ``cuda`` or ``cuda:N`` that this machine has, or a one-line error (before any model loads)."""
+    import re
+
     import torch
 
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:[0-9]+)?", device):
+        raise BenchError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BenchError(f"--device {device} was asked for, but CUDA is not available on this machine; use --device cpu")
+    if device.startswith("cuda:") and int(device.split(":")[1]) >= torch.cuda.device_count():
+        raise BenchError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0")
 
 
 @dataclass(frozen=True)

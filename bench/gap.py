@@ -127,7 +127,7 @@ def load_pairs(dataset: str, split: str = "test", data_root: Path | None = None,
     pairs = sum(len(item.captions) for item in data.items)
     if len(data) < 2 or pairs < 2:
         raise DataError(f"{dataset} {split} has {len(data)} image(s) and {pairs} caption(s); the gap needs at least 2 pairs")
-    data.require_images()
+    data.require_readable_images()
     return data
 
 

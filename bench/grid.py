@@ -97,6 +97,8 @@ class RunConfig:
         for spec in self.splits:
             parse_split(spec, resolve=False)
         check_sweep(self.sweep)
+        if "name" in (self.encoder_options or {}):  # encoder_config() would override it with the spec: refused, not ignored
+            raise ConfigError("encoder_options.name: the encoder is chosen with encoder (--encoder SPEC), not as an option")
         if self.eval_encoder and not self.clip_score:
             raise ConfigError("--eval-encoder names the encoder of CLIP-S, which --no-clip-score turns off; give one of them")
         if self.preset not in PRESETS:
@@ -246,7 +248,7 @@ def build_grid(run: RunConfig) -> list[Cell]:
     from bench.plugins import METHODS, method_config
 
     methods = selected_methods(run)
-    check_options(methods, {**run.method_options, **run.sweep})
+    check_options(methods, {**run.method_options, **run.sweep}, sweep_keys=run.sweep)
     parse_encoder_spec(run.encoder)
     if run.eval_encoder:
         parse_encoder_spec(run.eval_encoder)

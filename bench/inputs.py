@@ -80,7 +80,7 @@ class RunInputs:
         key = ("test", dataset)
         if key not in self._fingerprints:
             data = self.dataset_split(dataset, "test")
-            paths = data.require_images()
+            paths = data.require_readable_images()
             self._fingerprints[key] = EVAL_FINGERPRINT_VERSION + fingerprint(
                 f"{i.image_id}\t{p.name}\t{sha256_file(p)}\t" + "\t".join(i.captions) for i, p in zip(data.items, paths))
         return self._fingerprints[key]

@@ -97,6 +97,8 @@ def check_output_file(path: str | Path, flag: str) -> Path:
     """A file a command will write: not a folder, in a folder that exists and is writable."""
     from bench.errors import BenchError
 
+    if not str(path).strip():
+        raise BenchError(f"{flag} is empty; give a file name")
     path = Path(path)
     if path.is_dir():
         raise BenchError(f"{flag} {path} is a folder; give a file name")

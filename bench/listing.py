@@ -52,6 +52,16 @@ def listing(what: str = "all") -> dict[str, Any]:
                                if m in CLIP_METRICS else {})} for m in ALL_METRICS]
     if PLUGIN_ERRORS:
         data["plugin_errors"] = [{"where": w, "error": e} for w, e in PLUGIN_ERRORS]
+    if pattern != "*" and not any(c in pattern for c in "*?[") and not data["methods"] and not data["datasets"]:
+        import difflib
+
+        from bench.errors import ConfigError
+
+        names = [*SECTIONS, "all", *METHODS.list("*"), *DATASETS.list("*")]
+        close = difflib.get_close_matches(what, names, n=1)
+        raise ConfigError(f"no section, method or dataset is called {what!r}"
+                          + (f"; did you mean {close[0]!r}?" if close else f"; sections: {', '.join((*SECTIONS, 'all'))}")
+                          + " (a wildcard such as 'cap*' lists the names it matches)")
     return data
 
 

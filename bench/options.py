@@ -35,7 +35,10 @@ def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = literal(value.strip())
+        value = literal(value.strip())
+        if value is None:  # a later layer's None means "not given": it would silently keep the setting as it was
+            raise ConfigError(f"--set {key.strip()}=null cannot unset a setting; leave the flag out, or give the value you want")
+        out[key.strip()] = value
     return out
 
 
@@ -51,13 +54,18 @@ def parse_sweeps(items: Iterable[str], fixed: dict[str, Any] | None = None) -> d
         if key in sweep or key in (fixed or {}):
             raise ConfigError(f"--sweep {key} is given twice (or also with --set)")
         sweep[key] = [literal(v.strip()) for v in values.split(",")]
+        if any(v is None or v == "" for v in sweep[key]):
+            raise ConfigError(f"--sweep {key}: every value must be given (no empty item and no null), got {values!r}")
     return sweep
 
 
 def split_encoder_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(method options, encoder options): ``encoder.field`` keys go to the encoder."""
+    """(method options, encoder options): ``encoder.field`` keys go to the encoder (its ``name``
+    is ``--encoder``'s, not a setting)."""
     methods = {k: v for k, v in options.items() if not k.startswith(ENCODER + ".")}
     encoder = {k[len(ENCODER) + 1:]: v for k, v in options.items() if k.startswith(ENCODER + ".")}
+    if "name" in encoder:
+        raise ConfigError("--set encoder.name: the encoder is chosen with --encoder SPEC, not with --set")
     return methods, encoder
 
 
@@ -89,15 +97,32 @@ def options_for(method: str, options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def check_options(methods: list[str], options: dict[str, Any]) -> None:
+def check_options(methods: list[str], options: dict[str, Any], sweep_keys: Iterable[str] = ()) -> None:
     """Every key must name a setting of at least one of ``methods``; a key that names a method
-    must name a selected one (a setting for a method that does not run would be ignored)."""
+    must name a selected one (a setting for a method that does not run would be ignored); and no
+    two keys may set one setting of one method (``decoder.width`` beside ``capdec.decoder.width``:
+    one of them would be dropped, by the order of the flags). A table followed by a field inside
+    it (``--decoder gpt2 --set decoder.lr=...``) layers, and is allowed."""
+    swept = set(sweep_keys)
     for key in options:
+        flag = "--sweep" if key in swept else "--set"
         target, setting = split_option(key)
+        if not setting:
+            raise ConfigError(f"{flag} {key}: name a setting of {target} ({key}.FIELD)")
         if target and target not in methods:
-            raise ConfigError(f"--set {key}: {target} is not among the selected methods ({', '.join(methods)})")
+            raise ConfigError(f"{flag} {key}: {target} is not among the selected methods ({', '.join(methods)})")
         if not any(setting.split(".")[0] in fields_of(m) for m in ([target] if target else methods)):
-            raise ConfigError(f"--set {key}: no selected method has a setting {setting.split('.')[0]!r}")
+            raise ConfigError(f"{flag} {key}: no selected method has a setting {setting.split('.')[0]!r}")
+    for method in methods:
+        seen: dict[str, str] = {}
+        for key in options:
+            if not applies(key, method):
+                continue
+            dotted = split_option(key)[1]
+            for other_dotted, other in seen.items():  # an earlier key that this one would overwrite
+                if dotted == other_dotted or other_dotted.startswith(dotted + "."):
+                    raise ConfigError(f"{other} and {key} both set {method}'s {other_dotted}; give one")
+            seen[dotted] = key
 
 
 def check_sweep(sweep: dict[str, Any]) -> None:

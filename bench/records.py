@@ -297,6 +297,22 @@ def load_records(path: str | Path, role: str, log: Callable[[str], None]) -> Rea
     return result
 
 
+def check_run_folder(folder: Path) -> None:
+    """A run folder whose entries are what a run will write there: its files are files and its
+    folders folders (a ``records.jsonl`` that is a directory would fail every cell after the
+    work), and its path is one line (status lines name it). A one-line error otherwise."""
+    from bench.errors import BenchError
+
+    if any(ord(c) < 32 or ord(c) == 127 for c in str(folder)):
+        raise BenchError(f"run folder --out {str(folder)!r} holds a control character (a newline?); choose another --out")
+    for name in (RECORDS_FILE, FAILURES_FILE, LOCK_FILE, "run.json", "report.md", "report.html"):
+        if (folder / name).exists() and not (folder / name).is_file():
+            raise BenchError(f"run folder --out {folder}: {name} there is not a file; choose another --out")
+    for name in (SAMPLES_DIR, "checkpoints", "decoders", "figures"):
+        if (folder / name).exists() and not (folder / name).is_dir():
+            raise BenchError(f"run folder --out {folder}: {name} there is not a folder; choose another --out")
+
+
 def input_conflict(old: Record, new: Record) -> str:
     """Why ``old`` and ``new`` cannot share a run folder ("" when they can): another encoder,
     other captions or test data under one dataset name, or CLIP-S from another evaluation encoder

@@ -8,6 +8,7 @@ per-image samples. Fits are keyed by what they depend on (``Cell.fit_key``) and 
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 import time
@@ -257,12 +258,16 @@ class Runner:
                 "python": platform.python_version(), "platform": platform.platform(), "device": self.run.device,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         info["encoder"] = {"spec": self.run.encoder, "id": self.encoder.id, **getattr(self.encoder, "card", {})}
+        info["history"] = _history(self.out / "run.json")  # the earlier runs into this folder, kept
         write_json_atomic(self.out / "run.json", info)
-        if todo:
-            self.executor.run(self, todo, report)
-        report.seconds = time.perf_counter() - start
-        write_json_atomic(self.out / "run.json", {**info, "wall_s": round(report.seconds, 1),
-                                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        try:
+            if todo:
+                self.executor.run(self, todo, report)
+        finally:  # an interrupted run is said so, with what it computed
+            report.seconds = time.perf_counter() - start
+            write_json_atomic(self.out / "run.json", {**info, "wall_s": round(report.seconds, 1), "computed": len(report.completed),
+                                                       "skipped": report.skipped, "failed": len(report.failed),
+                                                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         return report
 
     def record_failure(self, report: RunReport, cell: Cell, cell_id: str, message: str, detail: str) -> None:
@@ -270,6 +275,24 @@ class Runner:
         report.failed.append((cell.label(), message))
         self.log(f"cell failed: {cell.label()}: {message}")
         self.store.add_failure({"cell_id": cell_id, "cell": cell.label(), "error": detail, "date": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+#: How many earlier invocations ``run.json`` keeps.
+HISTORY = 50
+
+
+def _history(path: Path) -> list[dict[str, Any]]:
+    """The earlier ``bench run`` invocations on a folder, from its ``run.json`` (each: command,
+    start, end, wall time, cells computed and skipped), the latest last; at most ``HISTORY``."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(old, dict):
+        return []
+    earlier = [h for h in old.get("history", []) if isinstance(h, dict)]
+    last = {k: old[k] for k in ("command", "started", "finished", "wall_s", "cells", "computed", "skipped", "failed") if k in old}
+    return (earlier + ([last] if last else []))[-HISTORY:]
 
 
 def _threads() -> int:

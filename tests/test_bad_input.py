@@ -28,12 +28,15 @@ def _refs(tmp: Path) -> str:
     return str(write_karpathy(tmp, "coco", karpathy_images()))
 
 
-def _data(tmp: Path, mutate=None) -> str:
+def _data(tmp: Path, mutate=None, broken_image: bool = False) -> str:
     images = karpathy_images()
     if mutate:
         mutate(images)
     write_karpathy(tmp / "data", "coco", images)
     write_images(tmp / "data", images)
+    if broken_image:  # a test image whose file holds text
+        test = next(i for i in images if i["split"] == "test")
+        next((tmp / "data").rglob(test["filename"])).write_text("not an image")
     return str(tmp / "data")
 
 
@@ -160,6 +163,53 @@ CASES = [
     ("check records.jsonl is a folder", lambda t: ["check", str(_mkdir(t / "r1" / "records.jsonl").parent),
                                                    "--baseline", str(t)], "is not a file"),
     ("report records.jsonl is a folder", lambda t: ["report", str(_mkdir(t / "r2" / "records.jsonl").parent)], "is not a file"),
+    # empty or malformed lists are refused, not read as "the default" or with items dropped
+    ("run --methods ''", lambda t: ["run", "--methods", "", "--split", "shapes-coco"], "methods lists nothing"),
+    ("run --split ''", lambda t: ["run", "--methods", "capdec", "--split", ""], "splits lists nothing"),
+    ("run --seeds 1,,2", lambda t: ["run", "--methods", "capdec", "--seeds", "1,,2"], "seeds has an empty item"),
+    ("run --seeds in other digits", lambda t: ["run", "--methods", "capdec", "--seeds", "\u0663"], "seeds must be an integer"),
+    ("run --noise 1_0", lambda t: ["run", "--methods", "capdec", "--noise", "1_0"], "noise must be a number"),
+    # settings that would be accepted and then ignored
+    ("run --set encoder.name", lambda t: ["run", "--methods", "capdec", "--set", "encoder.name=xx"], "chosen with --encoder"),
+    ("run --set a setting to null", lambda t: ["run", "--methods", "capdec", "--set", "decoder.width=null"],
+     "cannot unset a setting"),
+    ("run one setting set twice", lambda t: ["run", "--methods", "capdec", "--set", "capdec.decoder.width=32",
+                                             "--set", "decoder.width=64"], "both set capdec's decoder.width"),
+    ("run one setting swept twice", lambda t: ["run", "--methods", "capdec", "--sweep", "decoder.width=64,128",
+                                               "--sweep", "capdec.decoder.width=32,16"], "both set capdec's decoder.width"),
+    ("run --decoder ''", lambda t: ["run", "--methods", "capdec", "--decoder", ""], "unknown decoder ''"),
+    ("run --sweep of no setting", lambda t: ["run", "--methods", "capdec", "--sweep", "foo=1,2"], "--sweep foo: no selected"),
+    # the run folder and the device, before anything loads
+    ("run --out holds a newline", lambda t: ["run", "--methods", "clipre", "--split", "coco", "--out", str(t / "a\nb")],
+     "holds a control character"),
+    ("run records.jsonl is a folder", lambda t: ["run", "--methods", "clipre", "--split", "coco",
+                                                 "--out", str(_mkdir(t / "r3" / "records.jsonl").parent)], "is not a file"),
+    ("run --workers 1000000", lambda t: ["run", "--methods", "clipre", "--workers", "1000000"], "--workers and --threads must be at most"),
+    ("run --device gpu", lambda t: ["run", "--methods", "clipre", "--device", "gpu"], "device must be cpu, cuda or cuda:N"),
+    ("gap --device gpu", lambda t: ["gap", "--encoder", "shapes", "--dataset", "shapes-coco", "--device", "gpu"],
+     "--device must be cpu, cuda or cuda:N"),
+    ("gap a file that is not an image", lambda t: ["gap", "--encoder", "shapes", "--dataset", "coco",
+                                                   "--data-root", _data(t, None, broken_image=True)], "cannot be read as images"),
+    ("score --clip-score --device gpu", lambda t: ["score", "--predictions", _preds(t, [{"image_id": 1003, "caption": "x"}]),
+                                                   "--references", _refs(t), "--clip-score", "--images", _folder(t, "im"),
+                                                   "--eval-encoder", "shapes", "--device", "gpu"], "--device must be"),
+    ("score --per-image ''", lambda t: ["score", "--predictions", _preds(t, [{"image_id": 1003, "caption": "x"}]),
+                                        "--references", _refs(t), "--per-image", ""], "--per-image is empty"),
+    ("score predictions not UTF-8", lambda t: ["score", "--predictions",
+                                               _file(t, "p.json", '[{"image_id": 1003, "caption": "caf\xe9"}]'.encode("latin-1")),
+                                               "--references", _refs(t)], "is not UTF-8 text"),
+    ("score JSON nested too deeply", lambda t: ["score", "--predictions", _file(t, "deep.json", "[" * 100000 + "]" * 100000),
+                                                "--references", _refs(t)], "nests its JSON too deeply"),
+    ("check a tolerance given twice", lambda t: ["check", str(_records(t, json.dumps(VALID))), "--baseline",
+                                                 str(_records(t, json.dumps(VALID))), "--tolerance", "cider=1,cider=2"],
+     "gives cider twice"),
+    ("report --resamples too many", lambda t: ["report", str(_records(t, json.dumps(VALID))), "--resamples", "1000000000"],
+     "--resamples must be at most"),
+    ("report --out not writable", lambda t: ["report", str(_records(t, json.dumps(VALID))), "--out",
+                                             str(Path(_file(t, "plain", "x")) / "sub")], "is not writable"),
+    ("ls a misspelled section", lambda t: ["ls", "methds"], "did you mean 'methods'"),
+    ("caption --device cuda:x", lambda t: ["caption", "--method", "clipre", "--checkpoint", _folder(t, "ck"),
+                                           "--images", _folder(t, "im"), "--device", "cuda:x"], "--device must be"),
     # bench caption
     ("caption a folder that is not a fit", lambda t: ["caption", "--method", "clipre", "--checkpoint", _folder(t, "ck"),
                                                       "--images", _folder(t, "im")], "is not a fitted method"),
@@ -185,16 +235,31 @@ def test_bad_input_is_one_line_and_exit_2(run_cli, tmp_path, monkeypatch, name, 
 def test_an_unreadable_file_is_one_line(run_cli, tmp_path, monkeypatch):
     """A file the process may not read (root reads everything, so the refusal is simulated)."""
     preds = _preds(tmp_path, [{"image_id": 1003, "caption": "x"}])
-    original = Path.read_text
+    original = Path.read_bytes
 
-    def read_text(self, *args, **kwargs):
+    def read_bytes(self, *args, **kwargs):
         if str(self) == preds:
             raise PermissionError(13, "Permission denied")
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_text", read_text)
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
     code, _, err = run_cli("score", "--predictions", preds, "--references", _refs(tmp_path))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Permission denied" in err
+
+
+def test_a_closed_pipe_is_not_a_traceback(tmp_path):
+    """`bench ls | true`: the reader is gone before the listing is written."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    reader = subprocess.Popen([sys.executable, "-c", "pass"], stdin=subprocess.PIPE)
+    reader.wait()  # exited without reading: its end of the pipe is closed
+    proc = subprocess.run([sys.executable, "-m", "bench", "ls"], stdout=reader.stdin, stderr=subprocess.PIPE, text=True,
+                          env=env, timeout=120)
+    reader.stdin.close()
+    assert proc.returncode == 141 and "Traceback" not in proc.stderr and not proc.stderr.strip(), proc.stderr
 
 
 def test_ls_with_a_pattern_that_matches_nothing(run_cli):

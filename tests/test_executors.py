@@ -420,7 +420,9 @@ def test_accept_puts_a_trained_fit_and_its_time_on_the_first_cell_only():
     line = (Path(__file__).parent / "fixtures" / "report_run" / "records.jsonl").read_text().splitlines()[0]
     value = {"record": {**json.loads(line), "fit_reused": False, "timings": {"fit": 0.01, "score": 2.0}}, "samples": []}
     stored = []
-    runner = SimpleNamespace(store=SimpleNamespace(add=lambda record, samples: stored.append(record)))
+    checked = []
+    runner = SimpleNamespace(store=SimpleNamespace(add=lambda record, samples, same_inputs=False: (
+        stored.append(record), checked.append(same_inputs))))
     report = SimpleNamespace(completed=[], fits=0, fits_reused=0)
     accept(runner, report, None, value, fit={"reused": False, "seconds": 12.3456})
     accept(runner, report, None, value, fit={"reused": True, "seconds": 0.2})
@@ -429,3 +431,39 @@ def test_accept_puts_a_trained_fit_and_its_time_on_the_first_cell_only():
                                                            (True, {"fit": 0.01, "score": 2.0}),
                                                            (True, {"fit": 0.01, "score": 2.0})]
     assert (report.fits, report.fits_reused) == (1, 2) and value["record"]["timings"] == {"fit": 0.01, "score": 2.0}
+    assert checked == [True, True, True]  # a run's cells are stored with the folder's one-set-of-inputs check
+
+
+def test_slurm_cells_are_handed_over_as_their_jobs_end():
+    """A stage's results come back as each job ends, not after the slowest: the driver stores each
+    cell at once, so a driver stopped mid-stage keeps the cells that finished."""
+    from bench.executors.base import CellProgress
+    from bench.executors.slurm import SlurmExecutor
+
+    class Job:
+        def __init__(self, value):
+            self.value, self.finished = value, False
+
+        def done(self):
+            return self.finished
+
+        def result(self):
+            if isinstance(self.value, BaseException):
+                raise self.value
+            return self.value
+
+    jobs = [Job("slow"), Job("fast"), Job(RuntimeError("killed"))]
+
+    class Fake:
+        def map_array(self, fn, tasks):
+            return jobs
+
+    stage = SlurmExecutor._stage_as_done(Fake(), ["a", "b", "c"], CellProgress(3), poll=0.001)
+    jobs[1].finished = True
+    assert next(stage) == (1, "fast")  # job 0 still running
+    jobs[2].finished = True
+    index, outcome = next(stage)
+    assert index == 2 and isinstance(outcome, RuntimeError)
+    jobs[0].finished = True
+    assert next(stage) == (0, "slow")
+    assert next(stage, None) is None

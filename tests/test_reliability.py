@@ -373,3 +373,21 @@ def test_saved_tensors_are_the_same_bytes_wherever_and_however_often_they_are_sa
     assert all(torch.equal(loaded[k], tensors[k]) for k in tensors)
     changed = torch_save_atomic({**tensors, "b": torch.zeros(4)}, tmp_path / "c.pt")
     assert sha256_file(changed) != sha256_file(a)
+
+
+def test_run_json_keeps_the_earlier_runs_of_a_folder(run_cli, tmp_path, karpathy_root, tiny_clip_folder):
+    """A second run that only skips cells must not erase what the first one did and how long it took."""
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=karpathy_root, methods="clipre")
+    assert code == 0, err
+    first = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert first["computed"] == 1 and first["skipped"] == 0 and first["history"] == []
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=karpathy_root, methods="clipre")
+    assert code == 0 and "1 of 1 cells are already complete" in err
+    second = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert second["computed"] == 0 and second["skipped"] == 1
+    (earlier,) = second["history"]
+    assert earlier["computed"] == 1 and earlier["wall_s"] == first["wall_s"] and earlier["command"] == first["command"]
+    code, _, err = run_cli("report", str(tmp_path / "run"), "--gallery", "0")
+    assert code == 0, err
+    text = (tmp_path / "run" / "report.md").read_text()
+    assert "1 earlier `bench run`(s) on this folder" in text and f"1 cells in {first['wall_s']} s" in text

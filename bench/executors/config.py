@@ -7,6 +7,8 @@ from typing import Literal
 
 from bench.errors import ConfigError
 
+#: More local workers or threads than any machine this runs on has cores: a typo, not a plan.
+MAX_WORKERS = 256
 #: The options each executor takes (the rest must keep their defaults).
 OPTIONS = {
     "local": ("workers", "threads"),
@@ -45,6 +47,8 @@ class ExecutorConfig:
         if self.cpus_per_task < 1 or self.time < 1 or self.array_parallelism < 1 or self.threads < 0 \
                 or self.workers < 0:
             raise ConfigError("--cpus-per-task, --time and --array-parallelism must be >= 1, --threads and --workers >= 0")
+        if self.workers > MAX_WORKERS or self.threads > MAX_WORKERS:  # each worker is a process holding a model
+            raise ConfigError(f"--workers and --threads must be at most {MAX_WORKERS}, got {max(self.workers, self.threads)}")
         if self.gpus_per_task < 0:
             raise ConfigError(f"--gpus-per-task must be >= 0, got {self.gpus_per_task}")
         if self.kind == "slurm" and self.slurm_cluster == "slurm" and not self.partition:

@@ -60,11 +60,16 @@ class Rendered:
 def render_report(run_dir: str | Path, out_dir: str | Path | None = None, resamples: int = RESAMPLES, seed: int = SEED,
                   gallery: int = GALLERY_IMAGES, log: Callable[[str], None] = lambda m: None) -> Rendered:
     """Render the report of ``run_dir`` into ``out_dir`` (default: the run folder itself)."""
-    data = load_run(run_dir, resamples=resamples, seed=seed, log=log)
-    out = Path(out_dir) if out_dir else data.run_dir
-    if out.exists() and not out.is_dir():
+    from bench.io import check_writable
+
+    out = Path(out_dir) if out_dir else None
+    if out is not None and out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    if out is not None:  # before the bootstrap: a folder the report cannot be written to is bad input
+        check_writable(out, "report folder --out", "choose another --out")
+    data = load_run(run_dir, resamples=resamples, seed=seed, log=log)
+    if out is None:
+        out = check_writable(data.run_dir, "run folder", "pass --out DIR to write the report elsewhere")
     curves = noise_curves(data)
     figures = plot_noise_curves(curves, out / "figures", gap_markers(data)) if curves else []
     sections = build_sections(data, curves, figures, out, gallery)
@@ -226,7 +231,16 @@ def provenance_section(data: RunData) -> Section:
     if fits:
         lines.append(f"- fits: {sum(not r.fit_reused for r in fits)} trained, {sum(bool(r.fit_reused) for r in fits)} reused")
     if info.get("wall_s") is not None:
-        lines.append(f"- wall time of the last `bench run` on this folder: {float(info['wall_s']):.1f} s")
+        done = (f" ({info['computed']} cells computed, {info.get('skipped', 0)} already complete)"
+                if isinstance(info.get("computed"), int) else "")
+        lines.append(f"- wall time of the last `bench run` on this folder: {float(info['wall_s']):.1f} s{done}")
+    history = [h for h in info.get("history", []) if isinstance(h, dict)]
+    if history:
+        computed = [h for h in history if isinstance(h.get("computed"), int) and h["computed"] > 0]
+        lines.append(f"- {len(history)} earlier `bench run`(s) on this folder (first started {history[0].get('started', '?')}"
+                     + (f"; the last that computed cells: `{computed[-1].get('command', '?')}`, "
+                        f"{computed[-1]['computed']} cells in {computed[-1].get('wall_s', '?')} s" if computed else "")
+                     + "; all in run.json)")
     if data.skipped:
         lines.append(f"- {data.skipped} unreadable line(s) of records.jsonl skipped ({data.problems[0]})")
     return Section(2, "Provenance", [("md", "\n".join(lines)), ("html", _md_list_to_html(lines))], "provenance")
