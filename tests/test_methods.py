@@ -193,8 +193,14 @@ def test_identical_decoder_fits_are_shared_between_methods(tmp_path):
     assert len({m.fit_info["decoder_key"] for m in (nonoise, noisy, other_seed, wider)}) == 4
     # A new run folder's cache finds the fit on disk.
     again = create_method("decap", method_config("decap", {**TINY_DECODER, "tau": 0.5}))
-    again.fit(corpus, FitContext(seed=0, decoders=DecoderCache(tmp_path / "decoders")))
+    torch.set_num_threads(torch.get_num_threads() + 1)  # reused in a process with other threads
+    try:
+        again.fit(corpus, FitContext(seed=0, decoders=DecoderCache(tmp_path / "decoders")))
+    finally:
+        torch.set_num_threads(torch.get_num_threads() - 1)
     assert again.fit_info["decoder_reused"] and again.decoder.decode(queries) == nonoise.decoder.decode(queries)
+    # the fit's own threads and device travel with it
+    assert again.fit_info["threads"] == nonoise.fit_info["threads"] and again.fit_info["device"] == "cpu"
 
 
 def test_length_pieces_give_the_same_update_as_the_whole_batch():

@@ -420,6 +420,12 @@ def test_reader_notes_say_when_cells_ran_with_different_thread_counts():
     assert not any("thread" in n for n in reader_notes([record(0, 2), record(1, 2)]))
     notes = [n for n in reader_notes([record(0, 2), record(1, 1)]) if "thread" in n]
     assert len(notes) == 1 and "(1, 2)" in notes[0]
+    # a cell that reused a fit trained elsewhere: the fit's threads count, not the cell's process's
+    import dataclasses
+
+    reused = dataclasses.replace(record(1, 2), fit_info={"threads": 1, "steps": 10})
+    notes = [n for n in reader_notes([record(0, 2), reused]) if "thread" in n]
+    assert len(notes) == 1 and "(1, 2)" in notes[0]
 
 
 def _merged_encoders(folder: Path) -> None:

@@ -176,7 +176,9 @@ def _fit_or_reuse(job: _Job, cache: DecoderCache | None) -> tuple[CaptionDecoder
     prompts = job.prompts(decoder, ctx.seed) if job.prompts is not None else None
     stats = decoder.fit(job.embeddings, encoded, seed=ctx.seed, device=ctx.device, transform=job.transform,
                         progress=ctx.progress, tags=job.tags, prompts=prompts)
-    info = {**stats.to_dict(), "vocab_size": len(decoder.vocab)}
+    # how it was trained, kept with the fit: a cell that reuses it later (another process, --threads,
+    # device) reports the fit's own, not its own process's
+    info = {**stats.to_dict(), "vocab_size": len(decoder.vocab), "threads": torch.get_num_threads(), "device": str(ctx.device)}
     if cache is not None:
         cache.store(key, decoder.state_dict(), info)
     return decoder, {**info, "decoder_key": key, "decoder_reused": False}

@@ -213,13 +213,20 @@ def reader_notes(records: list[Record]) -> list[str]:
         if len(data) > 1:
             notes.append(f"{split} mixes cells computed on {len(data)} different versions of its data; "
                          "their rows are kept apart and are not comparable")
-    threads = sorted({r.threads for r in records if r.threads})
+    # the threads a decoder was trained with (kept in its fit info; a reused fit may come from
+    # another run), else the cell's own
+    threads = sorted({t for r in records if (t := _fit_threads(r))})
     if len(threads) > 1:  # e.g. a local run (2 threads) resumed on Ray (1 thread per task)
         notes.append(f"cells ran with different torch thread counts ({', '.join(map(str, threads))}): a decoder trained "
                      "with another count sums floats in another order and ends slightly elsewhere, so cells of one "
                      "method may differ by a few tenths of CIDEr for that reason alone")
     notes += [f"{r.describe()}: {w}" for r in records for w in r.warnings]
     return notes
+
+
+def _fit_threads(record: Record) -> int:
+    trained = (record.fit_info or {}).get("threads")
+    return trained if isinstance(trained, int) and not isinstance(trained, bool) else (record.threads or 0)
 
 
 def show_noise(noise: float | None) -> str:
