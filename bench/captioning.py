@@ -63,8 +63,9 @@ def caption_folder(method_name: str, checkpoint: Path, images: Path, device: str
     if not isinstance(meta.get("encoder"), str):
         raise BenchError(f"{checkpoint / 'fit.json'} names no encoder")
     encoder = create_encoder(EncoderConfig(name=meta["encoder"]), device, cache_dir, log=log)
-    if encoder.id != meta.get("encoder_id"):
-        log(f"warning: the encoder now resolves to {encoder.id}, but the method was fitted with {meta.get('encoder_id')}")
+    if encoder.id != meta.get("encoder_id"):  # other weights: its embeddings are not the space the method learnt
+        raise BenchError(f"the encoder {meta['encoder']} now resolves to {encoder.id}, but the method was fitted with "
+                         f"{meta.get('encoder_id') or '(none recorded)'}: its captions would come from another embedding space")
     method, _ = load_fit(checkpoint, cls)
     emb, kept = encoder.encode_images(files, progress=progress, skip_unreadable=True)
     captions = method.caption_images(emb, [files[i] for i in kept]) if len(kept) else []

@@ -335,6 +335,13 @@ def test_caption_uses_the_cache_the_fit_was_made_with(run_cli, tmp_path, tiny_cl
     code, _, err = run_cli("caption", "--method", "clipre", "--checkpoint", str(folder), "--images", str(images))
     assert code == 0, err
     assert seen == [(tmp_path / "cache").resolve()]
+    # the encoder's weights changed since the fit: refused, not captioned in another embedding space
+    import json as json_module
+
+    meta = json_module.loads((folder / "fit.json").read_text())
+    (folder / "fit.json").write_text(json_module.dumps({**meta, "encoder_id": meta["encoder_id"] + "0"}))
+    code, out, err = run_cli("caption", "--method", "clipre", "--checkpoint", str(folder), "--images", str(images))
+    assert code == 2 and "would come from another embedding space" in err and not out.strip()
 
 
 def test_report_markdown_carries_no_raw_html_from_records(tmp_path):
