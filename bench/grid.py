@@ -244,11 +244,12 @@ def switch_ablation(switches: tuple[str, ...]) -> list[dict[str, bool]]:
 def build_grid(run: RunConfig) -> list[Cell]:
     """Every cell of the run, in execution order, without duplicates; validates every setting."""
     from bench.encoders import parse_encoder_spec
-    from bench.options import check_options, options_for, sweep_combinations
+    from bench.options import check_options, expand_method_tables, options_for, sweep_combinations
     from bench.plugins import METHODS, method_config
 
     methods = selected_methods(run)
-    check_options(methods, {**run.method_options, **run.sweep}, sweep_keys=run.sweep)
+    method_options = expand_method_tables(run.method_options)  # a config file's [method_options.capdec] table
+    check_options(methods, {**method_options, **run.sweep}, sweep_keys=run.sweep)
     parse_encoder_spec(run.encoder)
     if run.eval_encoder:
         parse_encoder_spec(run.eval_encoder)
@@ -265,14 +266,14 @@ def build_grid(run: RunConfig) -> list[Cell]:
     if run.noise:
         from bench.options import applies, split_option
 
-        for key in {**run.method_options, **run.sweep}:
+        for key in {**method_options, **run.sweep}:
             hit = [m for m in methods if sweeps(m) and applies(key, m) and split_option(key)[1] == METHODS.get(m).noise_field]
             if hit:
                 raise ConfigError(f"--noise and {key} both set {hit[0]}'s noise variance: give one of them")
 
     def add(method: str, split: SplitSpec, seed: int, noise: float | None, combo: dict[str, Any] | None = None,
             role: str = "main") -> None:
-        overrides = options_for(method, {**run.method_options, **(combo or {})})
+        overrides = options_for(method, {**method_options, **(combo or {})})
         cls = METHODS.get(method)
         if noise is not None and sweeps(method):
             overrides = {**overrides, cls.noise_field: noise}

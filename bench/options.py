@@ -69,6 +69,28 @@ def split_encoder_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict
     return methods, encoder
 
 
+def expand_method_tables(options: dict[str, Any]) -> dict[str, Any]:
+    """A key that is a method's name with a table as its value (``[method_options.capdec]`` in a
+    TOML config: ``{"capdec": {"noise_variance": 0.1, "decoder": {"lr": 0.002}}}``) as that
+    method's dotted keys, one per leaf (``capdec.noise_variance``, ``capdec.decoder.lr``), so that
+    it layers over a table for every method; every other key as it is."""
+    from bench.plugins import METHODS
+
+    def flat(prefix: str, table: dict[str, Any]) -> dict[str, Any]:  # every leaf as its own dotted key, so tables layer
+        out: dict[str, Any] = {}
+        for field, inner in table.items():
+            out.update(flat(f"{prefix}.{field}", inner) if isinstance(inner, dict) and inner else {f"{prefix}.{field}": inner})
+        return out
+
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if "." not in key and key in METHODS and isinstance(value, dict):
+            out.update(flat(key, value))
+        else:
+            out[key] = value
+    return out
+
+
 def split_option(key: str) -> tuple[str | None, str]:
     """A key as (the one method it names, or None for all; the dotted setting)."""
     from bench.plugins import METHODS

@@ -95,3 +95,25 @@ def test_config_files(tmp_path):
             load_config_file(tmp_path / name)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config_file(tmp_path / "missing.toml")
+
+
+def test_a_method_table_in_a_config_file_sets_that_method_only(tmp_path):
+    """``[method_options.capdec]`` in TOML is the ``capdec.FIELD`` keys, not a setting called capdec."""
+    from bench.config import resolve_config
+    from bench.grid import RunConfig, build_grid
+
+    path = tmp_path / "run.toml"
+    path.write_text('methods = ["capdec", "decap"]\nsplits = ["coco"]\n'
+                    '[method_options.capdec]\nnoise_variance = 0.1\ndecoder = { width = 64 }\n')
+    cells = {c.method: c for c in build_grid(resolve_config(RunConfig, {}, path))}
+    assert cells["capdec"].config.noise_variance == 0.1 and cells["capdec"].config.decoder.width == 64
+    assert cells["decap"].config.decoder.width == 128  # the other method keeps its own
+    # a method's table layers over a table for every method (the README's run.toml)
+    path.write_text('methods = ["capdec", "nonoise"]\nsplits = ["coco"]\n[method_options]\ndecoder = { width = 256 }\n'
+                    '[method_options.nonoise]\ndecoder = { layers = 3 }\n')
+    cells = {c.method: c for c in build_grid(resolve_config(RunConfig, {}, path))}
+    assert (cells["nonoise"].config.decoder.width, cells["nonoise"].config.decoder.layers) == (256, 3)
+    assert (cells["capdec"].config.decoder.width, cells["capdec"].config.decoder.layers) == (256, 2)
+    path.write_text('methods = ["capdec"]\nsplits = ["coco"]\n[method_options.capdec]\nnoise_varience = 0.1\n')
+    with pytest.raises(ConfigError, match="noise_varience"):
+        build_grid(resolve_config(RunConfig, {}, path))
