@@ -75,6 +75,8 @@ def text(value: Any, source: str, image: Any, what: str = "caption") -> str:
     except UnicodeEncodeError as exc:
         raise DataError(f"{source}: image {image} has a {what} that is not valid text "
                         f"(an unpaired surrogate at position {exc.start})") from None
+    if what == "caption" and not value.strip():  # a reference of no words (a prediction may be empty: it is scored 0)
+        raise DataError(f"{source}: image {image} has an empty {what}")
     return value
 
 
@@ -234,7 +236,7 @@ def read_predictions(path: str | Path) -> tuple[dict[Any, str], ReferenceIndex |
             if not isinstance(item, dict) or "image_id" not in item or not isinstance(item.get("caption"), str):
                 raise DataError(f"prediction file {path}: entry #{i} lacks 'image_id' or a string 'caption'")
             key = image_key(item["image_id"], f"prediction file {path}", i)
-            text(item["caption"], f"prediction file {path}", key)
+            text(item["caption"], f"prediction file {path}", key, "prediction")
             if key in preds and preds[key] != item["caption"]:
                 raise DataError(f"prediction file {path} has two different captions for image {key}")
             preds[key] = item["caption"]

@@ -56,6 +56,10 @@ def _null_caption(images):
     images[0]["sentences"][0]["raw"] = None
 
 
+def _empty_caption(images):
+    images[0]["sentences"][0]["raw"] = "  "
+
+
 def _file(tmp: Path, name: str, content: bytes | str) -> str:
     path = tmp / name
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -105,6 +109,8 @@ CASES = [
      "is not JSON"),
     ("run duplicate test image ids", lambda t: ["run", "--methods", "clipre", "--split", "coco",
                                                 "--data-root", _data(t, _duplicate_test_ids)], "appears twice"),
+    ("run an empty training caption", lambda t: ["run", "--methods", "clipre", "--split", "coco",
+                                                 "--data-root", _data(t, _empty_caption)], "has an empty caption"),
     ("run a null training caption", lambda t: ["run", "--methods", "clipre", "--split", "coco",
                                                "--data-root", _data(t, _null_caption)], "has a caption that is not a string"),
     # bench run: ViECap and IFCap settings, checked against the training data before the encoder loads
