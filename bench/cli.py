@@ -407,6 +407,18 @@ COMMANDS = {"ls": cmd_ls, "prepare": cmd_prepare, "run": cmd_run, "score": cmd_s
             "report": cmd_report, "check": cmd_check, "caption": cmd_caption, "gap": cmd_gap}
 
 
+def _stdout_reader_gone() -> bool:
+    """Stdout is a pipe whose reading end is closed (poll reports an error on it)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -418,7 +430,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
         return code
-    except BrokenPipeError:  # `bench ls | head -1`: the reader went away; nothing to report
+    except BrokenPipeError:  # `bench ls | head -1`: the reader of stdout went away; nothing to report
+        if not _stdout_reader_gone():
+            raise  # another pipe broke: that is a failure, not a reader that left
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not raise again
         return 141  # as a process killed by SIGPIPE reports itself to the shell

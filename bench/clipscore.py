@@ -175,10 +175,12 @@ def clip_scores(predictions: dict[str, str], refs: Any, images: Sequence[Any], e
     from bench.cache import CacheKey, EmbeddingCache, images_fingerprint
     from bench.config import default_cache_dir
     from bench.encoders import create_encoder
-    from bench.io import check_writable
+    from bench.errors import BenchError
     from bench.progress import progress
 
-    folder = check_writable(Path(cache_dir).expanduser() if cache_dir else default_cache_dir())
+    folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    if folder.exists() and not folder.is_dir():  # a read-only cache is fine (a prepared one may be); a file is not
+        raise BenchError(f"cache directory {folder} is a file, not a folder; pass --cache-dir DIR")
     encoder = create_encoder(eval_encoder, device, folder, log)
     cache = EmbeddingCache(folder, log=log)
     paths = [Path(p) for p in images]

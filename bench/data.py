@@ -86,7 +86,7 @@ class DatasetSplit:
             try:
                 with Image.open(path):
                     pass
-            except (UnidentifiedImageError, OSError, ValueError) as exc:
+            except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
                 bad.append((path, exc))
         if bad:
             path, exc = bad[0]

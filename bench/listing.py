@@ -25,7 +25,13 @@ def listing(what: str = "all") -> dict[str, Any]:
 
     def entries(registry: Any) -> list[dict[str, Any]]:
         out = []
-        for name in registry.list(pattern):
+        names = registry.list(pattern)
+        if not names and not any(c in pattern for c in "*?["):  # an alias names its entry (`bench ls flickr`)
+            try:
+                names = [registry.canonical(pattern)]
+            except Exception:  # not this registry's name or alias
+                names = []
+        for name in names:
             entry = registry.entry(name)
             item = {"name": name, "summary": entry.summary}
             if entry.aliases:

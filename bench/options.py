@@ -88,7 +88,10 @@ def expand_method_tables(options: dict[str, Any]) -> dict[str, Any]:
             out.update(flat(key, value))
         else:
             out[key] = value
-    return out
+    # settings for every method first, then one method's: the more specific layers over the
+    # general whatever order a file or the flags gave them in
+    general = {k: v for k, v in out.items() if split_option(k)[0] is None}
+    return {**general, **{k: v for k, v in out.items() if k not in general}}
 
 
 def split_option(key: str) -> tuple[str | None, str]:

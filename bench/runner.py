@@ -227,6 +227,7 @@ class Runner:
             warnings.append(f"{empty} of {len(predictions)} captions are empty")
             self.log(f"warning: {cell.label()}: {warnings[-1]}")
         record = Record(
+            cell_id=cell.id(self.inputs.identity(cell.split.train, cell.split.eval)),  # the id resolve() gave it
             method=cell.method, split=str(cell.split), train=cell.split.train, eval=cell.split.eval, kind=cell.split.kind,
             seed=cell.seed, config=cell.config_dict, metrics={k: round(v, 4) for k, v in result.metrics.items()},
             noise_variance=cell.noise_variance, n_images=result.n_images, encoder=self.encoder.id,

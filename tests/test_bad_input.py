@@ -40,6 +40,12 @@ def _data(tmp: Path, mutate=None, broken_image: bool = False) -> str:
     return str(tmp / "data")
 
 
+def _data_images(tmp: Path) -> str:
+    """The folder of a written Karpathy dataset's images (every referenced image is there)."""
+    root = Path(_data(tmp))
+    return str(next(p for p in (root / "coco").rglob("*") if p.is_file() and p.suffix != ".json").parent)
+
+
 def _truncated(tmp: Path) -> str:
     root = _data(tmp)
     path = Path(root) / "coco" / "dataset_coco.json"
@@ -199,6 +205,10 @@ CASES = [
     ("score --clip-score --device gpu", lambda t: ["score", "--predictions", _preds(t, [{"image_id": 1003, "caption": "x"}]),
                                                    "--references", _refs(t), "--clip-score", "--images", _folder(t, "im"),
                                                    "--eval-encoder", "shapes", "--device", "gpu"], "--device must be"),
+    ("score --clip-score cache is a file", lambda t: ["score", "--predictions", _preds(t, [{"image_id": 1003, "caption": "x"}]),
+                                                      "--references", _refs(t), "--clip-score", "--images", _data_images(t),
+                                                      "--eval-encoder", "shapes", "--cache-dir", _file(t, "cachefile", "x")],
+     "is a file, not a folder"),
     ("score --per-image ''", lambda t: ["score", "--predictions", _preds(t, [{"image_id": 1003, "caption": "x"}]),
                                         "--references", _refs(t), "--per-image", ""], "--per-image is empty"),
     ("score predictions not UTF-8", lambda t: ["score", "--predictions",
@@ -266,6 +276,11 @@ def test_a_closed_pipe_is_not_a_traceback(tmp_path):
                           env=env, timeout=120)
     reader.stdin.close()
     assert proc.returncode == 141 and "Traceback" not in proc.stderr and not proc.stderr.strip(), proc.stderr
+
+
+def test_ls_of_an_alias_lists_its_entry(run_cli):
+    code, out, err = run_cli("ls", "flickr")
+    assert code == 0 and "flickr30k" in out and "(alias: flickr)" in out, err
 
 
 def test_ls_with_a_pattern_that_matches_nothing(run_cli):

@@ -114,6 +114,11 @@ def test_a_method_table_in_a_config_file_sets_that_method_only(tmp_path):
     cells = {c.method: c for c in build_grid(resolve_config(RunConfig, {}, path))}
     assert (cells["nonoise"].config.decoder.width, cells["nonoise"].config.decoder.layers) == (256, 3)
     assert (cells["capdec"].config.decoder.width, cells["capdec"].config.decoder.layers) == (256, 2)
+    # the same two tables in the other order: the method's still layers over the general one
+    path.write_text('methods = ["capdec", "nonoise"]\nsplits = ["coco"]\n[method_options.nonoise]\ndecoder = { layers = 3 }\n'
+                    '[method_options]\ndecoder = { width = 256 }\n')
+    cells = {c.method: c for c in build_grid(resolve_config(RunConfig, {}, path))}
+    assert (cells["nonoise"].config.decoder.width, cells["nonoise"].config.decoder.layers) == (256, 3)
     path.write_text('methods = ["capdec"]\nsplits = ["coco"]\n[method_options.capdec]\nnoise_varience = 0.1\n')
     with pytest.raises(ConfigError, match="noise_varience"):
         build_grid(resolve_config(RunConfig, {}, path))

@@ -266,6 +266,13 @@ def test_a_decompression_bomb_is_skipped_by_caption_and_named_by_a_run(run_cli, 
     with pytest.raises(BenchError, match="cannot read image .*huge.png"):
         encoder.encode_images([images / "small.png", images / "huge.png"], progress=None)
 
+    # a bomb among a split's test images: a run names it in one line before anything loads
+    from bench.data import DatasetSplit, ImageItem
+
+    split = DatasetSplit("photos", "test", (ImageItem("1", ("a",), images / "small.png"), ImageItem("2", ("b",), images / "huge.png")))
+    with pytest.raises(BenchError, match="1 of 2 image files cannot be read as images .*huge.png: DecompressionBombError"):
+        split.require_readable_images()
+
 
 def test_an_embedding_manifest_of_the_wrong_shape_is_rebuilt(tmp_path):
     import numpy as np
@@ -398,3 +405,25 @@ def test_run_json_keeps_the_earlier_runs_of_a_folder(run_cli, tmp_path, karpathy
     assert code == 0, err
     text = (tmp_path / "run" / "report.md").read_text()
     assert "1 earlier `bench run`(s) on this folder" in text and f"1 cells in {first['wall_s']} s" in text
+
+
+def test_a_run_with_a_model_folder_resumes_and_its_record_has_the_cells_id(run_cli, tmp_path, karpathy_root, tiny_clip_folder):
+    """A config naming a GPT-2 folder: the record's id is the cell's id (with the folder's bytes
+    in it), so a second run finds the cell complete, and the first prints its summary."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from bench.decoders.vocab import HFVocab
+
+    folder = tmp_path / "gpt2"
+    vocab = HFVocab.train(["a dog runs on the grass", "a man rides a bike", "two cats sleep"] * 20, vocab_size=300)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_layer=1, n_head=2, n_embd=32, n_positions=64,
+                               eos_token_id=vocab.eos, bos_token_id=vocab.eos)).save_pretrained(folder)
+    vocab.tokenizer.save_pretrained(folder)
+    args = ("--no-clip-score", "--decoder", "gpt2", "--set", f"decoder.gpt2_path={folder}", "--set", "decoder.epochs=1",
+            "--set", "decoder.prefix_length=2", "--set", "decoder.beam_size=1")
+    code, out, err = _run(run_cli, tmp_path, tiny_clip_folder, *args, data=karpathy_root, methods="nonoise")
+    assert code == 0, err
+    assert "nonoise" in out  # the summary table: the record is one of this run's cells
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, *args, data=karpathy_root, methods="nonoise")
+    assert code == 0 and "1 of 1 cells are already complete" in err
+    assert len((tmp_path / "run" / "records.jsonl").read_text().splitlines()) == 1
