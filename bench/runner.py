@@ -27,7 +27,7 @@ from bench.grid import Cell, RunConfig
 from bench.inputs import RunInputs
 from bench.io import write_json_atomic
 from bench.progress import progress
-from bench.records import Record, RecordStore, Sample, git_commit, library_versions
+from bench.records import SAMPLES_DIR, Record, RecordStore, Sample, git_commit, library_versions
 
 
 @dataclass
@@ -251,7 +251,13 @@ class Runner:
         if self.store.problems:
             self.log(f"warning: {len(self.store.problems)} line(s) of {self.store.path} are not records this version can use "
                      f"({self.store.problems[0]}); they are kept as they are")
-        todo = [(c, i) for c, i in resolved if i not in self.store]
+        # complete: a record and its per-image samples (without them the cell has no interval, no
+        # gallery, no test: it is computed again, its fit reused, and its new record wins)
+        samples = self.out / SAMPLES_DIR
+        lacking = [i for _, i in resolved if i in self.store and not (samples / f"{i}.json").is_file()]
+        if lacking:
+            self.log(f"{len(lacking)} recorded cell(s) of {self.out} have no samples file; computing them again")
+        todo = [(c, i) for c, i in resolved if i not in self.store or i in lacking]
         report.skipped = len(cells) - len(todo)
         if report.skipped:
             self.log(f"{report.skipped} of {len(cells)} cells are already complete in {self.out}; skipping them")

@@ -427,3 +427,21 @@ def test_a_run_with_a_model_folder_resumes_and_its_record_has_the_cells_id(run_c
     code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, *args, data=karpathy_root, methods="nonoise")
     assert code == 0 and "1 of 1 cells are already complete" in err
     assert len((tmp_path / "run" / "records.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_recorded_cell_without_its_samples_is_computed_again(run_cli, tmp_path, karpathy_root, tiny_clip_folder):
+    """The samples are what intervals, tests and the gallery read: a record without them is not a
+    complete cell. A re-run computes it again (its fit reused) and the new record wins."""
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=karpathy_root, methods="clipre")
+    assert code == 0, err
+    (record,) = read_records(tmp_path / "run").records
+    samples = tmp_path / "run" / "samples" / f"{record.cell_id}.json"
+    kept = samples.read_text()
+    samples.unlink()
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=karpathy_root, methods="clipre")
+    assert code == 0 and "1 recorded cell(s)" in err and "have no samples file; computing them again" in err
+    assert samples.read_text() == kept  # the same per-image results again
+    (again,) = read_records(tmp_path / "run").records  # one cell, the last line wins
+    assert again.cell_id == record.cell_id and again.metrics == record.metrics
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=karpathy_root, methods="clipre")
+    assert code == 0 and "1 of 1 cells are already complete" in err
