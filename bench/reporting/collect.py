@@ -191,11 +191,22 @@ def label_rows(rows: list[Row]) -> None:
         for key, value in row.settings:
             if len({json.dumps(v, default=str) for r in siblings for k, v in r.settings if k == key}) > 1:
                 parts.append(f"{short_key(key, row.method)}={show_value(value)}")
-        if len({r.inputs.encoder for r in siblings}) > 1:
-            parts.append(f"encoder {row.inputs.encoder}")
-        if len({(r.inputs.train, r.inputs.eval) for r in siblings}) > 1:
-            parts.append(f"data {row.inputs.train[:8]}/{row.inputs.eval[:8]}")
+        parts += inputs_parts(row.inputs, [r.inputs for r in siblings])
         row.label = row.method + (f" ({', '.join(parts)})" if parts else "")
+
+
+def inputs_parts(mine: Any, among: list[Any]) -> list[str]:
+    """What tells the inputs ``mine`` (an InputIdentity) apart from the others ``among``: "encoder
+    X" when their encoders differ, "data a/b" when their data fingerprints do; [] when nothing does."""
+    among = [i for i in among if i is not None]
+    if mine is None:
+        return []
+    parts = []
+    if len({i.encoder for i in among}) > 1:
+        parts.append(f"encoder {mine.encoder}")
+    if len({(i.train, i.eval) for i in among}) > 1:
+        parts.append(f"data {mine.train[:8]}/{mine.eval[:8]}")
+    return parts
 
 
 def reader_notes(records: list[Record]) -> list[str]:
@@ -357,16 +368,7 @@ def input_groups(rows: list[Row]) -> list[list[Row]]:
 def inputs_title(group: list[Row], groups: list[list[Row]]) -> str:
     """What tells ``group`` apart from the split's other groups ("encoder X", "data a/b"); empty
     when there is one group."""
-    if len(groups) < 2 or group[0].inputs is None:
-        return ""
-    mine = group[0].inputs
-    others = [g[0].inputs for g in groups if g[0].inputs is not None]
-    parts = []
-    if len({i.encoder for i in others}) > 1:
-        parts.append(f"encoder {mine.encoder}")
-    if len({(i.train, i.eval) for i in others}) > 1:
-        parts.append(f"data {mine.train[:8]}/{mine.eval[:8]}")
-    return ", ".join(parts)
+    return ", ".join(inputs_parts(group[0].inputs, [g[0].inputs for g in groups]))
 
 
 def _tables(rows: list[Row]) -> list[list[Row]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.records import show_value
-from bench.reporting.collect import METRIC_NAMES, Row, RunData, seeds_label, shared_seeds, short_key
+from bench.reporting.collect import METRIC_NAMES, Row, RunData, inputs_parts, seeds_label, shared_seeds, short_key
 from bench.stats import seed_interval
 
 CURVE_METRICS = ("cider", "bleu4")
@@ -89,11 +89,7 @@ def noise_curves(data: RunData) -> list[Curve]:
         parts = [c.split if len(methods) == 1 else f"{c.method} · {c.split}"]
         if len({o.settings for o in siblings}) > 1 and c.settings:
             parts.append(c.settings)
-        if c.inputs is not None and len({o.inputs.encoder for o in siblings if o.inputs is not None}) > 1:
-            parts.append(f"encoder {c.inputs.encoder}")
-        if c.inputs is not None and len({(o.inputs.train, o.inputs.eval) for o in siblings if o.inputs is not None}) > 1:
-            parts.append(f"data {c.inputs.train[:8]}/{c.inputs.eval[:8]}")
-        c.label = " · ".join(parts)
+        c.label = " · ".join(parts + inputs_parts(c.inputs, [o.inputs for o in siblings]))
     return curves
 
 
