@@ -41,6 +41,17 @@ def images_fingerprint(paths: Sequence[Path], resolve: bool = False) -> str:
     return fingerprint(f"{Path(p).resolve() if resolve else p}:{sha256_file(p)}" for p in paths)
 
 
+def folder_fingerprint(folder: Path) -> str:
+    """A fingerprint of a model folder's content: each file's path inside it and the SHA-256 of its
+    bytes (remembered per path, size and modification time within a process); a missing folder
+    has the fingerprint of an empty one."""
+    from bench.io import sha256_file
+
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+    return fingerprint(f"{p.relative_to(folder).as_posix()}:{sha256_file(p)}" for p in files)
+
+
 def fingerprint(items: Sequence[Any]) -> str:
     """A content hash of a sequence of strings (or paths, or ids)."""
     digest = hashlib.sha256()

@@ -205,17 +205,10 @@ def resources_fingerprint(config: Any) -> str:
     SHA-256 of its bytes (remembered per path, size and modification time). Empty when it names
     none, so that the ids of configs without such folders are what they always were. A folder's
     weights replaced in place give another fingerprint, and so another cell and fit."""
-    from bench.cache import fingerprint
-    from bench.io import sha256_file
+    from bench.cache import fingerprint, folder_fingerprint
 
     folders = resource_folders(config)
-    if not folders:
-        return ""
-    parts = []
-    for folder in folders:
-        files = sorted(p for p in Path(folder).expanduser().rglob("*") if p.is_file()) if Path(folder).expanduser().is_dir() else []
-        parts += [f"{folder}|{p.relative_to(Path(folder).expanduser()).as_posix()}|{sha256_file(p)}" for p in files]
-    return fingerprint(parts)
+    return fingerprint(f"{folder}|{folder_fingerprint(folder)}" for folder in folders) if folders else ""
 
 
 def check_resources(config: Any) -> None:

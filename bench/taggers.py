@@ -107,12 +107,9 @@ class DetectorTagger(ObjectTagger):
     def id(self) -> str:
         """The detector's files (its config and its weights' bytes) and threshold: tags cached
         under it are never those of other weights in the same folder."""
-        from bench.io import sha256_file
+        from bench.cache import folder_fingerprint
 
-        digest = hashlib.sha256()
-        for path in sorted(p for p in self.folder.rglob("*") if p.is_file()):
-            digest.update(f"{path.relative_to(self.folder).as_posix()}:{sha256_file(path)}\0".encode())
-        return f"detector-{digest.hexdigest()[:12]}-t{self.threshold:g}"
+        return f"detector-{folder_fingerprint(self.folder)[:12]}-t{self.threshold:g}"
 
     @property
     def vocabulary(self) -> list[str]:
