@@ -98,7 +98,8 @@ class RunConfig:
             parse_split(spec, resolve=False)
         check_sweep(self.sweep)
         if "name" in (self.encoder_options or {}):  # encoder_config() would override it with the spec: refused, not ignored
-            raise ConfigError("encoder_options.name: the encoder is chosen with encoder (--encoder SPEC), not as an option")
+            raise ConfigError("encoder_options.name (--set encoder.name): the encoder is chosen with --encoder SPEC "
+                              "(encoder in a config file), not as an option")
         if self.eval_encoder and not self.clip_score:
             raise ConfigError("--eval-encoder names the encoder of CLIP-S, which --no-clip-score turns off; give one of them")
         if self.preset not in PRESETS:

@@ -60,12 +60,10 @@ def parse_sweeps(items: Iterable[str], fixed: dict[str, Any] | None = None) -> d
 
 
 def split_encoder_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(method options, encoder options): ``encoder.field`` keys go to the encoder (its ``name``
-    is ``--encoder``'s, not a setting)."""
+    """(method options, encoder options): ``encoder.field`` keys go to the encoder (``RunConfig``
+    refuses its ``name``: that is ``--encoder``'s)."""
     methods = {k: v for k, v in options.items() if not k.startswith(ENCODER + ".")}
     encoder = {k[len(ENCODER) + 1:]: v for k, v in options.items() if k.startswith(ENCODER + ".")}
-    if "name" in encoder:
-        raise ConfigError("--set encoder.name: the encoder is chosen with --encoder SPEC, not with --set")
     return methods, encoder
 
 
