@@ -190,13 +190,3 @@ def clip_scores(predictions: dict[str, str], refs: Any, images: Sequence[Any], e
     values, per = ClipScorer(encoder, cache).score(image_emb, [predictions[i] for i in ids], [refs.references(i) for i in ids],
                                                    "score")
     return values, per, str(encoder.id)
-
-
-def add_clip_scores(result: Any, predictions: dict[str, str], refs: Any, images: Sequence[Any], eval_encoder: str,
-                    device: str = "cpu", cache_dir: Any = None, log: Any = print) -> str:
-    """Add CLIP-S and RefCLIP-S (corpus and per image) to a ``ScoreResult`` of ``predictions``;
-    returns the evaluation encoder's id (see :func:`clip_scores`)."""
-    values, per, encoder_id = clip_scores(predictions, refs, images, eval_encoder, device, cache_dir, log)
-    result.metrics.update(values)
-    result.per_image.update(per)
-    return encoder_id

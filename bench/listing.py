@@ -22,11 +22,12 @@ def listing(what: str = "all") -> dict[str, Any]:
     load_plugins()
     section, pattern = (what, "*") if what in SECTIONS + ("all",) else ("all", what)
     chosen = SECTIONS if section == "all" else (section,)
+    a_name = pattern != "*" and not any(c in pattern for c in "*?[")  # one name, not a wildcard
 
     def entries(registry: Any) -> list[dict[str, Any]]:
         out = []
         names = registry.list(pattern)
-        if not names and not any(c in pattern for c in "*?["):  # an alias names its entry (`bench ls flickr`)
+        if not names and a_name:  # an alias names its entry (`bench ls flickr`)
             try:
                 names = [registry.canonical(pattern)]
             except Exception:  # not this registry's name or alias
@@ -58,7 +59,7 @@ def listing(what: str = "all") -> dict[str, Any]:
                                if m in CLIP_METRICS else {})} for m in ALL_METRICS]
     if PLUGIN_ERRORS:
         data["plugin_errors"] = [{"where": w, "error": e} for w, e in PLUGIN_ERRORS]
-    if pattern != "*" and not any(c in pattern for c in "*?[") and not data["methods"] and not data["datasets"]:
+    if a_name and not data["methods"] and not data["datasets"]:
         import difflib
 
         from bench.errors import ConfigError
