@@ -407,6 +407,24 @@ def test_an_ablation_compares_rows_on_the_seeds_they_share(tmp_path):
     assert frame.loc[off_row, col].startswith("65.00")
     assert bool(best.loc[on_row, col]) and not bool(best.loc[off_row, col])
     assert "compared on seed 0" in " ".join(table.notes)
+    assert " ".join(table.notes).startswith("✓ on, ✗ off.")  # its settings are switches
+
+
+def test_an_ablation_over_a_number_has_no_switch_legend(tmp_path):
+    """ifcap's k is a number, not a switch: its table shows the values and no "✓ on" legend."""
+    from bench.records import Record, RecordStore
+    from bench.reporting.collect import load_run
+    from bench.reporting.tables import ablation_tables
+
+    store = RecordStore(tmp_path)
+    for k, cider in ((1, 60.0), (5, 70.0)):
+        for split in ("coco", "flickr"):
+            store.add(Record(method="ifcap", split=split, train="coco", eval=split, kind="in-domain", seed=0,
+                             config={"k": k}, metrics={"cider": cider, "bleu4": 10.0}))
+    ((_, keys, table),) = ablation_tables(load_run(tmp_path))
+    assert keys == ["k"] and sorted(table.frame["k"]) == ["1", "5"]
+    assert not any("✓" in note for note in table.notes)
+    assert table.notes[0].startswith("Each value: the metric")
 
 
 def test_reader_notes_say_when_cells_ran_with_different_thread_counts():

@@ -250,7 +250,9 @@ def ablation_tables(data: RunData) -> list[tuple[str, list[str], Table]]:
         table = Table(frame, best, numeric=best_cols)
         compared = {tuple(v) for v in shared.values() if v}
         seeds = seeds_label(next(iter(compared))) if len(compared) == 1 else "the seeds each split's rows share"
-        table.notes.append("✓ on, ✗ off. Each value: the metric [its 95% bootstrap interval]; the best per column in bold."
+        switches = any(isinstance(v, bool) for settings, _ in combos.values() for _, v in settings)
+        table.notes.append(("✓ on, ✗ off. " if switches else "")
+                           + "Each value: the metric [its 95% bootstrap interval]; the best per column in bold."
                            + ((" Rows differ in their number of seeds (column seeds)" if len(seed_counts) > 1
                                else " Rows ran with different seeds (column seeds)") if mixed else "")
                            + (f", so they are compared on {seeds}, which every row ran with; a row run with more seeds "
