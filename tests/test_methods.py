@@ -1,12 +1,14 @@
 """The contract every registered method must meet, and the building blocks of the first methods."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 import torch
 
 from bench.captioner import Corpus, FitContext
+from bench.errors import ConfigError
 from bench.noise import inject_noise
 from bench.plugins import METHODS, create_method, load_plugins, method_config
 from tests.conftest import TINY_DECODER
@@ -257,3 +259,40 @@ def test_a_model_folder_replaced_in_place_is_another_cell_fit_and_decoder(tmp_pa
     from bench.records import cell_id
 
     assert plain.spec_id == cell_id("capdec", "coco", plain.seed, plain.noise_variance, plain.config_dict)
+
+
+def test_mlp_ratio_sets_the_feed_forward_width_and_old_decoders_load_as_saved(tmp_path):
+    """The from-scratch decoder's feed-forward width is ``mlp_ratio`` x width (2 by default, GPT-2's
+    4 in the GPT-2 presets); a decoder saved with another ratio than its config names (one saved
+    before the setting existed has 4) loads with the ratio of its weights and captions as before."""
+    from bench.config import config_dict
+    from bench.decoders import DecoderConfig, preset
+    from bench.plugins import METHODS
+
+    assert DecoderConfig().mlp_ratio == 2 and config_dict(DecoderConfig())["mlp_ratio"] == 2  # part of every id
+    assert preset("viecap").mlp_ratio == 4 and preset("gpt2").mlp_ratio == 4
+    with pytest.raises(ConfigError, match="mlp_ratio"):
+        DecoderConfig(mlp_ratio=0)
+    corpus, base = tiny_corpus()
+    overrides = {"decoder": {**TINY_DECODER["decoder"], "mlp_ratio": 4}}
+    method = create_method("nonoise", method_config("nonoise", overrides))
+    method.fit(corpus, FitContext(seed=0))
+    width = method.config.decoder.width
+    assert method.decoder.net.blocks[0].mlp[0].weight.shape == (4 * width, width)
+    queries = np.stack([base[c] for c in CAPTIONS]).astype(np.float32)
+    before = method.caption(queries)
+    method.save(tmp_path / "fit")
+    saved = tmp_path / "fit" / "config.json"
+    meta = json.loads(saved.read_text())
+    meta["config"]["decoder"].pop("mlp_ratio")  # as written before the setting existed
+    saved.write_text(json.dumps(meta))
+    loaded = METHODS.get("nonoise").load(tmp_path / "fit")
+    assert loaded.decoder.config.mlp_ratio == 4
+    assert loaded.caption(queries) == before
+
+    small = create_method("nonoise", tiny_config("nonoise"))
+    small.fit(corpus, FitContext(seed=0))
+    assert small.decoder.net.blocks[0].mlp[0].weight.shape == (2 * width, width)
+    gpt = create_method("capdec", method_config("capdec", {"decoder": {**TINY_DECODER["decoder"], "kind": "gpt2", "mlp_ratio": 3}}))
+    gpt.fit(corpus, FitContext(seed=0))
+    assert gpt.decoder.net.gpt.config.n_inner == 3 * gpt.config.decoder.width

@@ -12,7 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -93,6 +93,16 @@ class CaptionDecoder:
         self.fusion = self._fusion()
         return encoded
 
+    def _adopt_mlp_ratio(self, net_state: dict[str, Any]) -> None:
+        """A from-scratch decoder saved before ``mlp_ratio`` existed has GPT-2's 4 and a config
+        without the field (read as today's default): its weights say which, so it loads as saved."""
+        weight = net_state.get("blocks.0.mlp.0.weight") if self.config.kind == "transformer" else None
+        if weight is None or weight.shape[0] % self.config.width:
+            return
+        ratio = int(weight.shape[0]) // self.config.width
+        if ratio != self.config.mlp_ratio:
+            self.config = replace(self.config, mlp_ratio=ratio)
+
     def _fusion(self) -> Any:
         import torch
 
@@ -114,7 +124,7 @@ class CaptionDecoder:
 
             return PrefixTransformer(len(self.vocab), self.embed_dim, cfg.width, cfg.layers, cfg.heads, cfg.prefix_length,
                                      cfg.max_length, cfg.mapper, cfg.dropout, prefix_inputs=inputs, prompt_room=self.prompt_room,
-                                     mapper_layers=cfg.mapper_layers)
+                                     mapper_layers=cfg.mapper_layers, mlp_ratio=cfg.mlp_ratio)
         from bench.decoders.gpt2 import GPT2Prefix, load_gpt2
 
         if gpt2_config is not None:
@@ -122,7 +132,7 @@ class CaptionDecoder:
         elif cfg.gpt2_path:
             gpt = load_gpt2(cfg.gpt2_path)
         else:
-            gpt = load_gpt2(config={"vocab_size": len(self.vocab), "n_layer": cfg.layers, "n_head": cfg.heads, "n_embd": cfg.width,
+            gpt = load_gpt2(config={"vocab_size": len(self.vocab), "n_layer": cfg.layers, "n_head": cfg.heads, "n_embd": cfg.width, "n_inner": cfg.mlp_ratio * cfg.width,
                                     "n_positions": cfg.prefix_length * inputs + self.prompt_room + cfg.max_length + 2, "bos_token_id": self.vocab.eos,
                                     "eos_token_id": self.vocab.eos, "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout,
                                     "attn_pdrop": cfg.dropout})
@@ -350,6 +360,7 @@ class CaptionDecoder:
         if kind != "retrieval":
             self.memory = None
         self.fusion_heads = int(state.get("fusion_heads", self.fusion_heads))
+        self._adopt_mlp_ratio(state["net"])
         self.net = self._network(state.get("gpt2_config"))
         self.net.load_state_dict(state["net"])
         self.net.eval()

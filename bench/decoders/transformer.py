@@ -20,14 +20,15 @@ from bench.decoders.mappers import build_mapper, map_prefix
 
 
 class _Block(nn.Module):
-    def __init__(self, width: int, heads: int, dropout: float) -> None:
+    def __init__(self, width: int, heads: int, dropout: float, mlp_ratio: int = 4) -> None:
         super().__init__()
         self.heads = heads
         self.ln1 = nn.LayerNorm(width)
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
         self.ln2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+        self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(),
+                                 nn.Linear(mlp_ratio * width, width))
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None):
@@ -48,7 +49,7 @@ class PrefixTransformer(nn.Module):
 
     def __init__(self, vocab_size: int, embed_dim: int, width: int = 256, layers: int = 4, heads: int = 4,
                  prefix_length: int = 1, max_length: int = 40, mapper: str = "linear", dropout: float = 0.1,
-                 prefix_inputs: int = 1, prompt_room: int = 0, mapper_layers: int = 2) -> None:
+                 prefix_inputs: int = 1, prompt_room: int = 0, mapper_layers: int = 2, mlp_ratio: int = 4) -> None:
         super().__init__()
         if width % heads:
             raise ValueError(f"decoder width {width} is not divisible by heads {heads}")
@@ -59,7 +60,7 @@ class PrefixTransformer(nn.Module):
                                    layers=mapper_layers)
         self.tok = nn.Embedding(vocab_size, width)
         self.pos = nn.Embedding(self.prefix_tokens + prompt_room + max_length + 1, width)
-        self.blocks = nn.ModuleList(_Block(width, heads, dropout) for _ in range(layers))
+        self.blocks = nn.ModuleList(_Block(width, heads, dropout, mlp_ratio) for _ in range(layers))
         self.ln_f = nn.LayerNorm(width)
         self.head = nn.Linear(width, vocab_size, bias=False)
         self.head.weight = self.tok.weight
