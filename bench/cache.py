@@ -3,8 +3,9 @@
 An entry is a folder holding ``embeddings.npy`` (float32, memory-mappable) and
 ``manifest.json`` (the key fields, count, dimension, dtype, normalisation, SHA-256 of the
 array). The key hashes the encoder id (spec + weights hash), the dataset, split and modality,
-the normalisation, and a fingerprint of the inputs (the caption strings, or the image files'
-paths and the SHA-256 of their bytes), so changed data or weights never hit a stale entry. A
+the normalisation, a fingerprint of the inputs (the caption strings, or the image files'
+paths and the SHA-256 of their bytes), and how they were computed (device kind and batch size),
+so changed data, weights or arithmetic never hit a stale entry. A
 manifest that does not match its array is rebuilt, never trusted.
 """
 
@@ -69,6 +70,11 @@ class CacheKey:
     modality: str  # "text" or "image"
     content: str  # fingerprint of the inputs
     normalized: bool = True
+    #: How the embeddings were computed (``ClipEncoder.compute_id``): the device kind (a GPU's
+    #: model too: its TF32 convolutions differ by card) and the batch size (another batch size
+    #: changes the last bits), so a cache shared between machines never answers one run with
+    #: another's numbers.
+    compute: str = ""
 
     def digest(self) -> str:
         blob = json.dumps({"v": CACHE_VERSION, **self.__dict__}, sort_keys=True)
@@ -77,6 +83,11 @@ class CacheKey:
     def folder_name(self) -> str:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{self.dataset}-{self.split}-{self.modality}")
         return f"{safe}-{self.digest()}"
+
+
+def encoder_key(encoder: Any, dataset: str, split: str, modality: str, content: str) -> CacheKey:
+    """The key of ``encoder``'s embeddings of ``content`` (its id, and how it computes them)."""
+    return CacheKey(encoder.id, dataset, split, modality, content, compute=encoder.compute_id(modality))
 
 
 class EmbeddingCache:

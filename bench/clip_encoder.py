@@ -42,6 +42,16 @@ def encoder_id(spec: str, weights_hash: str) -> str:
     return f"{spec}@{weights_hash[:12]}"
 
 
+def device_kind(device: str) -> str:
+    """``cpu``, ``mps``, or ``cuda:`` and the GPU's model name (cards of one model compute alike)."""
+    if not str(device).startswith("cuda"):
+        return str(device).split(":")[0]
+    import torch
+
+    index = torch.device(device).index
+    return f"cuda:{torch.cuda.get_device_name(index if index is not None else torch.cuda.current_device())}"
+
+
 class ClipEncoder:
     """A frozen open_clip model with its transforms and tokenizer. Outputs are unit-norm float32."""
 
@@ -63,6 +73,12 @@ class ClipEncoder:
     @property
     def id(self) -> str:
         return encoder_id(self.spec, self.weights_hash)
+
+    def compute_id(self, modality: str) -> str:
+        """What besides the weights decides this encoder's output bits for ``modality``: the device
+        kind (a GPU's model name) and the batch size (part of embedding cache keys)."""
+        batch = self.config.image_batch_size if modality == "image" else self.config.text_batch_size
+        return f"{device_kind(self.device)}|batch {batch}"
 
     @property
     def dim(self) -> int:

@@ -78,7 +78,7 @@ class ClipScorer:
 
     def embed_texts(self, texts: Sequence[str], dataset: str, what: str) -> np.ndarray:
         """Unit embeddings of ``PREFIX + text``, through the cache when there is one."""
-        from bench.cache import CacheKey, fingerprint
+        from bench.cache import encoder_key, fingerprint
         from bench.progress import progress
 
         prefixed = [PREFIX + str(t) for t in texts]
@@ -89,7 +89,7 @@ class ClipScorer:
 
         if self.cache is None:
             return compute()
-        return np.asarray(self.cache.get(CacheKey(self.id, dataset, f"clipscore-{what}", "text", fingerprint(prefixed)), compute))
+        return np.asarray(self.cache.get(encoder_key(self.encoder, dataset, f"clipscore-{what}", "text", fingerprint(prefixed)), compute))
 
     def score(self, image_emb: Any, predictions: Sequence[str], references: Sequence[Sequence[str]],
               dataset: str = "") -> tuple[dict[str, float], dict[str, list[float]]]:
@@ -172,7 +172,7 @@ def clip_scores(predictions: dict[str, str], refs: Any, images: Sequence[Any], e
     or an image that cannot be read fails before the text metrics are spent."""
     from pathlib import Path
 
-    from bench.cache import CacheKey, EmbeddingCache, images_fingerprint
+    from bench.cache import EmbeddingCache, encoder_key, images_fingerprint
     from bench.config import default_cache_dir
     from bench.encoders import create_encoder
     from bench.errors import BenchError
@@ -184,7 +184,7 @@ def clip_scores(predictions: dict[str, str], refs: Any, images: Sequence[Any], e
     encoder = create_encoder(eval_encoder, device, folder, log)
     cache = EmbeddingCache(folder, log=log)
     paths = [Path(p) for p in images]
-    key = CacheKey(encoder.id, "score", "images", "image", images_fingerprint(paths, resolve=True))
+    key = encoder_key(encoder, "score", "images", "image", images_fingerprint(paths, resolve=True))
     image_emb = cache.get(key, lambda: encoder.encode_images(paths, progress=progress, desc="CLIP-S: encoding images")[0])
     ids = list(predictions)
     values, per = ClipScorer(encoder, cache).score(image_emb, [predictions[i] for i in ids], [refs.references(i) for i in ids],

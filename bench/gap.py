@@ -134,7 +134,7 @@ def load_pairs(dataset: str, split: str = "test", data_root: Path | None = None,
 def gap_card(encoder: Any, data: Any, cache_dir: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Encode a split's images and captions (through the embedding cache when ``cache_dir`` is
     given) and return its gap statistics."""
-    from bench.cache import CacheKey, EmbeddingCache, fingerprint, images_fingerprint
+    from bench.cache import EmbeddingCache, encoder_key, fingerprint, images_fingerprint
 
     paths = data.require_images()
     cache = EmbeddingCache(cache_dir, log=log) if cache_dir is not None else None
@@ -144,7 +144,7 @@ def gap_card(encoder: Any, data: Any, cache_dir: Path | None = None, log: Callab
     def encoded(modality: str, content: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
         if cache is None:
             return compute()
-        return np.asarray(cache.get(CacheKey(encoder.id, data.dataset, data.split, modality, content), compute))
+        return np.asarray(cache.get(encoder_key(encoder, data.dataset, data.split, modality, content), compute))
 
     image_emb = encoded("image", images_fingerprint(paths),
                         lambda: encoder.encode_images(paths, desc=f"encoding {data.dataset} {data.split} images")[0])

@@ -60,7 +60,7 @@ def embed_generated(prompts: Sequence[str], generator: ImageGenerator, ctx: Any,
     them with ``ctx.encoder`` through the embedding cache; returns the image paths and their
     (N, D) embeddings. The generation seed is a setting of its own, not the fit's seed: a
     synthetic dataset is made once and its fits are repeated over seeds, as a paper would."""
-    from bench.cache import CacheKey, fingerprint
+    from bench.cache import encoder_key, fingerprint
     from bench.errors import BenchError
 
     if ctx.cache_dir is None:
@@ -81,6 +81,6 @@ def embed_generated(prompts: Sequence[str], generator: ImageGenerator, ctx: Any,
         ctx.log(f"generated {store.generated} images with {generator.id} into {store.folder}")
     # keyed by the images' bytes, not only by what made them: a file replaced in the generated
     # folder is encoded again rather than answered with the embedding of the image it replaced
-    key = CacheKey(ctx.encoder.id, dataset, f"generated-{generator.id}-seed{seed}", "image",
+    key = encoder_key(ctx.encoder, dataset, f"generated-{generator.id}-seed{seed}", "image",
                    fingerprint([f"{seed}|{p}|{sha256_file(path)}" for p, path in zip(prompts, paths)]))
     return paths, (ctx.cache.get(key, encode) if ctx.cache is not None else encode())

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.cache import CacheKey, EmbeddingCache, fingerprint, images_fingerprint
+from bench.cache import EmbeddingCache, encoder_key, fingerprint, images_fingerprint
 from bench.captioner import Corpus
 from bench.progress import progress
 from bench.records import InputIdentity
@@ -105,7 +105,7 @@ class RunInputs:
             cls = DATASETS.get(dataset)
             captions = self.dataset_split(dataset, "train").captions()
             content = self.train_fingerprint(dataset)
-            key = CacheKey(self.encoder.id, dataset, "train", "text", content)
+            key = encoder_key(self.encoder, dataset, "train", "text", content)
             emb = self.cache.get(key, lambda: self.encoder.encode_texts(captions, progress=progress,
                                                                           desc=f"encoding {dataset} train captions"))
             corpus = Corpus(captions, emb, dataset, "train", objects=tuple(getattr(cls, "object_vocabulary", ())),
@@ -119,7 +119,7 @@ class RunInputs:
             data = self.dataset_split(dataset, "test")
             paths = data.require_images()
             content = images_fingerprint(paths)
-            key = CacheKey(self.encoder.id, dataset, "test", "image", content)
+            key = encoder_key(self.encoder, dataset, "test", "image", content)
             emb = self.cache.get(key, lambda: self.encoder.encode_images(paths, progress=progress,
                                                                            desc=f"encoding {dataset} test images")[0])
             self._images[dataset] = EvalImages(data, emb, paths)

@@ -109,8 +109,31 @@ def test_cache_key_covers_encoder_content_and_modality(tmp_path):
     variants = [CacheKey("enc@abd", "coco", "train", "text", fingerprint(["a"])),
                 CacheKey("enc@abc", "coco", "train", "text", fingerprint(["b"])),
                 CacheKey("enc@abc", "coco", "train", "image", fingerprint(["a"])),
-                CacheKey("enc@abc", "coco", "val", "text", fingerprint(["a"]))]
-    assert len({base.digest(), *(v.digest() for v in variants)}) == 5
+                CacheKey("enc@abc", "coco", "val", "text", fingerprint(["a"])),
+                CacheKey("enc@abc", "coco", "train", "text", fingerprint(["a"]), compute="cuda:NVIDIA H200|batch 1024")]
+    assert len({base.digest(), *(v.digest() for v in variants)}) == 6
+
+
+def test_embeddings_are_cached_per_device_kind_and_batch_size(tiny_clip_checkpoint, tmp_path):
+    """Another batch size changes an embedding's last bits, and a GPU's convolutions (TF32) more:
+    one cache shared by two configurations or machines keeps their embeddings apart."""
+    from bench.cache import encoder_key
+    from bench.clip_encoder import EncoderConfig, device_kind
+
+    enc = create_encoder(tiny_clip_checkpoint, log=lambda m: None)
+    other = create_encoder(EncoderConfig(name=tiny_clip_checkpoint, text_batch_size=7), log=lambda m: None)
+    assert enc.id == other.id  # the same weights
+    assert enc.compute_id("text") == "cpu|batch 1024" and other.compute_id("text") == "cpu|batch 7"
+    assert enc.compute_id("image") == other.compute_id("image") == "cpu|batch 256"
+    cache = EmbeddingCache(tmp_path, log=lambda m: None)
+    texts = [f"a red circle number {i}" for i in range(20)]
+    keys = [encoder_key(e, "d", "train", "text", fingerprint(texts)) for e in (enc, other)]
+    assert keys[0].digest() != keys[1].digest()
+    first = cache.get(keys[0], lambda: enc.encode_texts(texts, progress=None))
+    second = cache.get(keys[1], lambda: other.encode_texts(texts, progress=None))
+    assert cache.misses == 2 and np.allclose(first, second, atol=1e-5)
+    cache.get(keys[0], lambda: pytest.fail("a cached entry was computed again"))
+    assert device_kind("cpu") == "cpu" and device_kind("mps") == "mps"
 
 
 def test_cache_rebuilds_an_entry_that_does_not_match_its_manifest(tmp_path):

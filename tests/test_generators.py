@@ -120,6 +120,9 @@ def test_generated_embeddings_follow_the_image_files_not_only_their_prompts(tmp_
     class MeanColour:  # an "encoder" whose embedding is each image's mean colour
         id = "mean-colour@1"
 
+        def compute_id(self, modality):
+            return "cpu|batch 2"
+
         def encode_images(self, paths, progress=None, desc=""):
             emb = np.stack([np.asarray(Image.open(p).convert("RGB"), dtype=np.float32).mean((0, 1)) for p in paths])
             return emb, list(range(len(paths)))
