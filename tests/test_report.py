@@ -446,6 +446,25 @@ def test_reader_notes_say_when_cells_ran_with_different_thread_counts():
     assert len(notes) == 1 and "(1, 2)" in notes[0]
 
 
+def test_reader_notes_say_when_cells_ran_on_different_devices():
+    import dataclasses
+
+    from bench.records import Record
+    from bench.reporting.collect import reader_notes
+
+    def record(seed, device):
+        return Record(method="capdec", split="coco", train="coco", eval="coco", kind="in-domain", seed=seed, config={},
+                      metrics={"cider": 1.0}, encoder="e@1", train_fingerprint="t", eval_fingerprint="v", device=device)
+
+    assert not any("devices" in n for n in reader_notes([record(0, "cuda:0"), record(1, "cuda:1")]))  # one kind
+    notes = [n for n in reader_notes([record(0, "cpu"), record(1, "cuda:0")]) if "devices" in n]
+    assert len(notes) == 1 and "(cpu, cuda)" in notes[0]
+    # a cell that reused a decoder trained on a GPU: the fit's device counts
+    notes = [n for n in reader_notes([record(0, "cpu"), dataclasses.replace(record(1, "cpu"), fit_info={"device": "cuda:0"})])
+             if "devices" in n]
+    assert len(notes) == 1
+
+
 def _merged_encoders(folder: Path) -> None:
     """Records merged from two runs with different encoders: a main row and an ablation row of
     syntic, and a three-point capdec sweep, under each encoder (encoder B's numbers 50 higher)."""

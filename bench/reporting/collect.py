@@ -231,8 +231,20 @@ def reader_notes(records: list[Record]) -> list[str]:
         notes.append(f"cells ran with different torch thread counts ({', '.join(map(str, threads))}): a decoder trained "
                      "with another count sums floats in another order and ends slightly elsewhere, so cells of one "
                      "method may differ by a few tenths of CIDEr for that reason alone")
+    devices = sorted({_fit_device(r) for r in records} - {""})
+    if len(devices) > 1:  # e.g. a run begun on a GPU machine and finished on a CPU one
+        notes.append(f"cells ran on different devices ({', '.join(devices)}): embeddings and decoders computed on another "
+                     "device (a GPU's TF32 convolutions, another summation order) end slightly elsewhere, so cells of one "
+                     "method may differ for that reason alone")
     notes += [f"{r.describe()}: {w}" for r in records for w in r.warnings]
     return notes
+
+
+def _fit_device(record: Record) -> str:
+    """The device kind the cell's decoder was trained on (its fit info), else the cell's own."""
+    trained = (record.fit_info or {}).get("device")
+    device = trained if isinstance(trained, str) and trained else (record.device or "")
+    return str(device).split(":")[0]
 
 
 def _fit_threads(record: Record) -> int:
