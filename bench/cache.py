@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,15 @@ class EmbeddingCache:
         self.log = log
         self.hits = 0
         self.misses = 0
+        self._told_read_only = False
+
+    def writable(self) -> bool:
+        """Whether entries can be added: the cache folder, or its nearest existing parent, is
+        writable (a cache prepared once and shared read-only still answers its hits)."""
+        folder = self.root
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        return os.access(folder, os.W_OK)
 
     def folder(self, key: CacheKey) -> Path:
         return self.root / key.folder_name()
@@ -136,6 +146,13 @@ class EmbeddingCache:
         if cached is not None:
             self.hits += 1
             return cached
+        if not self.writable():  # a shared, read-only cache: compute this entry and keep it in memory
+            if not self._told_read_only:
+                self.log(f"note: the embedding cache {self.root} is read-only; embeddings it lacks are computed "
+                         "for this run and not stored")
+                self._told_read_only = True
+            self.misses += 1
+            return _checked(compute())
         with file_lock(self.root / f".{key.folder_name()}.lock"):
             cached = self._valid(key, quiet=True)
             if cached is not None:  # another process made it while this one waited
@@ -145,9 +162,7 @@ class EmbeddingCache:
 
     def _compute(self, key: CacheKey, compute: Callable[[], np.ndarray]) -> np.ndarray:
         self.misses += 1
-        array = np.ascontiguousarray(compute(), dtype=np.float32)
-        if array.ndim != 2:
-            raise ValueError(f"embeddings must be 2-D, got shape {array.shape}")
+        array = _checked(compute())
         folder = self.folder(key)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "manifest.json").unlink(missing_ok=True)  # the manifest, written last, marks the entry complete
@@ -159,6 +174,13 @@ class EmbeddingCache:
             "normalized": key.normalized, "sha256": _array_hash(array),
         })
         return np.load(folder / "embeddings.npy", mmap_mode="r")
+
+
+def _checked(array: Any) -> np.ndarray:
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if array.ndim != 2:
+        raise ValueError(f"embeddings must be 2-D, got shape {array.shape}")
+    return array
 
 
 def _array_hash(array: np.ndarray) -> str:

@@ -136,6 +136,26 @@ def test_embeddings_are_cached_per_device_kind_and_batch_size(tiny_clip_checkpoi
     assert device_kind("cpu") == "cpu" and device_kind("mps") == "mps"
 
 
+def test_a_read_only_cache_serves_its_entries_and_computes_the_rest_without_storing(tmp_path, monkeypatch):
+    """A cache prepared once and shared read-only (a cluster's, or one made on another device,
+    whose keys differ): hits are read, a missing entry is computed for this run, said once."""
+    messages = []
+    cache = EmbeddingCache(tmp_path, log=messages.append)
+    stored = CacheKey("enc@abc", "coco", "train", "text", "x")
+    cache.get(stored, lambda: np.ones((3, 2), np.float32))
+    assert cache.writable()
+    monkeypatch.setattr("bench.cache.os.access", lambda path, mode: False)
+    assert not cache.writable()
+    assert np.all(np.asarray(cache.get(stored, lambda: pytest.fail("a stored entry was computed again"))) == 1.0)
+    missing = [CacheKey("enc@abc", "coco", "train", "text", c) for c in ("y", "z")]
+    for key in missing:
+        assert np.all(cache.get(key, lambda: np.full((2, 2), 5.0)) == 5.0)
+        assert not cache.folder(key).exists()
+    assert sum("read-only" in m for m in messages) == 1 and cache.misses == 3
+    with pytest.raises(ValueError, match="2-D"):
+        cache.get(CacheKey("enc@abc", "coco", "train", "text", "w"), lambda: np.ones(3))
+
+
 def test_cache_rebuilds_an_entry_that_does_not_match_its_manifest(tmp_path):
     messages = []
     cache = EmbeddingCache(tmp_path, log=messages.append)
