@@ -11,6 +11,7 @@ manifest that does not match its array is rebuilt, never trusted.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -146,34 +147,62 @@ class EmbeddingCache:
         if cached is not None:
             self.hits += 1
             return cached
-        if not self.writable():  # a shared, read-only cache: compute this entry and keep it in memory
-            if not self._told_read_only:
-                self.log(f"note: the embedding cache {self.root} is read-only; embeddings it lacks are computed "
-                         "for this run and not stored")
-                self._told_read_only = True
-            self.misses += 1
-            return _checked(compute())
-        with file_lock(self.root / f".{key.folder_name()}.lock"):
-            cached = self._valid(key, quiet=True)
-            if cached is not None:  # another process made it while this one waited
-                self.hits += 1
-                return cached
-            return self._compute(key, compute)
+        lock = self.root / f".{key.folder_name()}.lock"
+        if self._can_lock(lock):
+            with file_lock(lock):
+                cached = self._valid(key, quiet=True)
+                if cached is not None:  # another process made it while this one waited
+                    self.hits += 1
+                    return cached
+                return self._compute(key, compute)
+        self.misses += 1  # a shared, read-only cache: this entry is computed and kept in memory
+        self._say_read_only()
+        return _checked(compute())
+
+    def _can_lock(self, lock: Path) -> bool:
+        """Whether this process may add entries: tried, not predicted (``os.access`` says yes to
+        root on a root-squashed NFS mount); any other failure is raised."""
+        if not self.writable():
+            return False
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            with open(lock, "a+b"):
+                return True
+        except OSError as exc:
+            if exc.errno in _READ_ONLY:
+                return False
+            raise
+
+    def _say_read_only(self) -> None:
+        if not self._told_read_only:
+            self.log(f"note: the embedding cache {self.root} is read-only; embeddings it lacks are computed for this "
+                     "run and not stored")
+            self._told_read_only = True
 
     def _compute(self, key: CacheKey, compute: Callable[[], np.ndarray]) -> np.ndarray:
         self.misses += 1
         array = _checked(compute())
         folder = self.folder(key)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "manifest.json").unlink(missing_ok=True)  # the manifest, written last, marks the entry complete
-        with atomic_path(folder / "embeddings.npy") as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, array)
-        write_json_atomic(folder / "manifest.json", {
-            "key": key.__dict__, "count": int(array.shape[0]), "dim": int(array.shape[1]), "dtype": str(array.dtype),
-            "normalized": key.normalized, "sha256": _array_hash(array),
-        })
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "manifest.json").unlink(missing_ok=True)  # the manifest, written last, marks the entry complete
+            with atomic_path(folder / "embeddings.npy") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, array)
+            write_json_atomic(folder / "manifest.json", {
+                "key": key.__dict__, "count": int(array.shape[0]), "dim": int(array.shape[1]), "dtype": str(array.dtype),
+                "normalized": key.normalized, "sha256": _array_hash(array),
+            })
+        except OSError as exc:  # the lock could be taken but the entry not written (a read-only subfolder)
+            if exc.errno not in _READ_ONLY:
+                raise
+            self._say_read_only()
+            return array
         return np.load(folder / "embeddings.npy", mmap_mode="r")
+
+
+#: the errors that mean "this process may not write here"
+_READ_ONLY = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 def _checked(array: Any) -> np.ndarray:

@@ -136,6 +136,19 @@ def test_embeddings_are_cached_per_device_kind_and_batch_size(tiny_clip_checkpoi
     assert device_kind("cpu") == "cpu" and device_kind("mps") == "mps"
 
 
+def test_a_gpu_is_named_by_its_model_in_cache_keys(monkeypatch):
+    """Cards of one model compute alike; another model's TF32 convolutions do not."""
+    import torch
+
+    from bench.clip_encoder import device_kind
+
+    names = {0: "NVIDIA H200", 1: "NVIDIA A100-SXM4-80GB"}
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: names[index])
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert device_kind("cuda:0") == "cuda:NVIDIA H200"
+    assert device_kind("cuda") == "cuda:NVIDIA A100-SXM4-80GB"  # the current device
+
+
 def test_a_read_only_cache_serves_its_entries_and_computes_the_rest_without_storing(tmp_path, monkeypatch):
     """A cache prepared once and shared read-only (a cluster's, or one made on another device,
     whose keys differ): hits are read, a missing entry is computed for this run, said once."""
@@ -154,6 +167,41 @@ def test_a_read_only_cache_serves_its_entries_and_computes_the_rest_without_stor
     assert sum("read-only" in m for m in messages) == 1 and cache.misses == 3
     with pytest.raises(ValueError, match="2-D"):
         cache.get(CacheKey("enc@abc", "coco", "train", "text", "w"), lambda: np.ones(3))
+
+
+def test_a_cache_that_says_it_is_writable_but_refuses_writes_still_answers(tmp_path, monkeypatch):
+    """Root on a root-squashed NFS mount: os.access says yes, the lock or the write says no. The
+    entry is computed for the run; a failure that is not a permission (a full disk) is raised."""
+    import builtins
+    import errno
+
+    import bench.cache
+
+    real_open = builtins.open
+
+    def no_locks(path, *args, **kwargs):
+        if str(path).endswith(".lock"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    messages = []
+    cache = EmbeddingCache(tmp_path, log=messages.append)
+    monkeypatch.setattr(builtins, "open", no_locks)
+    key = CacheKey("enc@abc", "coco", "train", "text", "x")
+    assert cache.writable() and np.all(cache.get(key, lambda: np.ones((2, 2))) == 1.0)
+    assert not cache.folder(key).exists() and sum("read-only" in m for m in messages) == 1
+    monkeypatch.setattr(builtins, "open", real_open)
+
+    def refuse(errno_value):
+        def atomic(path):
+            raise OSError(errno_value, "refused", str(path))
+        return atomic
+
+    monkeypatch.setattr(bench.cache, "atomic_path", refuse(errno.EROFS))
+    assert np.all(cache.get(CacheKey("enc@abc", "coco", "train", "text", "y"), lambda: np.full((2, 2), 3.0)) == 3.0)
+    monkeypatch.setattr(bench.cache, "atomic_path", refuse(errno.ENOSPC))
+    with pytest.raises(OSError, match="refused"):
+        cache.get(CacheKey("enc@abc", "coco", "train", "text", "z"), lambda: np.ones((2, 2)))
 
 
 def test_cache_rebuilds_an_entry_that_does_not_match_its_manifest(tmp_path):

@@ -462,7 +462,7 @@ def test_reader_notes_say_when_cells_ran_on_different_devices():
     # a cell that reused a decoder trained on a GPU: the fit's device counts
     notes = [n for n in reader_notes([record(0, "cpu"), dataclasses.replace(record(1, "cpu"), fit_info={"device": "cuda:0"})])
              if "devices" in n]
-    assert len(notes) == 1
+    assert len(notes) == 1 and "(cpu, cuda)" in notes[0]
 
 
 def _merged_encoders(folder: Path) -> None:

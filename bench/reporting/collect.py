@@ -231,7 +231,7 @@ def reader_notes(records: list[Record]) -> list[str]:
         notes.append(f"cells ran with different torch thread counts ({', '.join(map(str, threads))}): a decoder trained "
                      "with another count sums floats in another order and ends slightly elsewhere, so cells of one "
                      "method may differ by a few tenths of CIDEr for that reason alone")
-    devices = sorted({_fit_device(r) for r in records} - {""})
+    devices = sorted({d for r in records for d in _devices(r)} - {""})
     if len(devices) > 1:  # e.g. a run begun on a GPU machine and finished on a CPU one
         notes.append(f"cells ran on different devices ({', '.join(devices)}): embeddings and decoders computed on another "
                      "device (a GPU's TF32 convolutions, another summation order) end slightly elsewhere, so cells of one "
@@ -240,11 +240,11 @@ def reader_notes(records: list[Record]) -> list[str]:
     return notes
 
 
-def _fit_device(record: Record) -> str:
-    """The device kind the cell's decoder was trained on (its fit info), else the cell's own."""
+def _devices(record: Record) -> set[str]:
+    """The device kinds a cell used: its own (embeddings, decoding) and its decoder's training's,
+    which a reused fit may have done elsewhere."""
     trained = (record.fit_info or {}).get("device")
-    device = trained if isinstance(trained, str) and trained else (record.device or "")
-    return str(device).split(":")[0]
+    return {str(d).split(":")[0] for d in (record.device, trained) if isinstance(d, str) and d}
 
 
 def _fit_threads(record: Record) -> int:
