@@ -72,6 +72,14 @@ def _file(tmp: Path, name: str, content: bytes | str) -> str:
     return str(path)
 
 
+def _gpt2_folder(tmp: Path, **config) -> str:
+    """A folder whose config.json is a GPT-2's (no weights: the shape check reads only that)."""
+    folder = tmp / "gpt2-other"
+    folder.mkdir(exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    return str(folder)
+
+
 def _folder(tmp: Path, name: str) -> str:
     (tmp / name).mkdir(exist_ok=True)
     return str(tmp / name)
@@ -109,6 +117,12 @@ CASES = [
     # bench run: resources and data, found before any model loads
     ("run missing gpt2_path", lambda t: ["run", "--methods", "capdec", "--decoder", "gpt2", "--set",
                                          f"decoder.gpt2_path={t / 'no-gpt2'}"], "GPT-2 folder"),
+    ("run gpt2_path without the gpt2 decoder", lambda t: ["run", "--methods", "capdec", "--set",
+                                                         f"decoder.gpt2_path={t}"], "it needs decoder.kind=gpt2"),
+    ("run GPT-2 folder of another shape",
+     lambda t: ["run", "--methods", "capdec", "--decoder", "gpt2", "--set",
+                f"decoder.gpt2_path={_gpt2_folder(t, n_layer=24, n_head=16, n_embd=1024)}"],
+     "decoder.layers=12 (the folder's: 24)"),
     ("run missing generator folder", lambda t: ["run", "--methods", "syntic", "--set", "syntic.generator.kind=diffusers",
                                                 "--set", f"syntic.generator.path={t / 'no-sd'}"], "syntic.generator.path"),
     ("run truncated annotation file", lambda t: ["run", "--methods", "clipre", "--split", "coco", "--data-root", _truncated(t)],

@@ -237,21 +237,24 @@ def test_a_model_folder_replaced_in_place_is_another_cell_fit_and_decoder(tmp_pa
 
     folder = tmp_path / "gpt2"
 
-    def write(layers: int) -> None:
-        GPT2LMHeadModel(GPT2Config(vocab_size=50, n_layer=layers, n_head=2, n_embd=16, n_positions=32)).save_pretrained(folder)
+    def write(seed: int) -> None:  # one shape (the config states it), other weights
+        torch.manual_seed(seed)
+        GPT2LMHeadModel(GPT2Config(vocab_size=50, n_layer=1, n_head=2, n_embd=16, n_positions=32)).save_pretrained(folder)
+
+    shape = {"layers": 1, "heads": 2, "width": 16, "mlp_ratio": 4}
 
     def identities():
-        options = {"decoder.kind": "gpt2", "decoder.gpt2_path": str(folder)}
+        options = {"decoder.kind": "gpt2", "decoder.gpt2_path": str(folder), **{f"decoder.{k}": v for k, v in shape.items()}}
         (cell,) = build_grid(RunConfig(methods=("capdec",), splits=("coco",), method_options=options))
         inputs = InputIdentity("e@1", "t", "v")
-        config = DecoderConfig(kind="gpt2", gpt2_path=str(folder))
+        config = DecoderConfig(kind="gpt2", gpt2_path=str(folder), **shape)
         return (cell.spec_id, cell.id(inputs), cell.fit_key(METHODS.get("capdec"), "e@1", "t"),
                 decoder_key(config, ["a cat"], np.zeros((1, 4), np.float32), 0))
 
-    write(1)
+    write(0)
     before = identities()
     assert identities() == before  # the same files: the same identities
-    write(2)  # another model in the same folder
+    write(1)  # another model in the same folder
     after = identities()
     assert all(a != b for a, b in zip(before, after))
     # a config naming no model folder keeps the ids it always had (no resource part)
@@ -259,6 +262,30 @@ def test_a_model_folder_replaced_in_place_is_another_cell_fit_and_decoder(tmp_pa
     from bench.records import cell_id
 
     assert plain.spec_id == cell_id("capdec", "coco", plain.seed, plain.noise_variance, plain.config_dict)
+
+
+def test_a_pretrained_gpt2_must_be_the_shape_its_config_states(tmp_path):
+    """A GPT-2 folder decides the decoder's layers, heads, width and feed-forward width; a config
+    stating others would put them in every record, so it is refused (read from config.json, nothing
+    loaded); gpt2_path without the gpt2 kind would be ignored, so it is refused too."""
+    from bench.decoders.config import DecoderConfig, preset
+    from bench.errors import BenchError
+
+    folder = tmp_path / "gpt2"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"n_layer": 12, "n_head": 12, "n_embd": 768, "n_inner": None}))
+    preset("gpt2", gpt2_path=str(folder)).check_resources()  # GPT-2 124M is the preset's shape
+    with pytest.raises(ConfigError, match=r"decoder.mlp_ratio=2 \(the folder's: 4\)"):
+        DecoderConfig(kind="gpt2", layers=12, heads=12, width=768, gpt2_path=str(folder)).check_resources()
+    (folder / "config.json").write_text(json.dumps({"n_layer": 24, "n_head": 16, "n_embd": 1024, "n_inner": 2048}))
+    with pytest.raises(ConfigError, match=r"layers=12 \(the folder's: 24\).*width=768 \(the folder's: 1024\)"):
+        preset("gpt2", gpt2_path=str(folder)).check_resources()
+    preset("gpt2", gpt2_path=str(folder), layers=24, heads=16, width=1024, mlp_ratio=2).check_resources()
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(BenchError, match="is not a GPT-2 config"):
+        preset("gpt2", gpt2_path=str(folder)).check_resources()
+    with pytest.raises(ConfigError, match="needs decoder.kind=gpt2"):
+        DecoderConfig(gpt2_path=str(folder))
 
 
 def test_mlp_ratio_sets_the_feed_forward_width_and_old_decoders_load_as_saved(tmp_path):

@@ -74,16 +74,41 @@ class DecoderConfig:
             raise ConfigError(f"decoder.mapper_layers is the transformer mapper's depth; decoder.mapper is {self.mapper!r}")
         if self.width % self.heads:
             raise ConfigError(f"decoder.width ({self.width}) must be divisible by decoder.heads ({self.heads})")
+        if self.gpt2_path and self.kind != "gpt2":  # accepted and ignored otherwise: the transformer trains from scratch
+            raise ConfigError("decoder.gpt2_path loads a pretrained GPT-2: it needs decoder.kind=gpt2 (--decoder gpt2)")
 
     def check_resources(self) -> None:
         """The files this config names exist (run before anything loads: a missing folder is bad
-        input, not a failed cell)."""
+        input, not a failed cell), and a pretrained GPT-2's shape is the one the config states:
+        its layers, heads, width and feed-forward width come from the folder, and a record must
+        not name others."""
         if self.gpt2_path:
-            check_model_folder(self.gpt2_path)
+            folder = check_model_folder(self.gpt2_path)
+            check_gpt2_shape(self, folder)
 
     def resource_folders(self) -> list[Path]:
         """The model folder whose content a fit depends on (``bench.grid.resources_fingerprint``)."""
         return [Path(self.gpt2_path).expanduser()] if self.gpt2_path else []
+
+
+def check_gpt2_shape(config: DecoderConfig, folder: Path) -> None:
+    """Refuse a config whose layers / heads / width / mlp_ratio differ from the GPT-2 in ``folder``
+    (read from its config.json; nothing is loaded)."""
+    import json
+
+    from bench.errors import BenchError
+
+    try:
+        theirs = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        width = int(theirs["n_embd"])
+        shape = {"layers": int(theirs["n_layer"]), "heads": int(theirs["n_head"]), "width": width,
+                 "mlp_ratio": (int(theirs["n_inner"]) if theirs.get("n_inner") else 4 * width) / width}
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError) as exc:
+        raise BenchError(f"{folder / 'config.json'} is not a GPT-2 config ({type(exc).__name__}: {exc})") from None
+    wrong = [f"decoder.{k}={getattr(config, k)} (the folder's: {v:g})" for k, v in shape.items() if getattr(config, k) != v]
+    if wrong:
+        raise ConfigError(f"the GPT-2 in {folder} is not the shape the config states: {', '.join(wrong)}; "
+                          "set them to the folder's")
 
 
 def check_model_folder(path: str) -> Path:
