@@ -137,25 +137,44 @@ class Record:
         return describe_cell(self.method, self.split, self.seed, self.noise_variance, self.cell_id)
 
 
+#: Every record field by the type code reading it relies on (a record of another type is refused
+#: whole, with the first field named, never half-read and then a traceback in a report).
+_STRING_FIELDS = ("method", "split", "train", "eval", "kind", "encoder", "git_commit", "date", "cell_id",
+                  "train_fingerprint", "eval_fingerprint", "role", "fit_key", "device", "note", "eval_encoder")
+_INT_FIELDS = ("seed", "n_images", "threads")
+_OBJECT_FIELDS = ("config", "fit_info", "extra")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _check_types(data: dict[str, Any]) -> None:
-    """The fields code relies on have the types it relies on (a ValueError names the first that does not)."""
-    for name in ("method", "split", "train", "eval", "kind"):
-        if not isinstance(data[name], str):
+    """Every field has the type code relies on (a ValueError names the first that does not)."""
+    for name in _STRING_FIELDS:
+        if name in data and not isinstance(data[name], str):
             raise ValueError(f"record field {name} is not a string")
-    if not isinstance(data["seed"], int) or isinstance(data["seed"], bool):
-        raise ValueError("record field seed is not an integer")
-    if not isinstance(data["config"], dict):
-        raise ValueError("record field config is not an object")
-    metrics = data["metrics"]
-    if not isinstance(metrics, dict) or not all(
-            isinstance(k, str) and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))) for k, v in metrics.items()):
-        raise ValueError("record field metrics is not an object of numbers")
-    noise = data.get("noise_variance")
-    if noise is not None and (not isinstance(noise, (int, float)) or isinstance(noise, bool)):
-        raise ValueError("record field noise_variance is not a number")
-    for name in ("timings", "versions", "fit_info", "unavailable", "extra", "config"):
+    for name in _INT_FIELDS:
+        if name in data and not (isinstance(data[name], int) and not isinstance(data[name], bool)):
+            raise ValueError(f"record field {name} is not an integer")
+    for name in _OBJECT_FIELDS:
         if name in data and not isinstance(data[name], dict):
             raise ValueError(f"record field {name} is not an object")
+    metrics = data["metrics"]
+    if not isinstance(metrics, dict) or not all(isinstance(k, str) and (v is None or _is_number(v)) for k, v in metrics.items()):
+        raise ValueError("record field metrics is not an object of numbers")
+    timings = data.get("timings", {})
+    if not isinstance(timings, dict) or not all(isinstance(k, str) and _is_number(v) for k, v in timings.items()):
+        raise ValueError("record field timings is not an object of numbers")
+    for name in ("versions", "unavailable"):
+        value = data.get(name, {})
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise ValueError(f"record field {name} is not an object of strings")
+    noise = data.get("noise_variance")
+    if noise is not None and not _is_number(noise):
+        raise ValueError("record field noise_variance is not a number")
+    if data.get("fit_reused") is not None and not isinstance(data["fit_reused"], bool):
+        raise ValueError("record field fit_reused is not true, false or null")
     if "warnings" in data and not (isinstance(data["warnings"], list) and all(isinstance(w, str) for w in data["warnings"])):
         raise ValueError("record field warnings is not a list of strings")
 

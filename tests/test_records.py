@@ -93,6 +93,19 @@ def test_lines_a_reader_cannot_use_are_kept_through_later_writes(tmp_path):
     ("seed", "0", "seed is not an integer"),
     ("config", [1], "config is not an object"),
     ("noise_variance", "x", "noise_variance is not a number"),
+    # fields only a report reads: refused here, not a traceback in the report later
+    ("date", 5, "date is not a string"),
+    ("encoder", 5, "encoder is not a string"),
+    ("device", None, "device is not a string"),
+    ("git_commit", ["x"], "git_commit is not a string"),
+    ("eval_encoder", 1, "eval_encoder is not a string"),
+    ("n_images", "500", "n_images is not an integer"),
+    ("threads", True, "threads is not an integer"),
+    ("timings", {"encode": "x"}, "timings is not an object of numbers"),
+    ("versions", {"torch": 5}, "versions is not an object of strings"),
+    ("unavailable", {"spice": None}, "unavailable is not an object of strings"),
+    ("fit_reused", "yes", "fit_reused is not true, false or null"),
+    ("fit_info", [], "fit_info is not an object"),
     ("schema_version", 99, "schema_version 99 is not one this version reads"),  # a newer writer's
     ("schema_version", "3", "schema_version '3' is not one this version reads"),
 ])
