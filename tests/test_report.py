@@ -110,6 +110,26 @@ def test_report_without_samples_says_which_intervals_are_missing(run_cli, fixtur
     assert "No per-image samples to show." in (fixture_run / "elsewhere" / "report.html").read_text(encoding="utf-8")
 
 
+def test_cut_samples_files_give_no_interval_rather_than_one_over_the_images_left(run_cli, fixture_run):
+    """Every cell's samples cut to their first 3 of 12 images: the images left agree with each
+    other, so only the records' image count shows that an interval over them is not the table's."""
+    for path in (fixture_run / "samples").glob("*.json"):
+        path.write_text(json.dumps(json.loads(path.read_text(encoding="utf-8"))[:3]), encoding="utf-8")
+    code, _, err = run_cli("report", str(fixture_run))
+    assert code == 0, err
+    text = (fixture_run / "report.md").read_text(encoding="utf-8")
+    assert "No CIDEr interval for any row: its samples cover 3 images and its record 12." in text
+    assert "[" not in text.split("### In-domain")[1].split("### Cross")[0].split("Bootstrap")[1]
+
+
+def test_samples_naming_an_image_twice_give_no_interval(run_cli, fixture_run):
+    for path in (fixture_run / "samples").glob("*.json"):
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        path.write_text(json.dumps(rows[:-1] + rows[:1]), encoding="utf-8")  # 12 rows, one image twice
+    assert run_cli("report", str(fixture_run))[0] == 0
+    assert "its samples name an image more than once" in (fixture_run / "report.md").read_text(encoding="utf-8")
+
+
 def test_report_reads_records_only_and_imports_no_method(fixture_run):
     code = ("import sys; from bench.reporting import render_report; from bench.check import check; "
             f"render_report({str(fixture_run)!r}); "

@@ -273,6 +273,10 @@ def evidence(row: Row, metric: str, samples: dict[str, list[dict[str, Any]]], im
         if rows is None:
             raise DataError(f"no samples for cell {record.cell_id}")
         by_id = {str(s["image_id"]): s for s in rows}
+        if len(by_id) != len(rows):
+            raise DataError("its samples name an image more than once")
+        if record.n_images and len(rows) != record.n_images:  # a cut file would bootstrap over the images left
+            raise DataError(f"its samples cover {len(rows)} images and its record {record.n_images}")
         if set(by_id) != set(image_ids):
             raise DataError("its samples cover other test images than most cells of its split")
         if metric.startswith("bleu"):
