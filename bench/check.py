@@ -74,8 +74,17 @@ def parse_tolerances(text: str | None) -> dict[str, float]:
     number >= 0 is a one-line error."""
     from bench.scoring import ALL_METRICS
 
+    from bench.config import coerce
+
     out: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+    if text is None:
+        return out
+    parts = [p.strip() for p in text.split(",")]
+    if not any(parts):
+        raise ConfigError(f"--tolerance lists nothing ({text!r}); give metric=value pairs, or leave it out")
+    if not all(parts):
+        raise ConfigError(f"--tolerance has an empty item ({text!r}); separate metric=value pairs with single commas")
+    for part in parts:
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep:
@@ -84,12 +93,7 @@ def parse_tolerances(text: str | None) -> dict[str, float]:
             raise ConfigError(f"--tolerance gives {name} twice; give it once")
         if name not in ALL_METRICS:
             raise ConfigError(f"--tolerance: unknown metric {name!r}; known: {', '.join(ALL_METRICS)}")
-        try:
-            out[name] = float(value)
-        except ValueError:
-            raise ConfigError(f"--tolerance: {name} must be a number, got {value!r}") from None
-        if not math.isfinite(out[name]):
-            raise ConfigError(f"--tolerance: {name} must be a finite number, got {value!r}")
+        out[name] = coerce(value.strip(), float, f"--tolerance: {name}")  # plain digits only: "1_0" and "١" refused
         if out[name] < 0:
             raise ConfigError(f"--tolerance: {name} must be >= 0, got {value}")
     return out
@@ -119,8 +123,8 @@ def check(run: str | Path, baseline: str | Path, tolerances: dict[str, float] | 
             if metric not in tol or (other_scale and metric in CLIP_METRICS):
                 continue
             old, new = _number(old), _number(now.metrics.get(metric))
-            if old is None or math.isnan(old):
-                result.missing_metrics.append(f"{then.describe()}: the baseline's {metric} is not a number; not checked")
+            if old is None or not math.isfinite(old):
+                result.missing_metrics.append(f"{then.describe()}: the baseline's {metric} is not a finite number; not checked")
                 continue
             if new is None and metric in (now.unavailable or {}):  # the scorer said why (SPICE offline)
                 result.missing_metrics.append(f"{now.describe()}: {metric} (baseline {old:.2f}) is unavailable in the run "
@@ -131,6 +135,9 @@ def check(run: str | Path, baseline: str | Path, tolerances: dict[str, float] | 
             # regressed: a gate must not pass because the number it guards is gone.
             if new is None or not math.isfinite(new) or old - new > tol[metric] + 1e-9:
                 result.drops.append(Drop(now.describe(), metric, old, new, tol[metric]))
+    if not result.metrics_compared:  # a gate that compared nothing has not passed
+        raise DataError(f"the {len(pairs)} cell(s) of {run} found in the baseline {baseline} share no metric value this check "
+                        f"can compare (it guards {', '.join(tol)}; the baseline's values must be finite numbers)")
     return result
 
 

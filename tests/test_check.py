@@ -116,6 +116,15 @@ def test_truncated_baseline_uses_its_complete_lines(run_cli, tmp_path):
     (lambda p: _write(p, _records()), "cidr=1", "unknown metric 'cidr'"),
     (lambda p: _write(p, _records()), "cider=-1", "must be >= 0"),
     (lambda p: _write(p, _records()), "cider", "metric=value"),
+    (lambda p: _write(p, _records()), "cider=1_0", "must be a number"),   # not read as 10
+    (lambda p: _write(p, _records()), "cider=\u0661", "must be a number"),  # an Arabic-Indic one
+    (lambda p: _write(p, _records()), "cider=1,", "empty item"),
+    (lambda p: _write(p, _records()), "cider=1,,bleu4=1", "empty item"),
+    (lambda p: _write(p, _records()), ",", "lists nothing"),
+    # a baseline whose cells hold no metric: a gate that compared nothing must not pass
+    (lambda p: _write(p, [{**r, "metrics": {}} for r in _records()]), None, "share no metric value"),
+    (lambda p: _write(p, [{**r, "metrics": {k: None for k in r["metrics"]}} for r in _records()]), None,
+     "share no metric value"),
     (lambda p: p.write_text(""), None, "has no complete records"),
     (lambda p: None, None, "does not exist"),
 ])
@@ -143,7 +152,15 @@ def test_non_finite_values(run_cli, baseline, tmp_path):
     assert code == 1 and "cider" in out and "nan" in out  # a metric that became NaN has regressed
     broken = _write(tmp_path / "b2" / "records.jsonl", [{**r, "metrics": {**r["metrics"], "cider": None}} for r in _records()])
     code, out, err = run_cli("check", str(baseline), "--baseline", str(broken))
-    assert code == 0 and "the baseline's cider is not a number; not checked" in err
+    assert code == 0 and "the baseline's cider is not a finite number; not checked" in err
+    infinite = _write(tmp_path / "b3" / "records.jsonl", [{**r, "metrics": {**r["metrics"], "cider": float("inf")}} for r in _records()])
+    code, out, err = run_cli("check", str(baseline), "--baseline", str(infinite))
+    assert code == 0 and "the baseline's cider is not a finite number; not checked" in err  # no run can fall from it
+
+
+def test_an_empty_tolerance_is_refused(run_cli, baseline):
+    code, _, err = run_cli("check", str(baseline), "--baseline", str(baseline), "--tolerance", "")
+    assert code == 2 and "--tolerance lists nothing" in err
 
 
 @pytest.mark.parametrize("change, shown", [
