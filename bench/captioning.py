@@ -53,6 +53,9 @@ def caption_folder(method_name: str, checkpoint: Path, images: Path, device: str
     if problem is not None:
         raise BenchError(f"{checkpoint} cannot be used: {problem}")
     meta = read_meta(checkpoint)
+    for key in ("method", "cache_dir", "encoder_id"):  # fit.json is not under its own hashes: read it warily
+        if key in meta and not isinstance(meta[key], str):
+            raise BenchError(f"{checkpoint / 'fit.json'}: {key} is not a string")
     cls = METHODS.get(name)
     saved = meta.get("method")
     if saved and METHODS.get(saved) is not cls:

@@ -419,6 +419,19 @@ def _stdout_reader_gone() -> bool:
         return False
 
 
+#: Flags that name a file or folder: an empty one is a mistake, never "the default" (``--cache-dir ""``
+#: would otherwise build the shapes world into the current folder, or fall back to the default cache).
+PATH_FLAGS = ("out", "cache_dir", "data_root", "checkpoint", "images", "per_image", "predictions", "references",
+              "baseline", "config", "run_dir")
+
+
+def _refuse_empty_paths(args: argparse.Namespace) -> None:
+    for name in PATH_FLAGS:
+        if getattr(args, name, None) == "":
+            flag = "RUN_DIR" if name == "run_dir" else f"--{name.replace('_', '-')}"
+            raise ConfigError(f"{flag} is empty; give a path, or leave the flag out for its default")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -427,6 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        _refuse_empty_paths(args)
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
         return code

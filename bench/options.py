@@ -35,6 +35,8 @@ def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        if not value.strip():  # an empty value is never read as "the default" (decoder.gpt2_path= would train a random GPT-2)
+            raise ConfigError(f"--set {key.strip()}= gives no value; leave the flag out for the default, or give the value you want")
         value = literal(value.strip())
         if value is None:  # a later layer's None means "not given": it would silently keep the setting as it was
             raise ConfigError(f"--set {key.strip()}=null cannot unset a setting; leave the flag out, or give the value you want")

@@ -154,6 +154,15 @@ CASES = [
     ("run ifcap filter_k without the hard prompt", lambda t: ["run", "--methods", "ifcap", "--set", "ifcap.hard_prompt=false",
                                                               "--set", "ifcap.filter_k=2"], "ifcap.hard_prompt=false turns off"),
     ("run an empty --eval-encoder", lambda t: ["run", "--methods", "clipre", "--eval-encoder", ""], "--eval-encoder is empty"),
+    # an empty path or value is a mistake, never "the default" (nor the current folder)
+    ("prepare --cache-dir ''", lambda t: ["prepare", "shapes", "--cache-dir", ""], "--cache-dir is empty"),
+    ("gap --cache-dir ''", lambda t: ["gap", "--encoder", "shapes", "--dataset", "shapes", "--cache-dir", ""], "--cache-dir is empty"),
+    ("caption --cache-dir ''", lambda t: ["caption", "--method", "clipre", "--checkpoint", _folder(t, "ck"),
+                                          "--images", _folder(t, "im"), "--cache-dir", ""], "--cache-dir is empty"),
+    ("run --out ''", lambda t: ["run", "--methods", "clipre", "--out", ""], "--out is empty"),
+    ("report ''", lambda t: ["report", ""], "RUN_DIR is empty"),
+    ("run --set with no value", lambda t: ["run", "--methods", "capdec", "--decoder", "gpt2", "--set", "decoder.gpt2_path="],
+     "--set decoder.gpt2_path= gives no value"),
     # bench score
     ("score --clip-score without images", lambda t: ["score", "--predictions", _preds(t, [{"image_id": 1003, "caption": "x"}]),
                                                      "--references", _refs(t), "--clip-score", "--eval-encoder", "shapes"],

@@ -200,6 +200,12 @@ def test_cli_run_then_caption_your_own_images(run_cli, tmp_path, tiny_clip_check
     assert "skipped 1 unreadable of 3 files (first: broken.jpg)" in err
     code, _, err = run_cli("caption", "--method", "nonoise", "--checkpoint", str(checkpoint), "--images", str(images))
     assert code == 2 and "holds a clipre fit, not nonoise" in err
+    meta_path = checkpoint / "fit.json"
+    meta = json.loads(meta_path.read_text())
+    for key in ("method", "cache_dir", "encoder_id"):  # fit.json is not covered by its own hashes
+        meta_path.write_text(json.dumps({**meta, key: 5}))
+        code, _, err = run_cli("caption", "--method", "clipre", "--checkpoint", str(checkpoint), "--images", str(images))
+        assert code == 2 and f"fit.json: {key} is not a string" in err and "Traceback" not in err, err
 
 
 @pytest.mark.parametrize("argv, fragment", [
