@@ -260,6 +260,8 @@ def predictions_get(predictions: Mapping[Any, str], image_id: str) -> str:
 
 
 _METEOR: Any = None
+#: Predictions longer than this are named when METEOR fails (it takes 30,000 words; 800 KB breaks its pipe).
+LONG_CAPTION = 10_000
 
 
 def _meteor_scorer() -> Any:
@@ -268,19 +270,30 @@ def _meteor_scorer() -> Any:
     global _METEOR
     from pycocoevalcap.meteor.meteor import Meteor
 
+    class _Meteor(Meteor):
+        def __del__(self) -> None:  # the wrapper's own waits for a lock that a failed call left held
+            _stop_meteor(self)
+
     require_java()
     if _METEOR is None or _METEOR.meteor_p.poll() is not None:
-        _METEOR = Meteor()
+        _METEOR = _Meteor()
         atexit.register(_stop_meteor, _METEOR)
     return _METEOR
 
 
 def _stop_meteor(meteor: Any) -> None:
+    """End a METEOR process, whatever state a failed call left it in (a broken pipe, its lock held)."""
     global _METEOR
-    if meteor.meteor_p.poll() is None:
-        meteor.meteor_p.stdin.close()
-        meteor.meteor_p.kill()
-        meteor.meteor_p.wait()
+    process = meteor.meteor_p
+    if process.poll() is None:
+        try:
+            process.stdin.close()
+        except OSError:  # a broken pipe: the process is ending anyway
+            pass
+        process.kill()
+        process.wait()
+    if meteor.lock.locked():  # compute_score releases it only when it succeeds
+        meteor.lock.release()
     if _METEOR is meteor:
         _METEOR = None
 
@@ -291,6 +304,10 @@ def _meteor(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float
         return meteor.compute_score(gts, res)
     except (ValueError, BrokenPipeError, OSError) as exc:
         _stop_meteor(meteor)
+        longest = max((len(c) for captions in res.values() for c in captions), default=0)
+        if longest > LONG_CAPTION:  # what a working Java still cannot take
+            raise ScorerError(f"METEOR failed ({exc}) on a prediction of {longest:,} characters; "
+                              "is a caption that long what the method meant to say?") from None
         raise ScorerError(f"METEOR failed ({exc}); is Java working? {JAVA_HINT}") from None
 
 

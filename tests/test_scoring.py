@@ -116,3 +116,23 @@ def test_json_shape():
     assert set(data) == set(METRICS) | {"n_images"}
     assert data["n_images"] == 1
     assert all(0 <= data[m] <= 100 and not math.isnan(data[m]) for m in METRICS)
+
+
+def test_a_meteor_process_a_failed_call_left_broken_is_stopped_and_its_lock_freed():
+    """pycocoevalcap's compute_score keeps its lock on an error, and a flush into the dead pipe
+    raises: stopping must end the process, free the lock (the wrapper's __del__ waits on it, so a
+    held one hangs the interpreter at exit) and raise nothing."""
+    import subprocess
+    import threading
+    import time
+    import types
+
+    process = subprocess.Popen(["sh", "-c", "exec 0<&-; sleep 30"], stdin=subprocess.PIPE)
+    time.sleep(0.5)  # the shell has closed its end of the pipe
+    process.stdin.write(b"x" * 100)  # buffered: closing flushes it into the closed pipe
+    lock = threading.Lock()
+    lock.acquire()
+    meteor = types.SimpleNamespace(meteor_p=process, lock=lock)
+    scoring._stop_meteor(meteor)
+    assert process.poll() is not None and not lock.locked()
+    scoring._stop_meteor(meteor)  # twice (at exit, and from __del__): nothing left to do, nothing raised
