@@ -70,6 +70,8 @@ class TrainingData:
     objects: tuple[str, ...]
     captions: int
     dim: int = 0
+    #: the dataset's own text-to-image generator (``GENERATORS`` name; empty: none, a diffusers model is needed)
+    generator: str = ""
 
 
 @dataclass

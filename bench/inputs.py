@@ -92,7 +92,7 @@ class RunInputs:
 
         cls = DATASETS.get(dataset)
         return TrainingData(dataset, tuple(getattr(cls, "object_vocabulary", ())),
-                            len(self.dataset_split(dataset, "train").captions()), dim)
+                            len(self.dataset_split(dataset, "train").captions()), dim, getattr(cls, "generator", ""))
 
     def identity(self, train: str, eval: str) -> InputIdentity:
         return InputIdentity(self.encoder.id, self.train_fingerprint(train), self.eval_fingerprint(eval))

@@ -194,6 +194,13 @@ class SynTIC(Captioner):
 
     @classmethod
     def check_training(cls, config: SynTICConfig, data: TrainingData) -> None:
+        # the models a fit would need but no setting names: bad input now, not a failed cell later
+        if config.generator.kind == "diffusers" or (config.generator.kind == "auto" and not data.generator):
+            if not config.generator.path:
+                raise BenchError(f"syntic on {data.dataset} needs a text-to-image model: --set syntic.generator.path="
+                                 "/path/to/stable-diffusion-v1-5 (a diffusers folder), or leave syntic out of --methods")
+        if config.auxiliary and config.tagger.kind == "detr" and not config.tagger.path:
+            raise BenchError("syntic.tagger.kind=detr needs a detector: --set syntic.tagger.path=/path/to/detr-resnet-50")
         if config.auxiliary and data.dim and data.dim % config.fusion_heads:
             raise BenchError(f"syntic.fusion_heads = {config.fusion_heads} does not divide the encoder's embedding width {data.dim}")
 
