@@ -15,6 +15,13 @@ from bench.errors import BenchError, ConfigError
 from bench.tensors import as_float_tensor
 
 
+def check_memory_size(size: int, captions: int, what: str) -> None:
+    """A memory of ``size`` captions can be drawn from a corpus of ``captions`` (checked before a
+    fit, from the training data's count; :func:`support_memory` checks the same again)."""
+    if size > captions:
+        raise BenchError(f"{what} {size} is larger than the training corpus ({captions} captions)")
+
+
 def support_memory(embeddings: Any, size: int = 0, seed: int = 0, what: str = "memory_size") -> Any:
     """The support memory: every row of ``embeddings`` (``size`` 0) or a seeded random ``size`` of
     them, in corpus order, as a float32 copy (cached embeddings are read-only memory maps)."""

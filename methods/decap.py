@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.captioner import Captioner, Corpus, FitContext
+from bench.captioner import Captioner, Corpus, FitContext, TrainingData
 from bench.decoders import CaptionDecoder, DecoderConfig
 from bench.decoders.fit_cache import fit_decoder
 from bench.errors import ConfigError
 from bench.noise import plain_decoder
 from bench.plugins import register_method
-from bench.projection import project, support_memory
+from bench.projection import check_memory_size, project, support_memory
 from bench.tensors import unit_rows
 
 
@@ -40,6 +40,10 @@ class DeCap(Captioner):
     """DeCap: a text-only decoder; images are projected onto a memory of caption embeddings."""
 
     Config = DeCapConfig
+
+    @classmethod
+    def check_training(cls, config: DeCapConfig, data: TrainingData) -> None:
+        check_memory_size(config.memory_size, data.captions, "decap.memory_size")
 
     @classmethod
     def shared_decoder(cls, config: DeCapConfig) -> str | None:

@@ -201,6 +201,10 @@ class SynTIC(Captioner):
                                  "/path/to/stable-diffusion-v1-5 (a diffusers folder), or leave syntic out of --methods")
         if config.auxiliary and config.tagger.kind == "detr" and not config.tagger.path:
             raise BenchError("syntic.tagger.kind=detr needs a detector: --set syntic.tagger.path=/path/to/detr-resnet-50")
+        if config.project:
+            from bench.projection import check_memory_size
+
+            check_memory_size(config.memory_size, data.captions, "syntic.memory_size")
         if config.auxiliary and data.dim and data.dim % config.fusion_heads:
             raise BenchError(f"syntic.fusion_heads = {config.fusion_heads} does not divide the encoder's embedding width {data.dim}")
 
