@@ -288,6 +288,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     check_score_request(args.clip_score, args.images, args.eval_encoder, args.device, args.cache_dir)
     predictions, refs = read_predictions(args.predictions)
+    if args.split and not args.references:  # it would be ignored: every entry of the file is scored
+        raise ConfigError(f"--split picks a split of a --references file; {args.predictions} carries its own references "
+                          "(every entry is scored): leave --split out, or pass --references")
     if args.references:
         refs = load_references(args.references, args.split)
     if refs is None:

@@ -146,6 +146,8 @@ def test_score_human_readable_table_and_per_image(run_cli, tmp_path):
     assert "cider" in out and "n_images" in out
     per = json.loads((tmp_path / "per.json").read_text())
     assert len(per["image_ids"]) == len(images) and len(per["scores"]["cider"]) == len(images)
+    code, _, err = run_cli("score", "--predictions", str(path), "--split", "val")  # would be ignored: refused
+    assert code == 2 and "--split picks a split of a --references file" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("content, fragment", [
