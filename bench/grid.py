@@ -94,8 +94,14 @@ class RunConfig:
             raise ConfigError(f"seeds must be integers in [0, 2^32 - 1], got {list(self.seeds)}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
+        if len(set(self.noise)) != len(self.noise):  # as seeds and methods: a repeat is a typo, not merged away
+            raise ConfigError(f"noise variances must be distinct, got {','.join(f'{v:g}' for v in self.noise)}")
+        named: dict[str, str] = {}
         for spec in self.splits:
-            parse_split(spec, resolve=False)
+            key = str(parse_split(spec, resolve=False))
+            if key in named:
+                raise ConfigError(f"--split {spec} names the split {named[key]} names already; give each split once")
+            named[key] = spec
         check_sweep(self.sweep)
         if "name" in (self.encoder_options or {}):  # encoder_config() would override it with the spec: refused, not ignored
             raise ConfigError("encoder_options.name (--set encoder.name): the encoder is chosen with --encoder SPEC "
