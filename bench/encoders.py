@@ -78,7 +78,7 @@ def parse_encoder_spec(spec: str) -> EncoderSpec:
     if spec.startswith("local-dir:"):
         folder = Path(spec.split(":", 1)[1]).expanduser()
         if not folder.is_dir():
-            raise BenchError(f"encoder {spec}: folder {folder} does not exist")
+            raise BenchError(f"encoder {spec}: {folder} " + ("is a file, not a model folder" if folder.exists() else "does not exist"))
         if not (folder / "open_clip_config.json").is_file():
             raise BenchError(f"encoder {spec}: {folder} has no open_clip_config.json (an open_clip model folder has its "
                              "config and weights)")

@@ -130,7 +130,7 @@ def check_options(methods: list[str], options: dict[str, Any], sweep_keys: Itera
     it (``--decoder gpt2 --set decoder.lr=...``) layers, and is allowed."""
     swept = set(sweep_keys)
     for key in options:
-        flag = "--sweep" if key in swept else "--set"
+        flag = "--sweep" if key in swept else "--decoder (or --set)" if key == "decoder" else "--set"
         target, setting = split_option(key)
         if not setting:
             raise ConfigError(f"{flag} {key}: name a setting of {target} ({key}.FIELD)")
