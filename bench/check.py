@@ -72,9 +72,8 @@ class CheckResult:
 def parse_tolerances(text: str | None) -> dict[str, float]:
     """``cider=1.0,bleu4=0.5`` as a dict; an unknown metric or a value that is not a finite
     number >= 0 is a one-line error."""
-    from bench.scoring import ALL_METRICS
-
     from bench.config import coerce
+    from bench.scoring import ALL_METRICS
 
     out: dict[str, float] = {}
     if text is None:
