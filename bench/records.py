@@ -417,6 +417,26 @@ class RecordStore:
         """Append a failed cell to ``failures.jsonl`` (under the same lock)."""
         append_line(self.run_dir / FAILURES_FILE, json.dumps(entry, default=str), self.lock)
 
+    def samples_problem(self, cell: str) -> str | None:
+        """None when the recorded ``cell`` has a samples file a report can use: a JSON list with
+        one object per test image of its record, each naming its image once; otherwise what is
+        wrong ("missing", or why it cannot be used)."""
+        path = self.run_dir / SAMPLES_DIR / f"{cell}.json"
+        if not path.is_file():
+            return "missing"
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # not JSON, not UTF-8, unreadable
+            return "unreadable"
+        if not isinstance(rows, list) or not all(isinstance(r, dict) and "image_id" in r for r in rows):
+            return "not a list of per-image samples"
+        expected = self._records[cell].n_images if cell in self._records else 0
+        if expected and len(rows) != expected:
+            return f"{len(rows)} of its record's {expected} images"
+        if len({str(r["image_id"]) for r in rows}) != len(rows):
+            return "an image named twice"
+        return None
+
     def samples(self, cell: str) -> list[dict[str, Any]]:
         path = self.run_dir / SAMPLES_DIR / f"{cell}.json"
         if not path.is_file():

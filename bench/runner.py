@@ -254,9 +254,12 @@ class Runner:
         # complete: a record and its per-image samples (without them the cell has no interval, no
         # gallery, no test: it is computed again, its fit reused, and its new record wins)
         samples = self.out / SAMPLES_DIR
-        lacking = {i for _, i in resolved if i in self.store and not (samples / f"{i}.json").is_file()}
+        problems = {i: self.store.samples_problem(i) for _, i in resolved if i in self.store}
+        lacking = {i for i, problem in problems.items() if problem}
         if lacking:
-            self.log(f"{len(lacking)} recorded cell(s) of {self.out} have no samples file; computing them again")
+            first = next(i for i in problems if problems[i])
+            self.log(f"{len(lacking)} recorded cell(s) of {self.out} have no usable samples file (first: "
+                     f"{samples / (first + '.json')}: {problems[first]}); computing them again")
         todo = [(c, i) for c, i in resolved if i not in self.store or i in lacking]
         report.skipped = len(cells) - len(todo)
         if report.skipped:

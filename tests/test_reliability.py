@@ -439,9 +439,17 @@ def test_a_recorded_cell_without_its_samples_is_computed_again(run_cli, tmp_path
     kept = samples.read_text()
     samples.unlink()
     code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=karpathy_root, methods="clipre")
-    assert code == 0 and "1 recorded cell(s)" in err and "have no samples file; computing them again" in err
+    assert code == 0 and "1 recorded cell(s)" in err and "have no usable samples file" in err and ": missing)" in err
     assert samples.read_text() == kept  # the same per-image results again
     (again,) = read_records(tmp_path / "run").records  # one cell, the last line wins
     assert again.cell_id == record.cell_id and again.metrics == record.metrics
     code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=karpathy_root, methods="clipre")
     assert code == 0 and "1 of 1 cells are already complete" in err
+    # damaged from outside (a disk, a hand edit): repaired by the next run, not kept for ever
+    rows = json.loads(kept)
+    for damage, reason in ((kept[:len(kept) // 2], "unreadable"), (json.dumps(rows[:1]), f"1 of its record's {len(rows)} images"),
+                           (json.dumps({"rows": rows}), "not a list of per-image samples")):
+        samples.write_text(damage)
+        code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=karpathy_root, methods="clipre")
+        assert code == 0 and "have no usable samples file" in err and reason in err, err
+        assert samples.read_text() == kept
