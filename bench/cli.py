@@ -439,6 +439,26 @@ def _refuse_empty_paths(args: argparse.Namespace) -> None:
             raise ConfigError(f"{flag} {value!r} holds a control character (a newline?); choose another path")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's time limit or preemption, `kill`): ended as Ctrl-C ends a command."""
+
+
+def _terminate_as_interrupt() -> object | None:
+    """In the main thread, make SIGTERM end a command the way Ctrl-C does (workers stopped, the
+    interrupted line, exit 143) instead of killing it mid-step; returns the handler it replaced.
+    Worker processes are spawned fresh and keep the default (they just end)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, terminate)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -446,6 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 0
+    previous = _terminate_as_interrupt()
     try:
         _refuse_empty_paths(args)
         code = COMMANDS[args.command](args)
@@ -461,6 +482,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG} {args.command}: interrupted; completed work is kept", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"{PROG} {args.command}: {'terminated' if terminated else 'interrupted'}; completed work is kept", file=sys.stderr)
+        return 143 if terminated else 130  # as the shell reports a process ended by SIGTERM or SIGINT
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)

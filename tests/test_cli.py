@@ -197,3 +197,25 @@ def test_score_needs_references_somewhere(run_cli, tmp_path):
     _one_line_error(code, err, "pass --references")
     code, _, err = run_cli("score", "--predictions", str(tmp_path / "missing.json"))
     _one_line_error(code, err, "does not exist")
+
+
+def test_sigterm_ends_a_command_as_ctrl_c_does(monkeypatch, capsys):
+    """A scheduler's time limit sends SIGTERM: the command stops through the interrupt path
+    (workers stopped, finished work kept, one line) with the shell's code for SIGTERM, and the
+    process's own SIGTERM handling is restored afterwards."""
+    import os
+    import signal
+    import time
+
+    from bench import cli
+
+    def killed(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the handler raises before this ends
+        return 0
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setitem(cli.COMMANDS, "ls", killed)
+    assert cli.main(["ls"]) == 143  # 0 had the signal not ended the command
+    assert capsys.readouterr().err.strip() == "bench ls: terminated; completed work is kept"
+    assert signal.getsignal(signal.SIGTERM) == before
