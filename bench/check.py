@@ -78,12 +78,7 @@ def parse_tolerances(text: str | None) -> dict[str, float]:
     out: dict[str, float] = {}
     if text is None:
         return out
-    parts = [p.strip() for p in text.split(",")]
-    if not any(parts):
-        raise ConfigError(f"--tolerance lists nothing ({text!r}); give metric=value pairs, or leave it out")
-    if not all(parts):
-        raise ConfigError(f"--tolerance has an empty item ({text!r}); separate metric=value pairs with single commas")
-    for part in parts:
+    for part in coerce(text, tuple[str, ...], "--tolerance"):  # a list as every setting's: no empty item
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep:

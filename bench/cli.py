@@ -429,13 +429,15 @@ PATH_FLAGS = ("out", "cache_dir", "data_root", "checkpoint", "images", "per_imag
 
 
 def _refuse_empty_paths(args: argparse.Namespace) -> None:
+    from bench.io import has_control_character
+
     for name in PATH_FLAGS:
         value = getattr(args, name, None)
         flag = "RUN_DIR" if name == "run_dir" else f"--{name.replace('_', '-')}"
         if value == "":
             raise ConfigError(f"{flag} is empty; give a path, or leave the flag out for its default")
         # what a command writes gets a name the lines that report it can show
-        if name in ("out", "per_image") and isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
+        if name in ("out", "per_image") and isinstance(value, str) and has_control_character(value):
             raise ConfigError(f"{flag} {value!r} holds a control character (a newline?); choose another path")
 
 

@@ -93,6 +93,12 @@ def check_writable(folder: Path, what: str = "cache directory",
     return folder
 
 
+def has_control_character(text: str) -> bool:
+    """Whether ``text`` holds a control character (a newline, say): a path that status lines,
+    records and reports could not show on one line."""
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
 def check_output_file(path: str | Path, flag: str) -> Path:
     """A file a command will write: not a folder, in a folder that exists and is writable."""
     from bench.errors import BenchError

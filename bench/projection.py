@@ -17,7 +17,7 @@ from bench.tensors import as_float_tensor
 
 def check_memory_size(size: int, captions: int, what: str) -> None:
     """A memory of ``size`` captions can be drawn from a corpus of ``captions`` (checked before a
-    fit, from the training data's count; :func:`support_memory` checks the same again)."""
+    fit, from the training data's count, and again by :func:`support_memory`)."""
     if size > captions:
         raise BenchError(f"{what} {size} is larger than the training corpus ({captions} captions)")
 
@@ -30,8 +30,7 @@ def support_memory(embeddings: Any, size: int = 0, seed: int = 0, what: str = "m
     n = len(embeddings)
     if size < 0:
         raise ConfigError(f"{what} must be >= 0 (0 = the whole corpus), got {size}")
-    if size > n:
-        raise BenchError(f"{what} {size} is larger than the training corpus ({n} captions)")
+    check_memory_size(size, n, what)
     index = np.sort(np.random.default_rng(seed).choice(n, size, replace=False)) if size else slice(None)
     return np.array(np.asarray(embeddings, dtype=np.float32)[index])
 

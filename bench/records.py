@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import DataError
-from bench.io import append_line, append_line_locked, file_lock, write_json_atomic
+from bench.io import append_line, append_line_locked, file_lock, has_control_character, write_json_atomic
 from bench.splits import KINDS
 
 SCHEMA_VERSION = 3  # 3: eval_encoder (CLIP-S); 2: typed fields that version 1 kept in extra
@@ -322,7 +322,7 @@ def check_run_folder(folder: Path) -> None:
     work), and its path is one line (status lines name it). A one-line error otherwise."""
     from bench.errors import BenchError
 
-    if any(ord(c) < 32 or ord(c) == 127 for c in str(folder)):
+    if has_control_character(str(folder)):
         raise BenchError(f"run folder --out {str(folder)!r} holds a control character (a newline?); choose another --out")
     for name in (RECORDS_FILE, FAILURES_FILE, LOCK_FILE, "run.json", "report.md", "report.html"):
         if (folder / name).exists() and not (folder / name).is_file():
@@ -428,7 +428,7 @@ class RecordStore:
             rows = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):  # not JSON, not UTF-8, unreadable
             return "unreadable"
-        if not isinstance(rows, list) or not all(isinstance(r, dict) and "image_id" in r for r in rows):
+        if not is_samples_list(rows):
             return "not a list of per-image samples"
         expected = self._records[cell].n_images if cell in self._records else 0
         if expected and len(rows) != expected:
@@ -442,6 +442,12 @@ class RecordStore:
         if not path.is_file():
             raise DataError(f"no samples for cell {cell}: {path} does not exist")
         return json.loads(path.read_text(encoding="utf-8"))
+
+
+def is_samples_list(rows: Any) -> bool:
+    """Whether a samples file's content has the shape a samples file has: a list of per-image rows,
+    each naming its image."""
+    return isinstance(rows, list) and all(isinstance(r, dict) and "image_id" in r for r in rows)
 
 
 def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -268,14 +268,14 @@ def _meteor_scorer() -> Any:
     """One METEOR Java process per Python process: it takes seconds to start (paraphrase
     tables), and a run scores many cells. Restarted if it died; stopped at exit."""
     global _METEOR
-    from pycocoevalcap.meteor.meteor import Meteor
-
-    class _Meteor(Meteor):
-        def __del__(self) -> None:  # the wrapper's own waits for a lock that a failed call left held
-            _stop_meteor(self)
-
     require_java()
     if _METEOR is None or _METEOR.meteor_p.poll() is not None:
+        from pycocoevalcap.meteor.meteor import Meteor
+
+        class _Meteor(Meteor):
+            def __del__(self) -> None:  # the wrapper's own waits for a lock that a failed call left held
+                _stop_meteor(self)
+
         _METEOR = _Meteor()
         atexit.register(_stop_meteor, _METEOR)
     return _METEOR

@@ -75,6 +75,16 @@ class GeneratorSettings:
             if not (folder / "model_index.json").is_file():
                 raise BenchError(f"syntic.generator.path {folder} is not a diffusers pipeline folder (no model_index.json)")
 
+    def resolved_kind(self, own: str) -> str:
+        """The generator that runs on a dataset whose own generator is ``own`` (empty: none)."""
+        return (own or "diffusers") if self.kind == "auto" else self.kind
+
+    def require_model(self, dataset: str, own: str) -> None:
+        """A diffusers generator needs its pipeline named (checked before a run and again at the fit)."""
+        if self.resolved_kind(own) == "diffusers" and not self.path:
+            raise BenchError(f"syntic on {dataset or 'this dataset'} needs a text-to-image model: --set syntic.generator.path="
+                             "/path/to/stable-diffusion-v1-5 (a diffusers folder), or leave syntic out of --methods")
+
     def resource_folders(self) -> list[Path]:
         """A local pipeline folder, whose content the generated images depend on (a hub id is not hashed)."""
         folder = Path(self.path).expanduser()
@@ -109,6 +119,11 @@ class TaggerSettings:
                 raise BenchError(f"syntic.tagger.path {folder} does not exist")
             if not (folder / "config.json").is_file():
                 raise BenchError(f"syntic.tagger.path {folder} is not a transformers model folder (no config.json)")
+
+    def require_model(self) -> None:
+        """The detr tagger needs its detector named (checked before a run and again at the fit)."""
+        if self.kind == "detr" and not self.path:
+            raise BenchError("syntic.tagger.kind=detr needs a detector: --set syntic.tagger.path=/path/to/detr-resnet-50")
 
     def resource_folders(self) -> list[Path]:
         """The detector's folder, whose weights the tags depend on."""
@@ -153,13 +168,9 @@ class SynTICConfig:
 def make_generator(settings: GeneratorSettings, corpus: Corpus, device: str = "cpu") -> Any:
     from bench.generators import GENERATORS
 
-    kind = settings.kind
-    if kind == "auto":
-        kind = corpus.generator or "diffusers"
+    settings.require_model(corpus.dataset, corpus.generator)
+    kind = settings.resolved_kind(corpus.generator)
     if kind == "diffusers":
-        if not settings.path:
-            raise BenchError(f"syntic on {corpus.dataset or 'this dataset'} needs a text-to-image model: "
-                             "--set syntic.generator.path=/path/to/stable-diffusion-v1-5 (a diffusers folder)")
         return GENERATORS.get("diffusers")(settings.path, steps=settings.steps, size=settings.size,
                                            guidance=settings.guidance, batch_size=settings.batch_size, device=device)
     changed = [f"{name}={getattr(settings, name)}" for name in DIFFUSERS_SETTINGS
@@ -175,9 +186,8 @@ def make_tagger(settings: TaggerSettings, encoder: Any, objects: tuple[str, ...]
     from bench.taggers import TAGGERS
 
     threshold = settings.threshold if settings.threshold is not None else TAGGER_THRESHOLD[settings.kind]
+    settings.require_model()
     if settings.kind == "detr":
-        if not settings.path:
-            raise BenchError("syntic.tagger.kind=detr needs a detector: --set syntic.tagger.path=/path/to/detr-resnet-50")
         return TAGGERS.get("detr")(settings.path, threshold=threshold, device=device)
     vocabulary = settings.vocabulary or objects
     if not vocabulary:
@@ -195,12 +205,9 @@ class SynTIC(Captioner):
     @classmethod
     def check_training(cls, config: SynTICConfig, data: TrainingData) -> None:
         # the models a fit would need but no setting names: bad input now, not a failed cell later
-        if config.generator.kind == "diffusers" or (config.generator.kind == "auto" and not data.generator):
-            if not config.generator.path:
-                raise BenchError(f"syntic on {data.dataset} needs a text-to-image model: --set syntic.generator.path="
-                                 "/path/to/stable-diffusion-v1-5 (a diffusers folder), or leave syntic out of --methods")
-        if config.auxiliary and config.tagger.kind == "detr" and not config.tagger.path:
-            raise BenchError("syntic.tagger.kind=detr needs a detector: --set syntic.tagger.path=/path/to/detr-resnet-50")
+        config.generator.require_model(data.dataset, data.generator)
+        if config.auxiliary:
+            config.tagger.require_model()
         if config.project:
             from bench.projection import check_memory_size
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import DataError
-from bench.records import SAMPLES_DIR, Record, flatten_config, load_records, show_value, varying_keys
+from bench.records import SAMPLES_DIR, Record, flatten_config, is_samples_list, load_records, show_value, varying_keys
 from bench.splits import KINDS
 from bench.stats import BLEU_STATS, INTERVAL_METRICS, PerImage, bootstrap_interval, paired_bootstrap_pvalue, resample_counts
 
@@ -153,7 +153,7 @@ def load_run(run_dir: str | Path, resamples: int = 1000, seed: int = 0,
                 rows = json.loads(path.read_text(encoding="utf-8"))
             except ValueError:  # not JSON, or not UTF-8
                 rows = None
-            if isinstance(rows, list) and all(isinstance(s, dict) and "image_id" in s for s in rows):
+            if is_samples_list(rows):
                 samples[record.cell_id] = rows
             else:
                 log(f"warning: {path} is not a list of per-image samples; its cell gets no interval")
