@@ -15,7 +15,8 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def shared_data() -> Path:
     """The sample real captions beside the checkout; tests using them skip when absent."""
     if not (SHARED_DATA / "coco_karpathy_val.json").is_file():
-        pytest.skip(f"sample real captions not found in {SHARED_DATA}")
+        pytest.skip(f"sample real captions not found in {SHARED_DATA} (real COCO / Flickr30k Karpathy val captions, kept "
+                    "outside the repository; the loaders are also tested on Karpathy files the tests write themselves)")
     return SHARED_DATA
 
 
