@@ -1,0 +1,80 @@
+"""benchmarks/gap_walk.py: decoding inputs moved from a caption's embedding to its image's."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.grid import RunConfig, build_grid
+from bench.records import RecordStore, read_records
+from bench.runner import Runner
+from tests.conftest import TINY_DECODER
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gap_walk.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("gap_walk", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_walk_inputs_are_unit_rows_from_the_caption_to_the_image():
+    walk_inputs = _module().walk_inputs
+    rng = np.random.default_rng(0)
+    h, x = rng.normal(size=(5, 8)) * 3, rng.normal(size=(5, 8))
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    assert np.allclose(walk_inputs(h, x, 0.0), unit(h), atol=1e-6)
+    assert np.allclose(walk_inputs(h, x, 1.0), unit(x), atol=1e-6)
+    mid = walk_inputs(h, x, 0.5)
+    assert np.allclose(np.linalg.norm(mid, axis=1), 1.0, atol=1e-6)
+    # halfway between the unit vectors, not between the raw ones (h is three times as long)
+    assert np.allclose(mid, unit(unit(h) + unit(x)), atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def two_seed_run(tmp_path_factory, tiny_clip_checkpoint, tiny_datasets):
+    tmp = tmp_path_factory.mktemp("walk")
+    options = {f"decoder.{k}": v for k, v in TINY_DECODER["decoder"].items()}
+    run = RunConfig(methods=("nonoise",), splits=("tiny-coco",), seeds=(0, 1), out=tmp / "run",
+                    cache_dir=tmp / "cache", encoder=tiny_clip_checkpoint, method_options=options)
+    Runner(run, log=lambda m: None).execute(build_grid(run))
+    return run
+
+
+def test_the_walk_ends_at_the_runs_own_captions_and_scores_without_the_input_caption(two_seed_run, tiny_datasets):
+    from bench.plugins import create_dataset
+    from bench.scoring import score
+
+    module = _module()
+    result = module.walk(two_seed_run.out, "nonoise", "tiny-coco", [0.0, 1.0])
+    assert sorted(result.cider) == [0, 1] and all(len(v) == 2 for v in result.cider.values())
+    items = create_dataset("tiny-coco").load("test").items
+    others = {item.image_id: list(item.captions[1:]) for item in items}
+    store = RecordStore(two_seed_run.out)
+    for record in read_records(two_seed_run.out).records:
+        stored = {s["image_id"]: s["prediction"] for s in store.samples(record.cell_id)}
+        walked = dict(zip((item.image_id for item in items), result.predictions[(record.seed, 1.0)]))
+        assert walked == stored  # t = 1 decodes what the cell decoded, with the cell's own fit
+        expected = score(stored, others, spice=False).metrics["cider"]
+        assert result.cider[record.seed][1] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--steps", "0,1.5"], "every step must lie in [0, 1]"),
+    (["--steps", "a"], "--steps must be numbers"),
+    (["--method", "decap"], "has no fitted decap cell trained and tested on tiny-coco"),
+])
+def test_bad_input_is_one_line_and_exit_2(two_seed_run, tiny_datasets, capsys, argv, fragment):
+    code = _module().main([str(two_seed_run.out), "--dataset", "tiny-coco", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_folder_without_a_run_is_refused(tmp_path, capsys):
+    assert _module().main([str(tmp_path)]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
