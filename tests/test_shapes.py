@@ -278,10 +278,11 @@ def test_attribute_loss_weights_line_up_with_the_scene_labels():
     assert float(weights[SHAPES.index("star")]) == 1.0 and float(weights[len(SHAPES) + list(COLOURS).index("red")]) == 0.25
 
 
-def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+@pytest.mark.parametrize("text_weight", [0.0, 50.0])
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, text_weight):
     import torch
 
-    clip = ClipTrainConfig(steps=6, batch_size=16, warmup=1)
+    clip = ClipTrainConfig(steps=6, batch_size=16, warmup=1, text_attribute_weight=text_weight)
     world = WorldConfig(coco_sizes=(4, 2, 4), flickr_sizes=(4, 2, 4), style_sizes=(4, 2, 4), pretrain_images=32)
     reference, _ = train_clip(world, clip, log=lambda m: None)
 
@@ -329,3 +330,45 @@ def test_image_tower_is_a_timm_model_that_sees_a_shape_wherever_it_is():
         net.reset_classifier(0, global_pool="token")
     with pytest.raises(ValueError, match="no pretrained weights"):
         timm.create_model(TIMM_NAME, pretrained=True)
+
+
+def test_the_text_side_head_is_a_setting_of_its_own_and_leaves_a_plain_clip():
+    """Off by default, and then out of the cache key (the default's checkpoint keeps its key); on,
+    it trains the text tower toward the scene's shapes and is dropped from the checkpoint."""
+    import torch
+
+    from bench.config import config_dict
+    from bench.shapes.clip import cache_key
+
+    assert "text_attribute_weight" not in config_dict(ClipTrainConfig())
+    assert config_dict(ClipTrainConfig(text_attribute_weight=50))["text_attribute_weight"] == 50
+    assert cache_key(TINY_WORLD, ClipTrainConfig()) != cache_key(TINY_WORLD, ClipTrainConfig(text_attribute_weight=50))
+    world = WorldConfig(coco_sizes=(4, 2, 4), flickr_sizes=(4, 2, 4), style_sizes=(4, 2, 4), pretrain_images=32)
+    plain, _ = train_clip(world, ClipTrainConfig(steps=4, batch_size=16, warmup=1), log=lambda m: None)
+    headed, _ = train_clip(world, ClipTrainConfig(steps=4, batch_size=16, warmup=1, text_attribute_weight=50),
+                           log=lambda m: None)
+    a, b = plain.state_dict(), headed.state_dict()
+    assert a.keys() == b.keys()  # a plain open_clip CLIP either way
+    assert not torch.equal(a["text_projection"], b["text_projection"])
+
+
+def test_the_text_side_head_widens_the_captions_cone():
+    """What it is for: with it, two captions' embeddings sit further apart on average."""
+    import open_clip
+    import torch
+
+    from bench.shapes.domains import pretrain_arrays
+
+    world = WorldConfig(coco_sizes=(4, 2, 4), flickr_sizes=(4, 2, 4), style_sizes=(4, 2, 4), pretrain_images=400)
+    _, texts, _ = pretrain_arrays(world)
+    captions = [caps[0] for caps in texts[:200]]
+    spread = {}
+    for weight in (0.0, 200.0):
+        model, _ = train_clip(world, ClipTrainConfig(steps=60, batch_size=32, warmup=5, text_attribute_weight=weight),
+                              log=lambda m: None)
+        tokens = open_clip.get_tokenizer("ShapesCLIP-CNN")(captions)
+        with torch.no_grad():
+            emb = torch.nn.functional.normalize(model.encode_text(tokens), dim=-1)
+        n = len(emb)
+        spread[weight] = float(((emb @ emb.T).sum() - n) / (n * (n - 1)))
+    assert spread[200.0] < spread[0.0] - 0.05, spread

@@ -28,13 +28,14 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.clip_encoder import encode_text
+from bench.config import ADDED_LATER, config_dict
 from bench.errors import BenchError
 from bench.io import sha256_file, torch_save_atomic, write_json_atomic, write_text_atomic
 from bench.shapes.domains import WorldConfig, pretrain_arrays
@@ -77,6 +78,18 @@ class ClipTrainConfig:
     #: without colour labels shapes reach 88% / 91% but colours fall to 70% / 61%; at 0.25 both
     #: hold (README, "Its CLIP").
     colour_label_weight: float = 0.25
+    #: Weight of the same loss on the text embedding: a second linear head says, from a caption's
+    #: embedding, which shapes its scene holds (0: no such head, the default's recipe). Without it
+    #: the captions' embeddings crowd into a narrow cone (mean cosine between two test captions
+    #: 0.74, between two test images 0.59), so every image-caption pair, true or random, sits
+    #: close: true pairs 0.440, random 0.246, above real CLIP's ~0.3. At 50 or 100, over three
+    #: training seeds each, true pairs fall to 0.29-0.34 and the gap to 0.80-0.85, both in real
+    #: CLIP's range, at some cost in retrieval (README, "A head on the text side"). Dropped after
+    #: training, as the image head is.
+    text_attribute_weight: float = field(default=0.0, metadata=ADDED_LATER)
+    #: The colour labels' weight in the text-side loss. 0: a caption names every object's shape
+    #: but not always its colour, so colour labels would ask the text tower to guess.
+    text_colour_label_weight: float = field(default=0.0, metadata=ADDED_LATER)
     seed: int = 0
     threads: int = 2
 
@@ -93,7 +106,7 @@ def register_model_configs() -> None:
 
 def cache_key(world: WorldConfig, train: ClipTrainConfig) -> str:
     model_cfg = (MODEL_CONFIG_DIR / f"{train.model}.json").read_text()
-    blob = json.dumps({"clip_version": CLIP_VERSION, "world": world.pretrain_key(), "train": asdict(train), "model_cfg": model_cfg},
+    blob = json.dumps({"clip_version": CLIP_VERSION, "world": world.pretrain_key(), "train": config_dict(train), "model_cfg": model_cfg},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -145,6 +158,9 @@ def train_clip(world: WorldConfig, cfg: ClipTrainConfig, progress: Callable | No
         label_weights = _label_weights(cfg.colour_label_weight)
         head = torch.nn.Linear(model.text_projection.shape[1], attributes.shape[1])
         trained = torch.nn.ModuleDict({"clip": model, "attribute_head": head})
+        text_label_weights = _label_weights(cfg.text_colour_label_weight)
+        if cfg.text_attribute_weight > 0:  # made only when used: other recipes keep their random draws
+            trained["text_head"] = torch.nn.Linear(model.text_projection.shape[1], attributes.shape[1])
         # Channels-last convolutions and the fused optimiser step: 0.215 -> 0.140 s a step on a
         # 2-core CPU (the convolutions' forward twice as fast; AdamW over the text tower's
         # 49,408-row token table 0.03 -> 0.005 s). Same arithmetic, other summation order.
@@ -190,7 +206,8 @@ def train_clip(world: WorldConfig, cfg: ClipTrainConfig, progress: Callable | No
                 group["lr"] = lr_at(step)
             features = model.encode_image(x)
             img = F.normalize(features, dim=-1)
-            txt = F.normalize(encode_text(model, t), dim=-1)  # cut after the batch's longest caption: same features
+            text_features = encode_text(model, t)  # cut after the batch's longest caption: same features
+            txt = F.normalize(text_features, dim=-1)
             logits = scale_at(step) * img @ txt.T
             labels = torch.arange(len(idx))
             # Two images of the batch may share a caption string; that only adds label noise.
@@ -198,6 +215,10 @@ def train_clip(world: WorldConfig, cfg: ClipTrainConfig, progress: Callable | No
             if cfg.attribute_weight > 0:
                 per_label = F.binary_cross_entropy_with_logits(head(features), attributes[idx], reduction="none")
                 loss = loss + cfg.attribute_weight * (per_label * label_weights).mean()
+            if cfg.text_attribute_weight > 0:
+                per_label = F.binary_cross_entropy_with_logits(trained["text_head"](text_features), attributes[idx],
+                                                               reduction="none")
+                loss = loss + cfg.text_attribute_weight * (per_label * text_label_weights).mean()
             if not torch.isfinite(loss):
                 raise BenchError(f"training the shapes CLIP diverged at step {step} (loss {loss.item()})")
             opt.zero_grad(set_to_none=True)
@@ -324,7 +345,7 @@ def _train_checkpoint(ckpt: ClipCheckpoint, world: WorldConfig, cfg: ClipTrainCo
     torch_save_atomic(model.state_dict(), ckpt.weights)  # identical weights, identical bytes: the encoder id is the weights
     partial.unlink(missing_ok=True)
     manifest = {"key": key, "sha256": sha256_file(ckpt.weights), "model": cfg.model, "world": asdict(world),
-                "world_key": world.key(), "train": asdict(cfg), "training": stats,
+                "world_key": world.key(), "train": config_dict(cfg), "training": stats,
                 "model_card": card(ckpt) if card else {}}
     write_json_atomic(ckpt.manifest_path, manifest)
     write_text_atomic(ckpt.folder / "MODEL_CARD.md", render_model_card(manifest))
