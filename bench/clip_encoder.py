@@ -8,14 +8,16 @@ own tokenizer (captions longer than its context are truncated, and the count is 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.config import ADDED_LATER
 from bench.errors import BenchError, ConfigError
 from bench.progress import progress as default_progress
 
@@ -28,6 +30,10 @@ class EncoderConfig:
     image_batch_size: int = 256
     text_batch_size: int = 1024
     loader_threads: int = 2
+    #: The shapes world's CLIP only: the weight of its text-side attribute head
+    #: (``bench.shapes.clip.ClipTrainConfig.text_attribute_weight``; 0, the default CLIP). Another
+    #: weight trains and caches another CLIP, with its own id, so its cells and fits are its own.
+    shapes_text_attribute_weight: float = field(default=0.0, metadata=ADDED_LATER)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -35,6 +41,11 @@ class EncoderConfig:
         for name in ("image_batch_size", "text_batch_size", "loader_threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"encoder.{name} must be >= 1, got {getattr(self, name)}")
+        weight = self.shapes_text_attribute_weight
+        if not math.isfinite(weight) or weight < 0:
+            raise ConfigError(f"encoder.shapes_text_attribute_weight must be a finite number >= 0, got {weight}")
+        if weight and self.name.strip() != "shapes":
+            raise ConfigError(f"encoder.shapes_text_attribute_weight trains the shapes world's CLIP; the encoder is {self.name}")
 
 
 def encoder_id(spec: str, weights_hash: str) -> str:

@@ -131,10 +131,12 @@ def create_encoder(config: EncoderConfig | str = "shapes", device: str = "cpu", 
     spec = parse_encoder_spec(config.name)
     if spec.kind == "shapes":
         from bench.config import default_cache_dir
-        from bench.shapes.clip import MODEL_NAME, register_model_configs
+        from bench.shapes.clip import MODEL_NAME, ClipTrainConfig, register_model_configs
         from bench.shapes.prepare import prepare_world
 
-        manifest = prepare_world(cache_dir or default_cache_dir(), log=log)
+        weight = config.shapes_text_attribute_weight
+        clip = ClipTrainConfig(text_attribute_weight=float(weight)) if weight else None
+        manifest = prepare_world(cache_dir or default_cache_dir(), clip=clip, log=log)
         register_model_configs()
         model, preprocess = _load_model(spec, MODEL_NAME, device, pretrained=manifest["checkpoint"])
         encoder = ClipEncoder(model, preprocess, open_clip.get_tokenizer(MODEL_NAME), "shapes", manifest["sha256"], device, config, log)

@@ -114,14 +114,23 @@ class RunConfig:
             raise ConfigError(f"--preset {self.preset} is an embedded grid of its own: leave out --methods and --split")
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError(f"methods must be distinct, got {','.join(self.methods)}")
-        self.encoder_config()  # validates the encoder settings
+        if (self.encoder_options or {}).get("shapes_text_attribute_weight") and "shapes" not in (
+                self.encoder.strip(), self.eval_encoder_spec.strip()):
+            raise ConfigError(f"encoder.shapes_text_attribute_weight trains the shapes world's CLIP; this run's encoder is "
+                              f"{self.encoder}" + (f" and its CLIP-S encoder {self.eval_encoder}" if self.eval_encoder else ""))
+        self.encoder_config(self.encoder)  # validates the encoder settings
 
     def encoder_config(self, spec: str = "") -> Any:
-        """The run's encoder config, or that of another spec with the same batch settings."""
+        """The run's encoder config, or that of another spec with the same batch settings (the
+        shapes CLIP's own setting goes only to the shapes encoder)."""
         from bench.config import build_dataclass
         from bench.encoders import EncoderConfig
 
-        return build_dataclass(EncoderConfig, {**self.encoder_options, "name": spec or self.encoder}, "encoder")
+        name = spec or self.encoder
+        options = dict(self.encoder_options or {})
+        if name.strip() != "shapes":
+            options.pop("shapes_text_attribute_weight", None)
+        return build_dataclass(EncoderConfig, {**options, "name": name}, "encoder")
 
     @property
     def eval_encoder_spec(self) -> str:

@@ -118,8 +118,12 @@ class Runner:
         ctx = FitContext(encoder=self.encoder, cache=self.cache, device=self.run.device, seed=cell.seed,
                          progress=progress, log=self.log, cache_dir=Path(self.run.cache_dir), decoders=self.decoders)
         method.fit(corpus, ctx)
-        save_fit(folder, method, {"method": cell.method, "encoder": self.run.encoder, "encoder_id": self.encoder.id,
-                                  "cache_dir": str(Path(self.run.cache_dir).resolve()), "fit_info": method.fit_info})
+        meta = {"method": cell.method, "encoder": self.run.encoder, "encoder_id": self.encoder.id,
+                "cache_dir": str(Path(self.run.cache_dir).resolve()), "fit_info": method.fit_info}
+        clip_weight = self.inputs.encoder_config.shapes_text_attribute_weight
+        if clip_weight:  # which world CLIP "shapes" was: bench caption builds the same one
+            meta["encoder_options"] = {"shapes_text_attribute_weight": clip_weight}
+        save_fit(folder, method, meta)
         self._fits[key] = method
         return method, key, False
 

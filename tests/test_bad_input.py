@@ -227,6 +227,11 @@ CASES = [
     ("run --noise 1_0", lambda t: ["run", "--methods", "capdec", "--noise", "1_0"], "noise must be a number"),
     # settings that would be accepted and then ignored
     ("run --set encoder.name", lambda t: ["run", "--methods", "capdec", "--set", "encoder.name=xx"], "chosen with --encoder"),
+    ("run a negative text-side head", lambda t: ["run", "--methods", "capdec", "--set",
+                                                 "encoder.shapes_text_attribute_weight=-1"], "must be a finite number >= 0"),
+    ("run a text-side head with no shapes encoder", lambda t: ["run", "--methods", "capdec", "--encoder", "ViT-B-32:openai",
+                                                               "--no-clip-score", "--set", "encoder.shapes_text_attribute_weight=50"],
+     "trains the shapes world's CLIP"),
     ("run --set a setting to null", lambda t: ["run", "--methods", "capdec", "--set", "decoder.width=null"],
      "cannot unset a setting"),
     ("run one setting set twice", lambda t: ["run", "--methods", "capdec", "--set", "capdec.decoder.width=32",

@@ -1,5 +1,7 @@
 """No setting is accepted and then ignored: each one works, or is refused in one line."""
 
+import json
+
 import pytest
 import torch.nn as nn
 
@@ -77,3 +79,66 @@ def test_encoder_settings_from_the_command_line(run_cli, tmp_path):
     code, _, err = run_cli("run", "--methods", "clipre", "--split", "coco", "--set", "encoder.loader_threads=0",
                            "--out", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"))
     assert code == 2 and "encoder.loader_threads must be >= 1" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_shapes_clips_text_side_head_reaches_only_the_shapes_encoder(monkeypatch, tmp_path):
+    """--set encoder.shapes_text_attribute_weight=W: the run's shapes encoder asks prepare_world
+    for that CLIP; another CLIP-S encoder does not get it; without it, the default CLIP."""
+    import bench.shapes.prepare as prepare
+    from bench.encoders import create_encoder
+
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_prepare(cache_dir, world=None, clip=None, log=print):
+        asked.append(clip)
+        raise Stop
+
+    monkeypatch.setattr(prepare, "prepare_world", fake_prepare)
+    run = RunConfig(methods=("clipre",), splits=("coco",), out=tmp_path / "r", cache_dir=tmp_path / "c",
+                    encoder_options={"shapes_text_attribute_weight": 50}, eval_encoder="ViT-B-32:openai")
+    assert run.encoder_config().shapes_text_attribute_weight == 50.0
+    assert run.encoder_config(run.eval_encoder_spec).shapes_text_attribute_weight == 0.0
+    for config in (run.encoder_config(), RunConfig().encoder_config()):
+        with pytest.raises(Stop):
+            create_encoder(config, cache_dir=tmp_path / "c", log=lambda m: None)
+    assert asked[0].text_attribute_weight == 50.0 and asked[1] is None
+
+
+def test_a_fit_remembers_which_shapes_clip_it_was_trained_on(monkeypatch, tmp_path):
+    """bench caption rebuilds the encoder a fit names, text-side head included, and refuses a
+    fit.json whose encoder options are not what a run writes."""
+    import bench.captioning as captioning
+    from bench.errors import BenchError
+
+    folder = tmp_path / "fit"
+    folder.mkdir()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(b"")  # never read: the encoder is built first
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_create(config, device="cpu", cache_dir=None, log=print):
+        seen.append(config)
+        raise Stop
+
+    import bench.encoders
+
+    monkeypatch.setattr(bench.encoders, "create_encoder", fake_create)
+    monkeypatch.setattr(captioning, "fit_problem", lambda folder: None)  # the hashes of a complete fit are tested elsewhere
+    for options, expected in (({"shapes_text_attribute_weight": 100.0}, 100.0), (None, 0.0)):
+        meta = {"method": "nonoise", "encoder": "shapes", "encoder_id": "shapes@x"}
+        if options is not None:
+            meta["encoder_options"] = options
+        (folder / "fit.json").write_text(json.dumps(meta))
+        with pytest.raises(Stop):
+            captioning.caption_folder("nonoise", folder, tmp_path / "images")
+        assert seen[-1].shapes_text_attribute_weight == expected
+    for bad in ({"shapes_text_attribute_weight": "100"}, {"loader_threads": 1}, [1], 5):
+        (folder / "fit.json").write_text(json.dumps({"method": "nonoise", "encoder": "shapes", "encoder_options": bad}))
+        with pytest.raises(BenchError, match="encoder_options is not what a run writes"):
+            captioning.caption_folder("nonoise", folder, tmp_path / "images")
