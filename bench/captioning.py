@@ -65,7 +65,7 @@ def caption_folder(method_name: str, checkpoint: Path, images: Path, device: str
         cache_dir = Path(meta["cache_dir"])
     if not isinstance(meta.get("encoder"), str):
         raise BenchError(f"{checkpoint / 'fit.json'} names no encoder")
-    options = meta.get("encoder_options") or {}
+    options = meta.get("encoder_options", {})
     weight = options.get("shapes_text_attribute_weight", 0.0) if isinstance(options, dict) else None
     if weight is None or set(options) - {"shapes_text_attribute_weight"} or isinstance(weight, bool) \
             or not isinstance(weight, (int, float)):

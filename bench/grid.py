@@ -50,6 +50,20 @@ DEFAULT_OUT = Path("runs/latest")
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeding accept 32-bit seeds
 
 
+def encoder_config(spec: str, options: dict | None) -> Any:
+    """The encoder config of ``spec`` with a run's ``--set encoder.*`` settings (read and
+    checked as their declared types). The shapes CLIP's own setting
+    (``shapes_text_attribute_weight``) goes only to the shapes encoder: a run may use the shapes
+    CLIP on one side (say, CLIP-S) and another CLIP on the other."""
+    from bench.config import build_dataclass
+    from bench.encoders import EncoderConfig
+
+    options = dict(options or {})
+    if spec.strip() != "shapes":
+        options.pop("shapes_text_attribute_weight", None)
+    return build_dataclass(EncoderConfig, {**options, "name": spec}, "encoder")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """What ``bench run`` executes: the grid of cells and where results go.
@@ -114,23 +128,16 @@ class RunConfig:
             raise ConfigError(f"--preset {self.preset} is an embedded grid of its own: leave out --methods and --split")
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError(f"methods must be distinct, got {','.join(self.methods)}")
-        if (self.encoder_options or {}).get("shapes_text_attribute_weight") and "shapes" not in (
-                self.encoder.strip(), self.eval_encoder_spec.strip()):
+        # the encoder settings, validated for every encoder the run builds, before anything loads
+        configs = [self.encoder_config(spec) for spec in dict.fromkeys((self.encoder, self.eval_encoder_spec))]
+        if encoder_config("shapes", self.encoder_options).shapes_text_attribute_weight and not any(
+                c.name.strip() == "shapes" for c in configs):
             raise ConfigError(f"encoder.shapes_text_attribute_weight trains the shapes world's CLIP; this run's encoder is "
                               f"{self.encoder}" + (f" and its CLIP-S encoder {self.eval_encoder}" if self.eval_encoder else ""))
-        self.encoder_config(self.encoder)  # validates the encoder settings
 
     def encoder_config(self, spec: str = "") -> Any:
-        """The run's encoder config, or that of another spec with the same batch settings (the
-        shapes CLIP's own setting goes only to the shapes encoder)."""
-        from bench.config import build_dataclass
-        from bench.encoders import EncoderConfig
-
-        name = spec or self.encoder
-        options = dict(self.encoder_options or {})
-        if name.strip() != "shapes":
-            options.pop("shapes_text_attribute_weight", None)
-        return build_dataclass(EncoderConfig, {**options, "name": name}, "encoder")
+        """The run's encoder config, or that of another spec with the same settings."""
+        return encoder_config(spec or self.encoder, self.encoder_options)
 
     @property
     def eval_encoder_spec(self) -> str:

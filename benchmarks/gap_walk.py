@@ -73,20 +73,25 @@ def fits_of(run_dir: Path, method: str, dataset: str) -> dict[int, str]:
 
 def walk(run_dir: Path, method: str, dataset: str, steps: list[float], cache_dir: Path | None = None,
          log: Any = lambda message: None) -> Walk:
-    from bench.clip_encoder import EncoderConfig
     from bench.errors import DataError
     from bench.fits import fit_problem, load_fit
+    from bench.grid import encoder_config
     from bench.inputs import RunInputs
     from bench.plugins import METHODS, load_plugins
     from bench.scoring import score
 
     load_plugins()
     run_dir = Path(run_dir)
-    config = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["run_config"]
+    try:
+        config = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["run_config"]
+        spec, options, root, cache = config["encoder"], config.get("encoder_options"), config.get("data_root"), config["cache_dir"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{run_dir / 'run.json'} is not a run's record of its settings ({type(exc).__name__}: {exc})") from None
+    if not isinstance(spec, str) or not isinstance(cache, str) or not isinstance(root, (str, type(None))):
+        raise DataError(f"{run_dir / 'run.json'}: run_config's encoder, cache_dir or data_root is not a string")
     fits = fits_of(run_dir, method, dataset)
-    encoder = EncoderConfig(name=config["encoder"], **(config.get("encoder_options") or {}))
-    data_root = Path(config["data_root"]) if config.get("data_root") else None
-    inputs = RunInputs(encoder, "cpu", data_root, Path(cache_dir or config["cache_dir"]), log=log)
+    encoder = encoder_config(spec, options)  # the run's own reading of its settings (types, the shapes CLIP's)
+    inputs = RunInputs(encoder, "cpu", Path(root) if root else None, Path(cache_dir or cache), log=log)
     test = inputs.eval_images(dataset)
     items = test.data.items
     if any(len(item.captions) < 2 for item in items):

@@ -78,3 +78,11 @@ def test_bad_input_is_one_line_and_exit_2(two_seed_run, tiny_datasets, capsys, a
 def test_a_folder_without_a_run_is_refused(tmp_path, capsys):
     assert _module().main([str(tmp_path)]) == 2
     assert "is not a run folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", ["{}", "[1]", "not json", '{"run_config": {"encoder": 5, "cache_dir": "c"}}'])
+def test_a_run_json_that_is_not_a_runs_is_one_line_and_exit_2(tmp_path, capsys, content):
+    (tmp_path / "run.json").write_text(content)
+    assert _module().main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "run.json" in err and len(err.strip().splitlines()) == 1

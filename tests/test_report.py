@@ -31,6 +31,16 @@ def test_report_matches_the_saved_markdown(run_cli, fixture_run):
         "report.md differs from tests/fixtures/report_expected.md; if the change is intended, re-run with BENCH_UPDATE_EXPECTED=1")
 
 
+def test_the_encoder_section_says_when_the_shapes_clip_has_a_text_side_head(run_cli, fixture_run):
+    info = json.loads((fixture_run / "run.json").read_text())
+    info["encoder"]["train"]["text_attribute_weight"] = 100.0
+    (fixture_run / "run.json").write_text(json.dumps(info))
+    code, _, err = run_cli("report", str(fixture_run))
+    assert code == 0, err
+    text = (fixture_run / "report.md").read_text(encoding="utf-8")
+    assert "for 1200 steps in 150.0 s, with an attribute head on its text side (weight 100)." in text
+
+
 def test_report_layout(run_cli, fixture_run):
     assert run_cli("report", str(fixture_run))[0] == 0
     text = (fixture_run / "report.md").read_text(encoding="utf-8")

@@ -101,6 +101,14 @@ def test_the_shapes_clips_text_side_head_reaches_only_the_shapes_encoder(monkeyp
                     encoder_options={"shapes_text_attribute_weight": 50}, eval_encoder="ViT-B-32:openai")
     assert run.encoder_config().shapes_text_attribute_weight == 50.0
     assert run.encoder_config(run.eval_encoder_spec).shapes_text_attribute_weight == 0.0
+    # the other way round: another CLIP for captions, the weighted shapes CLIP for CLIP-S
+    other = RunConfig(methods=("clipre",), splits=("coco",), encoder="ViT-B-32:openai", eval_encoder="shapes",
+                      encoder_options={"shapes_text_attribute_weight": "50"})
+    assert other.encoder_config().shapes_text_attribute_weight == 0.0
+    assert other.encoder_config(other.eval_encoder_spec).shapes_text_attribute_weight == 50.0
+    # read as its type: "0" is no head, so it needs no shapes encoder
+    RunConfig(methods=("clipre",), splits=("coco",), encoder="ViT-B-32:openai", clip_score=False,
+              encoder_options={"shapes_text_attribute_weight": "0"})
     for config in (run.encoder_config(), RunConfig().encoder_config()):
         with pytest.raises(Stop):
             create_encoder(config, cache_dir=tmp_path / "c", log=lambda m: None)
@@ -138,7 +146,15 @@ def test_a_fit_remembers_which_shapes_clip_it_was_trained_on(monkeypatch, tmp_pa
         with pytest.raises(Stop):
             captioning.caption_folder("nonoise", folder, tmp_path / "images")
         assert seen[-1].shapes_text_attribute_weight == expected
-    for bad in ({"shapes_text_attribute_weight": "100"}, {"loader_threads": 1}, [1], 5):
+    for bad in ({"shapes_text_attribute_weight": "100"}, {"loader_threads": 1}, [1], 5, [], 0, "", None):
         (folder / "fit.json").write_text(json.dumps({"method": "nonoise", "encoder": "shapes", "encoder_options": bad}))
         with pytest.raises(BenchError, match="encoder_options is not what a run writes"):
             captioning.caption_folder("nonoise", folder, tmp_path / "images")
+
+
+def test_a_bad_shapes_clip_setting_for_the_clip_s_encoder_is_refused_before_the_run_folder_exists(run_cli, tmp_path):
+    code, _, err = run_cli("run", "--methods", "clipre", "--split", "coco", "--encoder", "ViT-B-32:openai",
+                           "--eval-encoder", "shapes", "--set", "encoder.shapes_text_attribute_weight=abc",
+                           "--out", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"))
+    assert code == 2 and "shapes_text_attribute_weight" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()

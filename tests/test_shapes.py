@@ -343,6 +343,9 @@ def test_the_text_side_head_is_a_setting_of_its_own_and_leaves_a_plain_clip():
     assert "text_attribute_weight" not in config_dict(ClipTrainConfig())
     assert config_dict(ClipTrainConfig(text_attribute_weight=50))["text_attribute_weight"] == 50
     assert cache_key(TINY_WORLD, ClipTrainConfig()) != cache_key(TINY_WORLD, ClipTrainConfig(text_attribute_weight=50))
+    # one recipe, one key, however its numbers are written
+    assert cache_key(TINY_WORLD, ClipTrainConfig(text_attribute_weight=50)) == \
+        cache_key(TINY_WORLD, ClipTrainConfig(text_attribute_weight=50.0))
     world = WorldConfig(coco_sizes=(4, 2, 4), flickr_sizes=(4, 2, 4), style_sizes=(4, 2, 4), pretrain_images=32)
     plain, _ = train_clip(world, ClipTrainConfig(steps=4, batch_size=16, warmup=1), log=lambda m: None)
     headed, _ = train_clip(world, ClipTrainConfig(steps=4, batch_size=16, warmup=1, text_attribute_weight=50),

@@ -143,7 +143,9 @@ def encoder_section(data: RunData) -> Section:
         training = info.get("training", {})
         blocks.append(f"The shapes world's own CLIP (`{info.get('model', '')}`, checkpoint {info.get('key', '')}), trained from "
                       f"scratch on {training.get('pretrain_images', 0):,} pairs for {train.get('steps', '?')} steps "
-                      f"in {training.get('train_s', '?')} s.")
+                      f"in {training.get('train_s', '?')} s"
+                      + (f", with an attribute head on its text side (weight {train['text_attribute_weight']:g})."
+                         if isinstance(train.get("text_attribute_weight"), (int, float)) and train["text_attribute_weight"] else "."))
         for title, table in model_card_tables(card):
             blocks += [f"{title}:", table]
     elif info.get("spec") == "shapes":

@@ -28,7 +28,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,12 @@ class ClipTrainConfig:
     text_colour_label_weight: float = field(default=0.0, metadata=ADDED_LATER)
     seed: int = 0
     threads: int = 2
+
+    def __post_init__(self) -> None:
+        # a number given as 100 or 100.0 is one recipe, with one cache key (the defaults are floats already)
+        for f in fields(self):
+            if f.type in ("float", float) and isinstance(getattr(self, f.name), int) and not isinstance(getattr(self, f.name), bool):
+                object.__setattr__(self, f.name, float(getattr(self, f.name)))
 
 
 def register_model_configs() -> None:
