@@ -14,6 +14,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.errors import BenchError, ConfigError
 
@@ -31,6 +32,7 @@ EXAMPLES = {
     "check": "examples:\n  python -m bench check runs/latest --baseline baseline/records.jsonl --tolerance cider=1.0,bleu4=0.5",
     "caption": "examples:\n  python -m bench caption --method capdec --checkpoint runs/latest/checkpoints/CELL --images my_photos/",
     "gap": ("examples:\n  python -m bench gap --encoder shapes --dataset shapes-coco\n"
+            "  python -m bench gap --encoder shapes --dataset shapes-coco --set encoder.shapes_text_attribute_weight=100\n"
             "  python -m bench gap --encoder ViT-B-32:/models/vit_b_32.pt --dataset coco --split val --data-root ~/data --json"),
 }
 
@@ -145,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="the split whose image-caption pairs are measured (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
+                   help="an encoder setting, as for run: e.g. encoder.shapes_text_attribute_weight=100 (the world CLIP "
+                        "with a text-side head)")
     _data_options(p)
 
     p = add("caption", "Caption a folder of your own images with a fitted method.")
@@ -398,12 +403,29 @@ def cmd_gap(args: argparse.Namespace) -> int:
     dataset = DATASETS.canonical(args.dataset)
     parse_encoder_spec(args.encoder)
     check_device(args.device)
+    config = _gap_encoder_config(args.encoder, args.overrides)
     cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
     data = load_pairs(dataset, args.split, args.data_root, cache_dir)  # bad input fails here, before any model loads
-    encoder = create_encoder(args.encoder, args.device, cache_dir, log=_stderr)
+    encoder = create_encoder(config, args.device, cache_dir, log=_stderr)
     card = gap_card(encoder, data, cache_dir, log=_stderr)
     print(json.dumps(json_card(card), allow_nan=False) if args.json else render_card(card))
     return 0
+
+
+def _gap_encoder_config(spec: str, overrides: list[str]) -> Any:
+    """The encoder config ``bench gap`` builds: ``--set encoder.FIELD=VALUE`` only, and the shapes
+    CLIP's own setting only with the shapes encoder (refused, never dropped)."""
+    from bench.grid import encoder_config
+    from bench.options import parse_assignments, split_encoder_options
+
+    others, options = split_encoder_options(parse_assignments(overrides))
+    if others:
+        raise ConfigError(f"bench gap takes encoder settings only (--set encoder.FIELD=VALUE), got {', '.join(sorted(others))}")
+    if "name" in options:
+        raise ConfigError("--set encoder.name: the encoder is chosen with --encoder SPEC")
+    if encoder_config("shapes", options).shapes_text_attribute_weight and spec.strip() != "shapes":
+        raise ConfigError(f"encoder.shapes_text_attribute_weight trains the shapes world's CLIP; the encoder is {spec}")
+    return encoder_config(spec, options)
 
 
 COMMANDS = {"ls": cmd_ls, "prepare": cmd_prepare, "run": cmd_run, "score": cmd_score,

@@ -161,6 +161,11 @@ def test_an_image_replaced_by_one_of_the_same_size_is_encoded_again(run_cli, tmp
     (["--encoder", "NoSuchNet:openai", "--dataset", "coco"], "unknown open_clip model"),
     (["--encoder", "shapes", "--dataset", "cocoo"], "unknown dataset 'cocoo'"),
     (["--encoder", "shapes", "--dataset", "coco", "--split", "nope"], "has no split 'nope'"),
+    (["--encoder", "ViT-B-32:openai", "--dataset", "coco", "--set", "encoder.shapes_text_attribute_weight=50"],
+     "trains the shapes world's CLIP"),
+    (["--encoder", "shapes", "--dataset", "coco", "--set", "encoder.shapes_text_attribute_weight=-1"], "finite number >= 0"),
+    (["--encoder", "shapes", "--dataset", "coco", "--set", "decoder.width=3"], "takes encoder settings only"),
+    (["--encoder", "shapes", "--dataset", "coco", "--set", "encoder.name=x"], "chosen with --encoder"),
 ])
 def test_bench_gap_bad_input(run_cli, argv, fragment, tmp_path, karpathy_root):
     code, _, err = run_cli("gap", *argv, "--data-root", str(karpathy_root), "--cache-dir", str(tmp_path / "cache"))
@@ -213,3 +218,17 @@ def test_zero_shot_accuracy():
     images = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
     accuracy = zero_shot(images, ["a", "b", "b"], {"a": ["pa"], "b": ["pb"]}, lambda prompts: [vectors[p[1]] for p in prompts])
     assert accuracy == pytest.approx(100 * 2 / 3)
+
+
+def test_bench_gap_builds_the_shapes_clip_the_settings_name(run_cli, tmp_path, karpathy_root, monkeypatch):
+    import bench.encoders
+    from bench.errors import BenchError
+
+    def fake_create(config, device="cpu", cache_dir=None, log=print):
+        raise BenchError(f"built with weight {config.shapes_text_attribute_weight:g}")
+
+    monkeypatch.setattr(bench.encoders, "create_encoder", fake_create)
+    for extra, weight in ((["--set", "encoder.shapes_text_attribute_weight=100"], "100"), ([], "0")):
+        code, _, err = run_cli("gap", "--encoder", "shapes", "--dataset", "coco", "--data-root", str(karpathy_root),
+                               "--cache-dir", str(tmp_path / "cache"), *extra)
+        assert code == 2 and f"built with weight {weight}" in err
