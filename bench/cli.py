@@ -414,18 +414,14 @@ def cmd_gap(args: argparse.Namespace) -> int:
 
 def _gap_encoder_config(spec: str, overrides: list[str]) -> Any:
     """The encoder config ``bench gap`` builds: ``--set encoder.FIELD=VALUE`` only, and the shapes
-    CLIP's own setting only with the shapes encoder (refused, never dropped)."""
+    CLIP's own setting only with the shapes encoder (one encoder here: refused, never dropped)."""
     from bench.grid import encoder_config
     from bench.options import parse_assignments, split_encoder_options
 
     others, options = split_encoder_options(parse_assignments(overrides))
     if others:
         raise ConfigError(f"bench gap takes encoder settings only (--set encoder.FIELD=VALUE), got {', '.join(sorted(others))}")
-    if "name" in options:
-        raise ConfigError("--set encoder.name: the encoder is chosen with --encoder SPEC")
-    if encoder_config("shapes", options).shapes_text_attribute_weight and spec.strip() != "shapes":
-        raise ConfigError(f"encoder.shapes_text_attribute_weight trains the shapes world's CLIP; the encoder is {spec}")
-    return encoder_config(spec, options)
+    return encoder_config(spec, options, shared=False)
 
 
 COMMANDS = {"ls": cmd_ls, "prepare": cmd_prepare, "run": cmd_run, "score": cmd_score,

@@ -50,16 +50,20 @@ DEFAULT_OUT = Path("runs/latest")
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeding accept 32-bit seeds
 
 
-def encoder_config(spec: str, options: dict | None) -> Any:
-    """The encoder config of ``spec`` with a run's ``--set encoder.*`` settings (read and
-    checked as their declared types). The shapes CLIP's own setting
-    (``shapes_text_attribute_weight``) goes only to the shapes encoder: a run may use the shapes
-    CLIP on one side (say, CLIP-S) and another CLIP on the other."""
+def encoder_config(spec: str, options: dict | None, shared: bool = True) -> Any:
+    """The encoder config of ``spec`` with ``--set encoder.*`` settings (read and checked as their
+    declared types; ``name`` is refused: the spec is the name). With ``shared`` (a run's settings,
+    which serve both its encoders), the shapes CLIP's own setting (``shapes_text_attribute_weight``)
+    goes only to the shapes encoder: a run may use the shapes CLIP on one side (say, CLIP-S) and
+    another CLIP on the other. Without it, that setting with another encoder is refused."""
     from bench.config import build_dataclass
     from bench.encoders import EncoderConfig
 
     options = dict(options or {})
-    if spec.strip() != "shapes":
+    if "name" in options:  # it would be overridden by the spec: refused, not ignored
+        raise ConfigError("encoder_options.name (--set encoder.name): the encoder is chosen with --encoder SPEC "
+                          "(encoder in a config file), not as an option")
+    if shared and spec.strip() != "shapes":
         options.pop("shapes_text_attribute_weight", None)
     return build_dataclass(EncoderConfig, {**options, "name": spec}, "encoder")
 
@@ -117,9 +121,6 @@ class RunConfig:
                 raise ConfigError(f"--split {spec} names the split {named[key]} names already; give each split once")
             named[key] = spec
         check_sweep(self.sweep)
-        if "name" in (self.encoder_options or {}):  # encoder_config() would override it with the spec: refused, not ignored
-            raise ConfigError("encoder_options.name (--set encoder.name): the encoder is chosen with --encoder SPEC "
-                              "(encoder in a config file), not as an option")
         if self.eval_encoder and not self.clip_score:
             raise ConfigError("--eval-encoder names the encoder of CLIP-S, which --no-clip-score turns off; give one of them")
         if self.preset not in PRESETS:
@@ -130,8 +131,7 @@ class RunConfig:
             raise ConfigError(f"methods must be distinct, got {','.join(self.methods)}")
         # the encoder settings, validated for every encoder the run builds, before anything loads
         configs = [self.encoder_config(spec) for spec in dict.fromkeys((self.encoder, self.eval_encoder_spec))]
-        if encoder_config("shapes", self.encoder_options).shapes_text_attribute_weight and not any(
-                c.name.strip() == "shapes" for c in configs):
+        if self.encoder_config("shapes").shapes_text_attribute_weight and not any(c.name.strip() == "shapes" for c in configs):
             raise ConfigError(f"encoder.shapes_text_attribute_weight trains the shapes world's CLIP; this run's encoder is "
                               f"{self.encoder}" + (f" and its CLIP-S encoder {self.eval_encoder}" if self.eval_encoder else ""))
 

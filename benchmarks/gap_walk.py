@@ -98,6 +98,7 @@ def walk(run_dir: Path, method: str, dataset: str, steps: list[float], cache_dir
         raise DataError(f"{dataset} test images need two references each (one is the input, the rest score it)")
     held = inputs.encoder.encode_texts([item.captions[0] for item in items], progress=None)
     references = {item.image_id: list(item.captions[1:]) for item in items}
+    walked = {t: walk_inputs(np.asarray(held), np.asarray(test.embeddings), t) for t in steps}  # the same for every fit
     result = Walk(steps=list(steps))
     for seed, key in fits.items():
         folder = run_dir / "checkpoints" / key
@@ -110,7 +111,7 @@ def walk(run_dir: Path, method: str, dataset: str, steps: list[float], cache_dir
                             f"this run's cache gives {inputs.encoder.id}")
         result.cider[seed] = []
         for t in steps:
-            predictions = fitted.caption(walk_inputs(np.asarray(held), np.asarray(test.embeddings), t))
+            predictions = fitted.caption(walked[t])
             result.predictions[(seed, t)] = list(predictions)
             scored = score(dict(zip((item.image_id for item in items), predictions)), references, spice=False)
             result.cider[seed].append(scored.metrics["cider"])
