@@ -66,12 +66,13 @@ def caption_folder(method_name: str, checkpoint: Path, images: Path, device: str
     if not isinstance(meta.get("encoder"), str):
         raise BenchError(f"{checkpoint / 'fit.json'} names no encoder")
     options = meta.get("encoder_options", {})
-    weight = options.get("shapes_text_attribute_weight", 0.0) if isinstance(options, dict) else None
-    if weight is None or set(options) - {"shapes_text_attribute_weight"} or isinstance(weight, bool) \
-            or not isinstance(weight, (int, float)):
+    weight = options.get("shapes_text_attribute_weight") if isinstance(options, dict) else None  # None: the default CLIP
+    if not isinstance(options, dict) or set(options) - {"shapes_text_attribute_weight"} \
+            or ("shapes_text_attribute_weight" in options and (isinstance(weight, bool) or not isinstance(weight, (int, float)))):
         raise BenchError(f"{checkpoint / 'fit.json'}: encoder_options is not what a run writes ({options!r})")
-    encoder = create_encoder(EncoderConfig(name=meta["encoder"], shapes_text_attribute_weight=float(weight)), device,
-                             cache_dir, log=log)
+    encoder = create_encoder(EncoderConfig(name=meta["encoder"],
+                                           shapes_text_attribute_weight=None if weight is None else float(weight)),
+                             device, cache_dir, log=log)
     if encoder.id != meta.get("encoder_id"):  # other weights: its embeddings are not the space the method learnt
         raise BenchError(f"the encoder {meta['encoder']} now resolves to {encoder.id}, but the method was fitted with "
                          f"{meta.get('encoder_id') or '(none recorded)'}: its captions would come from another embedding space")

@@ -32,7 +32,7 @@ EXAMPLES = {
     "check": "examples:\n  python -m bench check runs/latest --baseline baseline/records.jsonl --tolerance cider=1.0,bleu4=0.5",
     "caption": "examples:\n  python -m bench caption --method capdec --checkpoint runs/latest/checkpoints/CELL --images my_photos/",
     "gap": ("examples:\n  python -m bench gap --encoder shapes --dataset shapes-coco\n"
-            "  python -m bench gap --encoder shapes --dataset shapes-coco --set encoder.shapes_text_attribute_weight=100\n"
+            "  python -m bench gap --encoder shapes --dataset shapes-coco --set encoder.shapes_text_attribute_weight=0\n"
             "  python -m bench gap --encoder ViT-B-32:/models/vit_b_32.pt --dataset coco --split val --data-root ~/data --json"),
 }
 
@@ -148,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
-                   help="an encoder setting, as for run: e.g. encoder.shapes_text_attribute_weight=100 (the world CLIP "
-                        "with a text-side head)")
+                   help="an encoder setting, as for run: e.g. encoder.shapes_text_attribute_weight=0 (the world CLIP "
+                        "without its text-side head)")
     _data_options(p)
 
     p = add("caption", "Caption a folder of your own images with a fitted method.")

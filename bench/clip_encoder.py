@@ -31,9 +31,10 @@ class EncoderConfig:
     text_batch_size: int = 1024
     loader_threads: int = 2
     #: The shapes world's CLIP only: the weight of its text-side attribute head
-    #: (``bench.shapes.clip.ClipTrainConfig.text_attribute_weight``; 0, the default CLIP). Another
-    #: weight trains and caches another CLIP, with its own id, so its cells and fits are its own.
-    shapes_text_attribute_weight: float = field(default=0.0, metadata=ADDED_LATER)
+    #: (``bench.shapes.clip.ClipTrainConfig.text_attribute_weight``; None, the default recipe's,
+    #: 100; 0, no such head). Another weight trains and caches another CLIP, with its own id, so
+    #: its cells and fits are its own.
+    shapes_text_attribute_weight: float | None = field(default=None, metadata=ADDED_LATER)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -42,9 +43,11 @@ class EncoderConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"encoder.{name} must be >= 1, got {getattr(self, name)}")
         weight = self.shapes_text_attribute_weight
+        if weight is None:
+            return
         if not math.isfinite(weight) or weight < 0:
             raise ConfigError(f"encoder.shapes_text_attribute_weight must be a finite number >= 0, got {weight}")
-        if weight and self.name.strip() != "shapes":
+        if self.name.strip() != "shapes":
             raise ConfigError(f"encoder.shapes_text_attribute_weight trains the shapes world's CLIP; the encoder is {self.name}")
 
 

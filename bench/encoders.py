@@ -135,7 +135,7 @@ def create_encoder(config: EncoderConfig | str = "shapes", device: str = "cpu", 
         from bench.shapes.prepare import prepare_world
 
         weight = config.shapes_text_attribute_weight
-        clip = ClipTrainConfig(text_attribute_weight=weight) if weight else None
+        clip = ClipTrainConfig(text_attribute_weight=weight) if weight is not None else None
         manifest = prepare_world(cache_dir or default_cache_dir(), clip=clip, log=log)
         register_model_configs()
         model, preprocess = _load_model(spec, MODEL_NAME, device, pretrained=manifest["checkpoint"])

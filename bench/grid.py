@@ -131,7 +131,7 @@ class RunConfig:
             raise ConfigError(f"methods must be distinct, got {','.join(self.methods)}")
         # the encoder settings, validated for every encoder the run builds, before anything loads
         configs = [self.encoder_config(spec) for spec in dict.fromkeys((self.encoder, self.eval_encoder_spec))]
-        if self.encoder_config("shapes").shapes_text_attribute_weight and not any(c.name.strip() == "shapes" for c in configs):
+        if self.encoder_config("shapes").shapes_text_attribute_weight is not None and not any(c.name.strip() == "shapes" for c in configs):
             raise ConfigError(f"encoder.shapes_text_attribute_weight trains the shapes world's CLIP; this run's encoder is "
                               f"{self.encoder}" + (f" and its CLIP-S encoder {self.eval_encoder}" if self.eval_encoder else ""))
 

@@ -121,7 +121,7 @@ class Runner:
         meta = {"method": cell.method, "encoder": self.run.encoder, "encoder_id": self.encoder.id,
                 "cache_dir": str(Path(self.run.cache_dir).resolve()), "fit_info": method.fit_info}
         clip_weight = self.inputs.encoder_config.shapes_text_attribute_weight
-        if clip_weight:  # which world CLIP "shapes" was: bench caption builds the same one
+        if clip_weight is not None:  # which world CLIP "shapes" was: bench caption builds the same one
             meta["encoder_options"] = {"shapes_text_attribute_weight": clip_weight}
         save_fit(folder, method, meta)
         self._fits[key] = method

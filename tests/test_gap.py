@@ -225,10 +225,10 @@ def test_bench_gap_builds_the_shapes_clip_the_settings_name(run_cli, tmp_path, k
     from bench.errors import BenchError
 
     def fake_create(config, device="cpu", cache_dir=None, log=print):
-        raise BenchError(f"built with weight {config.shapes_text_attribute_weight:g}")
+        raise BenchError(f"built with weight {config.shapes_text_attribute_weight}")
 
     monkeypatch.setattr(bench.encoders, "create_encoder", fake_create)
-    for extra, weight in ((["--set", "encoder.shapes_text_attribute_weight=100"], "100"), ([], "0")):
+    for extra, weight in ((["--set", "encoder.shapes_text_attribute_weight=0"], "0.0"), ([], "None")):
         code, _, err = run_cli("gap", "--encoder", "shapes", "--dataset", "coco", "--data-root", str(karpathy_root),
                                "--cache-dir", str(tmp_path / "cache"), *extra)
         assert code == 2 and f"built with weight {weight}" in err

@@ -100,15 +100,17 @@ def test_the_shapes_clips_text_side_head_reaches_only_the_shapes_encoder(monkeyp
     run = RunConfig(methods=("clipre",), splits=("coco",), out=tmp_path / "r", cache_dir=tmp_path / "c",
                     encoder_options={"shapes_text_attribute_weight": 50}, eval_encoder="ViT-B-32:openai")
     assert run.encoder_config().shapes_text_attribute_weight == 50.0
-    assert run.encoder_config(run.eval_encoder_spec).shapes_text_attribute_weight == 0.0
+    assert run.encoder_config(run.eval_encoder_spec).shapes_text_attribute_weight is None
     # the other way round: another CLIP for captions, the weighted shapes CLIP for CLIP-S
     other = RunConfig(methods=("clipre",), splits=("coco",), encoder="ViT-B-32:openai", eval_encoder="shapes",
                       encoder_options={"shapes_text_attribute_weight": "50"})
-    assert other.encoder_config().shapes_text_attribute_weight == 0.0
+    assert other.encoder_config().shapes_text_attribute_weight is None
     assert other.encoder_config(other.eval_encoder_spec).shapes_text_attribute_weight == 50.0
-    # read as its type: "0" is no head, so it needs no shapes encoder
-    RunConfig(methods=("clipre",), splits=("coco",), encoder="ViT-B-32:openai", clip_score=False,
-              encoder_options={"shapes_text_attribute_weight": "0"})
+    # read as its type: "0" is 0.0, the CLIP without the head (not the default), so it needs a shapes encoder
+    assert RunConfig(encoder_options={"shapes_text_attribute_weight": "0"}).encoder_config().shapes_text_attribute_weight == 0.0
+    with pytest.raises(ConfigError, match="trains the shapes world's CLIP"):
+        RunConfig(methods=("clipre",), splits=("coco",), encoder="ViT-B-32:openai", clip_score=False,
+                  encoder_options={"shapes_text_attribute_weight": "0"})
     for config in (run.encoder_config(), RunConfig().encoder_config()):
         with pytest.raises(Stop):
             create_encoder(config, cache_dir=tmp_path / "c", log=lambda m: None)
@@ -138,7 +140,8 @@ def test_a_fit_remembers_which_shapes_clip_it_was_trained_on(monkeypatch, tmp_pa
 
     monkeypatch.setattr(bench.encoders, "create_encoder", fake_create)
     monkeypatch.setattr(captioning, "fit_problem", lambda folder: None)  # the hashes of a complete fit are tested elsewhere
-    for options, expected in (({"shapes_text_attribute_weight": 100.0}, 100.0), (None, 0.0)):
+    for options, expected in (({"shapes_text_attribute_weight": 0.0}, 0.0), ({"shapes_text_attribute_weight": 50}, 50.0),
+                              (None, None)):
         meta = {"method": "nonoise", "encoder": "shapes", "encoder_id": "shapes@x"}
         if options is not None:
             meta["encoder_options"] = options
@@ -146,7 +149,8 @@ def test_a_fit_remembers_which_shapes_clip_it_was_trained_on(monkeypatch, tmp_pa
         with pytest.raises(Stop):
             captioning.caption_folder("nonoise", folder, tmp_path / "images")
         assert seen[-1].shapes_text_attribute_weight == expected
-    for bad in ({"shapes_text_attribute_weight": "100"}, {"loader_threads": 1}, [1], 5, [], 0, "", None):
+    for bad in ({"shapes_text_attribute_weight": "100"}, {"shapes_text_attribute_weight": None}, {"loader_threads": 1},
+                [1], 5, [], 0, "", None):
         (folder / "fit.json").write_text(json.dumps({"method": "nonoise", "encoder": "shapes", "encoder_options": bad}))
         with pytest.raises(BenchError, match="encoder_options is not what a run writes"):
             captioning.caption_folder("nonoise", folder, tmp_path / "images")
