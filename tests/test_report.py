@@ -586,3 +586,65 @@ def test_a_seed_without_a_number_is_named_and_keeps_the_interval_off_the_mean(ru
     assert sig.frame.loc[sig.frame["method"] == row.label, "CIDEr 95% CI"].iloc[0] == "–"
     code, out, err = run_cli("report", str(fixture_run), "--gallery", "0")
     assert code == 0, err
+
+
+def _trained_run(folder: Path) -> None:
+    """nonoise and capdec train a decoder per seed on coco; decap reuses nonoise's; the
+    cross-domain cells reuse the in-domain fits; clipre trains none; a sweep point trains its own."""
+    from bench.records import Record, RecordStore
+
+    store = RecordStore(folder)
+    decoder = {"kind": "transformer", "layers": 2, "width": 128, "epochs": 2.0, "batch_size": 128, "lr": 0.002}
+
+    def fit(key, loss, seconds, reused=False):
+        return {"steps": 314, "seconds": seconds, "first_loss": 4.1, "final_loss": loss, "decoder_key": key,
+                "decoder_reused": reused}
+
+    for seed, (n_loss, c_loss) in enumerate(((0.78, 1.10), (0.80, 1.14))):
+        for split, eval_, kind in (("coco", "coco", "in-domain"), ("coco->flickr", "flickr", "cross-domain")):
+            common = dict(split=split, train="coco", eval=eval_, kind=kind, seed=seed, encoder="e@1",
+                          train_fingerprint="t", eval_fingerprint="v", metrics={"cider": 100.0 + seed, "bleu4": 20.0})
+            store.add(Record(method="nonoise", config={"noise_variance": 0.0, "decoder": decoder}, noise_variance=0.0,
+                             fit_info=fit(f"n{seed}", n_loss, 16.0 + seed), **common))
+            store.add(Record(method="capdec", config={"noise_variance": 0.016, "decoder": decoder}, noise_variance=0.016,
+                             fit_info=fit(f"c{seed}", c_loss, 17.0), **common))
+            store.add(Record(method="decap", config={"decoder": decoder}, fit_info=fit(f"n{seed}", n_loss, 16.0 + seed, True),
+                             **common))
+            store.add(Record(method="clipre", config={}, fit_info={"index_size": 20}, **common))
+    store.add(Record(method="capdec", split="coco", train="coco", eval="coco", kind="in-domain", seed=0, encoder="e@1",
+                     train_fingerprint="t", eval_fingerprint="v", config={"noise_variance": 0.1, "decoder": decoder},
+                     noise_variance=0.1, role="noise-sweep", metrics={"cider": 50.0, "bleu4": 20.0},
+                     fit_info=fit("s0", 1.3, 17.0)))
+
+
+def test_the_training_section_names_each_main_rows_decoder_its_schedule_and_its_loss(tmp_path):
+    from bench.reporting.collect import load_run
+    from bench.reporting.render import render_report
+    from bench.reporting.tables import training_table
+
+    _trained_run(tmp_path)
+    table = training_table(load_run(tmp_path))
+    rows = {r["method"]: r for r in table.frame.to_dict("records")}
+    assert sorted(rows) == ["capdec", "decap", "nonoise"]  # clipre trains nothing; the sweep point is not a main row
+    assert rows["nonoise"]["final loss"] == "0.790 ± 0.014" and rows["nonoise"]["fit (s)"] == "16.5"
+    assert rows["capdec"]["final loss"] == "1.120 ± 0.028" and rows["capdec"]["epochs"] == "2"
+    assert rows["capdec"]["steps"] == "314" and rows["capdec"]["seeds"] == "seeds 0, 1"
+    assert rows["capdec"]["decoder"] == "transformer, 2 layers × 128, batch 128, lr 0.002"
+    # decap decodes with nonoise's decoders: their loss, no training time of its own
+    assert rows["decap"]["decoder"].endswith("; nonoise's decoder") and rows["decap"]["final loss"] == "0.790 ± 0.014"
+    assert rows["decap"]["fit (s)"] == "reused"
+    assert (table.frame["trained on"] == "coco").all()  # the cross-domain cells' reused fits add no row
+    text = render_report(tmp_path, gallery=0).markdown.read_text(encoding="utf-8")
+    assert text.index("## Training") < text.index("## Encoder")
+    assert "--set decoder.epochs=N" in text.split("## Training")[1]
+
+
+def test_a_run_that_trained_no_decoder_has_no_training_section(tmp_path):
+    from bench.records import Record, RecordStore
+    from bench.reporting.render import render_report
+
+    RecordStore(tmp_path).add(Record(method="clipre", split="coco", train="coco", eval="coco", kind="in-domain", seed=0,
+                                     encoder="e@1", train_fingerprint="t", eval_fingerprint="v", config={},
+                                     metrics={"cider": 90.0, "bleu4": 20.0}, fit_info={"index_size": 20}))
+    text = render_report(tmp_path, gallery=0).markdown.read_text(encoding="utf-8")
+    assert "## Results" in text and "## Training" not in text

@@ -66,13 +66,13 @@ class Row:
         """The metric of each seed (of ``seeds`` only, when given) that has a finite number for it
         (a record may hold null, or NaN); :meth:`lacking` names the others."""
         return [float(r.metrics[metric]) for r in sorted(self.records, key=lambda r: r.seed)
-                if (seeds is None or r.seed in seeds) and _finite(r.metrics.get(metric))]
+                if (seeds is None or r.seed in seeds) and finite_number(r.metrics.get(metric))]
 
     def lacking(self, metric: str) -> list[int]:
         """The seeds whose record has no finite number for ``metric``, when some others do."""
-        if not any(_finite(r.metrics.get(metric)) for r in self.records):
+        if not any(finite_number(r.metrics.get(metric)) for r in self.records):
             return []
-        return sorted(r.seed for r in self.records if not _finite(r.metrics.get(metric)))
+        return sorted(r.seed for r in self.records if not finite_number(r.metrics.get(metric)))
 
     def mean(self, metric: str, seeds: Collection[int] | None = None) -> float | None:
         values = self.values(metric, seeds)
@@ -83,7 +83,7 @@ class Row:
         return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
-def _finite(value: Any) -> bool:
+def finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
 
 

@@ -33,6 +33,7 @@ from bench.reporting.tables import (
     model_card_tables,
     noise_table,
     significance_table,
+    training_table,
     unavailable_metrics,
 )
 
@@ -126,6 +127,9 @@ def build_sections(data: RunData, curves: list, figures: list[Path], out: Path, 
         sections.append(Section(2, "Noise variance", blocks, "noise"))
     for method, keys, table in ablation_tables(data):
         sections.append(Section(2, f"Ablation: {method} ({', '.join(keys)})", [table], f"ablation-{_slug(method)}"))
+    training = training_table(data)
+    if training is not None:
+        sections.append(Section(2, "Training", [training], "training"))
     sections.append(encoder_section(data))
     if gallery > 0:
         sections.append(gallery_section(data, gallery))

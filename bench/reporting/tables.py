@@ -24,6 +24,7 @@ from bench.reporting.collect import (
     Row,
     RunData,
     best_row,
+    finite_number,
     seeds_label,
     shared_seeds,
     short_key,
@@ -373,3 +374,68 @@ def unavailable_metrics(data: RunData) -> dict[str, str]:
             if not any(metric in r.metrics for r in data.records):
                 out.setdefault(metric, reason)
     return out
+
+
+def training_table(data: RunData) -> Table | None:
+    """How the main cells' decoders were trained: one row per main-table row and training set,
+    with the decoder's shape and schedule, its steps, and its final training loss over seeds
+    (None when no main cell trained a decoder). A decoder one method borrowed from another
+    (decap decodes with nonoise's) is named as that method's. Cross-domain cells reuse their
+    in-domain decoder and add no row."""
+    main = [r for row in data.rows if row.role == "main" for r in row.records]
+    owners: dict[str, str] = {}
+    for record in main + [r for r in data.records if r.role != "main"]:  # a main cell's method first
+        info = record.fit_info or {}
+        if isinstance(info.get("decoder_key"), str) and not info.get("decoder_reused"):
+            owners.setdefault(info["decoder_key"], record.method)
+    groups: dict[tuple[str, str, str], dict[int, Any]] = {}
+    for row in data.rows:
+        if row.role != "main":
+            continue
+        for record in row.records:
+            info = record.fit_info or {}
+            if not isinstance(info.get("steps"), int) or not finite_number(info.get("final_loss")):
+                continue
+            decoder = record.config.get("decoder") if isinstance(record.config.get("decoder"), dict) else {}
+            key = (row.label or row.method, record.train, json.dumps(decoder, sort_keys=True))
+            groups.setdefault(key, {}).setdefault(record.seed, record)
+    if not groups:
+        return None
+    trains = list(dict.fromkeys(key[1] for key in groups))
+    lines = []
+    for (label, train, decoder_json), by_seed in sorted(groups.items(), key=lambda item: trains.index(item[0][1])):
+        decoder = json.loads(decoder_json)
+        infos = [by_seed[s].fit_info for s in sorted(by_seed)]
+        losses = [float(i["final_loss"]) for i in infos]
+        seconds = [float(i["seconds"]) for i in infos if finite_number(i.get("seconds")) and not i.get("decoder_reused")]
+        method = by_seed[min(by_seed)].method
+        lenders = {owners.get(i.get("decoder_key")) for i in infos if i.get("decoder_reused")} - {None, method}
+        lines.append({
+            "method": label,
+            "trained on": train,
+            "decoder": _decoder_text(decoder) + (f"; {', '.join(sorted(lenders))}'s decoder" if lenders else ""),
+            "epochs": f"{decoder['epochs']:g}" if finite_number(decoder.get("epochs")) else "?",
+            "steps": ", ".join(sorted({str(i["steps"]) for i in infos})),
+            "seeds": seeds_label(sorted(by_seed)),
+            "final loss": fmt(float(np.mean(losses)), 3) + (f" ± {fmt(float(np.std(losses, ddof=1)), 3)}" if len(losses) > 1 else ""),
+            "fit (s)": fmt(float(np.mean(seconds)), 1) if seconds else "reused",
+        })
+    note = ("Final loss: the training loss (token cross-entropy) over each decoder's last 10 steps, mean ± standard deviation "
+            "over seeds; fit: seconds a decoder took to train, mean over seeds. A loss that keeps falling with more training "
+            "means the method's numbers depend on the schedule: run the grid again with `--set decoder.epochs=N` to see "
+            "whether they move.")
+    return Table(pd.DataFrame(lines), notes=[note], numeric=("epochs", "steps", "final loss", "fit (s)"))
+
+
+def _decoder_text(decoder: dict[str, Any]) -> str:
+    """``transformer, 2 layers × 128, batch 128, lr 0.002`` from a record's decoder config."""
+    if not decoder:
+        return "?"
+    parts = [str(decoder.get("kind", "?"))]
+    if "layers" in decoder and "width" in decoder:
+        parts.append(f"{decoder['layers']} layers × {decoder['width']}")
+    if "batch_size" in decoder:
+        parts.append(f"batch {decoder['batch_size']}")
+    if finite_number(decoder.get("lr")):
+        parts.append(f"lr {decoder['lr']:g}")
+    return ", ".join(parts)
