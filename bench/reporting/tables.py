@@ -418,7 +418,7 @@ def training_table(data: RunData) -> Table | None:
             "steps": ", ".join(sorted({str(i["steps"]) for i in infos})),
             "seeds": seeds_label(sorted(by_seed)),
             "final loss": fmt(float(np.mean(losses)), 3) + (f" ± {fmt(float(np.std(losses, ddof=1)), 3)}" if len(losses) > 1 else ""),
-            "fit (s)": fmt(float(np.mean(seconds)), 1) if seconds else "reused",
+            "fit (s)": fmt(float(np.mean(seconds)), 1) if seconds else "reused" if any(i.get("decoder_reused") for i in infos) else "?",
         })
     note = ("Final loss: the training loss (token cross-entropy) over each decoder's last 10 steps, mean ± standard deviation "
             "over seeds; fit: seconds a decoder took to train, mean over seeds. A loss that keeps falling with more training "
