@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -323,3 +324,21 @@ def test_mlp_ratio_sets_the_feed_forward_width_and_old_decoders_load_as_saved(tm
     gpt = create_method("capdec", method_config("capdec", {"decoder": {**TINY_DECODER["decoder"], "kind": "gpt2", "mlp_ratio": 3}}))
     gpt.fit(corpus, FitContext(seed=0))
     assert gpt.decoder.net.gpt.config.n_inner == 3 * gpt.config.decoder.width
+
+
+def test_a_decoder_without_warm_up_trains_at_the_full_rate_from_its_first_step():
+    """decoder.warmup=0 passes validation, so it must train (not divide by zero): the same fit as a
+    one-step warm-up, which also starts at the full rate."""
+    from bench.decoders import CaptionDecoder, DecoderConfig
+
+    corpus, _ = tiny_corpus()
+    fits = []
+    for warmup in (0, 1):
+        config = DecoderConfig(width=32, layers=1, heads=2, epochs=2, batch_size=8, warmup=warmup, dropout=0.0)
+        torch.manual_seed(0)
+        decoder = CaptionDecoder(config, corpus.dim)
+        stats = decoder.fit(corpus.embeddings, decoder.build(corpus.captions), seed=0, progress=None)
+        fits.append((decoder.net.state_dict(), stats.final_loss))
+    (none, none_loss), (one, one_loss) = fits
+    assert math.isfinite(none_loss) and none_loss == one_loss
+    assert all(torch.equal(none[name], one[name]) for name in none)

@@ -45,7 +45,7 @@ class DecoderConfig:
     #: 2e-3: the smallest rate at which the 4-layer decoder's training loss stopped falling within one
     #: epoch on shapes-coco (final loss 1.11-1.17 at 1e-3, 0.97-1.00 at 2e-3 and at 3e-3; README)
     lr: float = 2e-3
-    warmup: int = 100  # linear warm-up steps, at most a tenth of the fit's steps (the default's 314: 31)
+    warmup: int = 100  # linear warm-up steps, at most a tenth of the fit's steps (the default's 314: 31); 0: none
     weight_decay: float = 0.01
     dropout: float = 0.0  # 0.1 measured slower and worse at one epoch (README); capdec's noise is its regulariser
     grad_clip: float = 1.0

@@ -209,7 +209,7 @@ class CaptionDecoder:
         per_epoch = max(1, math.ceil(n / cfg.batch_size))
         total = max(1, int(round(cfg.epochs * per_epoch)))
         opt = torch.optim.AdamW(decay_groups(modules, cfg.weight_decay, ("tok", "wte", "null")), lr=cfg.lr)
-        warmup = min(cfg.warmup, max(1, total // 10))
+        warmup = max(1, min(cfg.warmup, total // 10))  # 0 or 1: the full rate from the first step
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: min(1.0, (s + 1) / warmup) * (0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))))
         stats = FitStats(steps=total)
