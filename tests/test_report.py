@@ -630,13 +630,76 @@ def test_the_training_section_names_each_main_rows_decoder_its_schedule_and_its_
     assert rows["capdec"]["final loss"] == "1.120 ± 0.028" and rows["capdec"]["epochs"] == "2"
     assert rows["capdec"]["steps"] == "314" and rows["capdec"]["seeds"] == "seeds 0, 1"
     assert rows["capdec"]["decoder"] == "transformer, 2 layers × 128, batch 128, lr 0.002"
-    # decap decodes with nonoise's decoders: their loss, no training time of its own
-    assert rows["decap"]["decoder"].endswith("; nonoise's decoder") and rows["decap"]["final loss"] == "0.790 ± 0.014"
-    assert rows["decap"]["fit (s)"] == "reused"
+    # decap decodes with nonoise's decoders: their loss and their training time, the sharing said on both rows
+    assert rows["decap"]["decoder"].endswith("; shared with nonoise") and rows["nonoise"]["decoder"].endswith("; shared with decap")
+    assert rows["decap"]["final loss"] == "0.790 ± 0.014" and rows["decap"]["fit (s)"] == "16.5"
     assert (table.frame["trained on"] == "coco").all()  # the cross-domain cells' reused fits add no row
     text = render_report(tmp_path, gallery=0).markdown.read_text(encoding="utf-8")
     assert text.index("## Training") < text.index("## Encoder")
     assert "--set decoder.epochs=N" in text.split("## Training")[1]
+
+
+def _fit_record(method, seed, *, split="coco", eval_="coco", kind="in-domain", encoder="e@1", config=None, noise=None,
+                loss=1.0, seconds=10.0, key=None, reused=False):
+    from bench.records import Record
+
+    info = {"steps": 314, "final_loss": loss, "decoder_key": key or f"{method}{seed}{encoder}{noise}", "decoder_reused": reused}
+    if seconds is not None:
+        info["seconds"] = seconds
+    return Record(method=method, split=split, train="coco", eval=eval_, kind=kind, seed=seed, encoder=encoder,
+                  train_fingerprint="t", eval_fingerprint="v", config=config or {"decoder": {"layers": 2, "epochs": 2.0}},
+                  noise_variance=noise, metrics={"cider": 100.0, "bleu4": 20.0}, fit_info=info)
+
+
+def _training_rows(folder, records):
+    from bench.records import RecordStore
+    from bench.reporting.collect import load_run
+    from bench.reporting.tables import training_table
+
+    store = RecordStore(folder)
+    for record in records:
+        store.add(record)
+    return training_table(load_run(folder)).frame.to_dict("records")
+
+
+def test_training_rows_are_fits_not_table_rows(tmp_path):
+    """A cross-domain split that holds fewer variants than the in-domain one (a cell failed) adds
+    no row for the fit it reused; a cross-domain cell computed with another encoder is another
+    fit, shown and named; decoders that differ in one setting are told apart by it."""
+    cross = dict(split="coco->flickr", eval_="flickr", kind="cross-domain")
+    capdec = [_fit_record("capdec", 0, noise=n, config={"noise_variance": n, "decoder": {"epochs": 2.0}}, loss=loss)
+              for n, loss in ((0.016, 1.1), (0.1, 1.4))]
+    capdec.append(_fit_record("capdec", 0, noise=0.1, config={"noise_variance": 0.1, "decoder": {"epochs": 2.0}}, loss=1.4,
+                              **cross))
+    rows = _training_rows(tmp_path / "a", capdec)
+    assert [(r["method"], r["final loss"]) for r in rows] == [("capdec (σ²=0.016)", "1.100"), ("capdec (σ²=0.1)", "1.400")]
+
+    other_encoder = [_fit_record("nonoise", 0, loss=0.78), _fit_record("nonoise", 0, encoder="e@2", loss=1.5, **cross)]
+    rows = _training_rows(tmp_path / "b", other_encoder)
+    assert sorted((r["method"], r["final loss"]) for r in rows) == [("nonoise (encoder e@1)", "0.780"),
+                                                                    ("nonoise (encoder e@2)", "1.500")]
+
+    heads = [_fit_record("nonoise", 0, config={"decoder": {"heads": h}}, loss=loss, key=f"h{h}") for h, loss in ((4, 0.78), (8, 0.9))]
+    rows = _training_rows(tmp_path / "c", heads)
+    assert sorted(r["method"] for r in rows) == ["nonoise (decoder.heads=4)", "nonoise (decoder.heads=8)"]
+
+
+def test_a_shared_decoder_reads_the_same_whichever_method_trained_it(tmp_path):
+    """With decap trained first in seed 0 and nonoise in seed 1 (the order a run happened to
+    take), both rows name the sharing and show every seed's training time."""
+    records = [_fit_record("decap", 0, key="k0", seconds=20.0), _fit_record("nonoise", 0, key="k0", seconds=20.0, reused=True),
+               _fit_record("nonoise", 1, key="k1", seconds=30.0), _fit_record("decap", 1, key="k1", seconds=30.0, reused=True)]
+    rows = {r["method"]: r for r in _training_rows(tmp_path, records)}
+    assert rows["decap"]["fit (s)"] == rows["nonoise"]["fit (s)"] == "25.0"
+    assert rows["decap"]["decoder"].endswith("shared with nonoise") and rows["nonoise"]["decoder"].endswith("shared with decap")
+
+
+def test_a_training_value_missing_for_some_seeds_says_over_how_many(tmp_path):
+    records = [_fit_record("nonoise", 0, seconds=None, loss=0.8), _fit_record("nonoise", 1, seconds=16.0, loss=float("nan")),
+               _fit_record("nonoise", 2, seconds=18.0, loss=0.9)]
+    (row,) = _training_rows(tmp_path, records)
+    assert row["seeds"] == "seeds 0, 1, 2"
+    assert row["fit (s)"] == "17.0 (2 of 3 seeds)" and row["final loss"] == "0.850 ± 0.071 (2 of 3 seeds)"
 
 
 def test_a_run_that_trained_no_decoder_has_no_training_section(tmp_path):

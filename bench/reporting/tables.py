@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.records import show_value
+from bench.records import Record, show_value
 from bench.reporting.collect import (
     BEST_TOLERANCE,
     METRIC_NAMES,
@@ -377,54 +377,113 @@ def unavailable_metrics(data: RunData) -> dict[str, str]:
 
 
 def training_table(data: RunData) -> Table | None:
-    """How the main cells' decoders were trained: one row per main-table row and training set,
-    with the decoder's shape and schedule, its steps, and its final training loss over seeds
-    (None when no main cell trained a decoder). A decoder one method borrowed from another
-    (decap decodes with nonoise's) is named as that method's. Cross-domain cells reuse their
-    in-domain decoder and add no row."""
-    main = [r for row in data.rows if row.role == "main" for r in row.records]
-    owners: dict[str, str] = {}
-    for record in main + [r for r in data.records if r.role != "main"]:  # a main cell's method first
+    """How the main cells' decoders were trained: one row per fit setting (method, training set,
+    configuration, encoder and training data), over its seeds, with the decoder's shape and
+    schedule, its steps, its final training loss and the seconds its training took (None when no
+    main cell used a trained decoder). Cross-domain cells that captioned with an in-domain fit
+    add no row; a decoder that methods share (decap decodes with nonoise's) is named as shared,
+    whichever of them happened to train it. A value over fewer seeds than the row's says so."""
+    groups: dict[tuple[str, ...], dict[int, Record]] = {}
+    for record in data.records:
         info = record.fit_info or {}
-        if isinstance(info.get("decoder_key"), str) and not info.get("decoder_reused"):
-            owners.setdefault(info["decoder_key"], record.method)
-    groups: dict[tuple[str, str, str], dict[int, Any]] = {}
-    for row in data.rows:
-        if row.role != "main":
+        if record.role != "main" or not (_steps(info) or isinstance(info.get("decoder_key"), str)):
             continue
-        for record in row.records:
-            info = record.fit_info or {}
-            if not isinstance(info.get("steps"), int) or not finite_number(info.get("final_loss")):
-                continue
-            decoder = record.config.get("decoder") if isinstance(record.config.get("decoder"), dict) else {}
-            key = (row.label or row.method, record.train, json.dumps(decoder, sort_keys=True))
-            groups.setdefault(key, {}).setdefault(record.seed, record)
+        key = (record.method, record.train, json.dumps(record.config, sort_keys=True, default=str), record.encoder,
+               record.train_fingerprint)
+        groups.setdefault(key, {}).setdefault(record.seed, record)
     if not groups:
         return None
+    labels = _training_labels(list(groups))
+    users: dict[str, set[str]] = {}  # decoder key -> the rows (labels) whose main cells decoded with it
+    for key, by_seed in groups.items():
+        for record in by_seed.values():
+            if isinstance((record.fit_info or {}).get("decoder_key"), str):
+                users.setdefault(record.fit_info["decoder_key"], set()).add(labels[key])
+    trained: dict[str, float] = {}  # decoder key -> the seconds its training took (any cell's record of it)
+    for record in data.records:
+        info = record.fit_info or {}
+        if isinstance(info.get("decoder_key"), str) and info.get("decoder_reused") is not True and finite_number(info.get("seconds")):
+            trained.setdefault(info["decoder_key"], float(info["seconds"]))
     trains = list(dict.fromkeys(key[1] for key in groups))
+    methods = list(dict.fromkeys(key[0] for key in groups))
     lines = []
-    for (label, train, decoder_json), by_seed in sorted(groups.items(), key=lambda item: trains.index(item[0][1])):
-        decoder = json.loads(decoder_json)
-        infos = [by_seed[s].fit_info for s in sorted(by_seed)]
-        losses = [float(i["final_loss"]) for i in infos]
-        seconds = [float(i["seconds"]) for i in infos if finite_number(i.get("seconds")) and not i.get("decoder_reused")]
-        method = by_seed[min(by_seed)].method
-        lenders = {owners.get(i.get("decoder_key")) for i in infos if i.get("decoder_reused")} - {None, method}
+    for key, by_seed in sorted(groups.items(), key=lambda item: (trains.index(item[0][1]), methods.index(item[0][0]))):
+        train = key[1]
+        records = [by_seed[s] for s in sorted(by_seed)]
+        decoder = records[0].config.get("decoder") if isinstance(records[0].config.get("decoder"), dict) else {}
+        infos = [r.fit_info or {} for r in records]
+        losses = [float(i["final_loss"]) for i in infos if finite_number(i.get("final_loss"))]
+        seconds = []
+        for info in infos:
+            own = info.get("decoder_reused") is not True and finite_number(info.get("seconds"))
+            value = float(info["seconds"]) if own else trained.get(info.get("decoder_key"))
+            if value is not None:
+                seconds.append(value)
+        sharers = set().union(*(users.get(i.get("decoder_key"), set()) for i in infos)) - {labels[key]}
+        steps = sorted({n for i in infos if (n := _steps(i))})
         lines.append({
-            "method": label,
+            "method": labels[key],
             "trained on": train,
-            "decoder": _decoder_text(decoder) + (f"; {', '.join(sorted(lenders))}'s decoder" if lenders else ""),
+            "decoder": _decoder_text(decoder) + (f"; shared with {', '.join(sorted(sharers))}" if sharers else ""),
             "epochs": f"{decoder['epochs']:g}" if finite_number(decoder.get("epochs")) else "?",
-            "steps": ", ".join(sorted({str(i["steps"]) for i in infos})),
+            "steps": ", ".join(map(str, steps)) or "?",
             "seeds": seeds_label(sorted(by_seed)),
-            "final loss": fmt(float(np.mean(losses)), 3) + (f" ± {fmt(float(np.std(losses, ddof=1)), 3)}" if len(losses) > 1 else ""),
-            "fit (s)": fmt(float(np.mean(seconds)), 1) if seconds else "reused" if any(i.get("decoder_reused") for i in infos) else "?",
+            "final loss": _over_seeds(losses, len(records), 3, spread=True),
+            "fit (s)": _over_seeds(seconds, len(records), 1),
         })
     note = ("Final loss: the training loss (token cross-entropy) over each decoder's last 10 steps, mean ± standard deviation "
-            "over seeds; fit: seconds a decoder took to train, mean over seeds. A loss that keeps falling with more training "
-            "means the method's numbers depend on the schedule: run the grid again with `--set decoder.epochs=N` to see "
-            "whether they move.")
+            "over seeds; fit: seconds a decoder took to train, mean over seeds (a shared decoder's, whichever method trained "
+            "it). A loss that keeps falling with more training means the method's numbers depend on the schedule: run the "
+            "grid again with `--set decoder.epochs=N` to see whether they move.")
     return Table(pd.DataFrame(lines), notes=[note], numeric=("epochs", "steps", "final loss", "fit (s)"))
+
+
+def _steps(info: dict[str, Any]) -> int | None:
+    steps = info.get("steps")
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0 else None
+
+
+def _over_seeds(values: list[float], n_seeds: int, digits: int, spread: bool = False) -> str:
+    """``mean ± std`` (or the mean) of the values the seeds have, saying how many had one."""
+    if not values:
+        return "?"
+    text = fmt(float(np.mean(values)), digits)
+    if spread and len(values) > 1:
+        text += f" ± {fmt(float(np.std(values, ddof=1)), digits)}"
+    return text + (f" ({len(values)} of {n_seeds} seeds)" if len(values) < n_seeds else "")
+
+
+def _training_labels(keys: list[tuple[str, ...]]) -> dict[tuple[str, ...], str]:
+    """Each fit setting named by its method, plus what tells it apart from the method's other
+    settings on the same training set (σ², a setting, the decoder's, the encoder, the data)."""
+    labels = {}
+    for key in keys:
+        method, train, config, encoder, fingerprint = key
+        siblings = [k for k in keys if k[0] == method and k[1] == train]
+        parts = []
+        if len(siblings) > 1:
+            mine = _flat(json.loads(config))
+            others = [_flat(json.loads(k[2])) for k in siblings]
+            for name in sorted({n for flat in others for n in flat}):
+                if len({json.dumps(flat.get(name), sort_keys=True) for flat in others}) > 1:
+                    shown = "σ²" if name == "noise_variance" else name
+                    parts.append(f"{shown}={show_value(mine.get(name))}")
+            if len({k[3] for k in siblings}) > 1:
+                parts.append(f"encoder {encoder}")
+            if len({k[4] for k in siblings}) > 1:
+                parts.append(f"data {fingerprint[:8]}")
+        labels[key] = method + (f" ({', '.join(parts)})" if parts else "")
+    return labels
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = value
+    return out
 
 
 def _decoder_text(decoder: dict[str, Any]) -> str:
