@@ -18,7 +18,10 @@ def inject_noise(x: Any, variance: float, generator: Any = None) -> Any:
     x = F.normalize(x.float(), dim=-1)
     if variance <= 0:
         return x
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype) * variance ** 0.5
+    std = variance ** 0.5
+    if std > 1:  # the same direction as x + noise, without squaring a huge noise past float32's range
+        return F.normalize(x / std + torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device), dim=-1)
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype) * std
     return F.normalize(x + noise.to(x.device), dim=-1)
 
 

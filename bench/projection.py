@@ -14,6 +14,19 @@ from typing import Any
 from bench.errors import BenchError, ConfigError
 from bench.tensors import as_float_tensor
 
+#: The smallest projection temperature accepted. Cosines are float32 (steps of about 6e-8 near 1):
+#: below about 1e-6 the softmax is already the nearest memory item, and far below it cos / τ
+#: overflows float32 and every weight becomes NaN.
+MIN_TEMPERATURE = 1e-6
+
+
+def check_temperature(tau: float, what: str = "projection temperature τ") -> None:
+    """A one-line error for a temperature the projection cannot use (not a finite number >= 1e-6)."""
+    import math
+
+    if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau >= MIN_TEMPERATURE):
+        raise ConfigError(f"{what} must be a finite number >= {MIN_TEMPERATURE:g} (smaller is the nearest caption), got {tau}")
+
 
 def check_memory_size(size: int, captions: int, what: str) -> None:
     """A memory of ``size`` captions can be drawn from a corpus of ``captions`` (checked before a
@@ -39,8 +52,7 @@ def projection_weights(x: Any, memory: Any, tau: float) -> Any:
     """The full (B, N) weight matrix (for inspection and tests; ``project`` never builds it)."""
     import torch.nn.functional as F
 
-    if tau <= 0:
-        raise ConfigError(f"projection temperature τ must be > 0, got {tau}")
+    check_temperature(tau)
     x, memory = F.normalize(as_float_tensor(x), dim=-1), F.normalize(as_float_tensor(memory), dim=-1)
     return (x @ memory.T / tau).softmax(dim=-1)
 
@@ -50,8 +62,7 @@ def project(x: Any, memory: Any, tau: float = 0.01, chunk_size: int = 65536, bat
     import torch
     import torch.nn.functional as F
 
-    if tau <= 0:
-        raise ConfigError(f"projection temperature τ must be > 0, got {tau}")
+    check_temperature(tau)
     x = F.normalize(as_float_tensor(x), dim=-1)
     memory = F.normalize(as_float_tensor(memory), dim=-1)
     out = torch.empty_like(x)

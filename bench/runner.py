@@ -29,6 +29,9 @@ from bench.io import write_json_atomic
 from bench.progress import progress
 from bench.records import SAMPLES_DIR, Record, RecordStore, Sample, git_commit, library_versions
 
+#: The share of a decoder's training captions cut to decoder.max_length above which its cells warn.
+TRUNCATION_WARNING = 0.01
+
 
 @dataclass
 class RunReport:
@@ -229,6 +232,11 @@ class Runner:
         empty = sum(1 for p in predictions if not str(p).strip())
         if empty:  # a decoder that says nothing scores 0 on it: the reader must be told why
             warnings.append(f"{empty} of {len(predictions)} captions are empty")
+            self.log(f"warning: {cell.label()}: {warnings[-1]}")
+        cut, total = ((method.fit_info or {}).get(k) for k in ("truncated_captions", "captions"))
+        if isinstance(cut, int) and isinstance(total, int) and cut > TRUNCATION_WARNING * total:
+            # a decoder that never saw the ends of many of its captions (a few long ones are usual: COCO's)
+            warnings.append(f"{cut} of {total} training captions were longer than decoder.max_length allows and were cut")
             self.log(f"warning: {cell.label()}: {warnings[-1]}")
         record = Record(
             cell_id=cell.id(self.inputs.identity(cell.split.train, cell.split.eval)),  # the id resolve() gave it

@@ -13,6 +13,7 @@ the small from-scratch transformer so that the embedded world runs on a CPU.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,8 +32,8 @@ class CapDecConfig:
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
 
     def __post_init__(self) -> None:
-        if not self.noise_variance >= 0:
-            raise ConfigError(f"noise_variance must be >= 0, got {self.noise_variance}")
+        if not (math.isfinite(self.noise_variance) and self.noise_variance >= 0):
+            raise ConfigError(f"noise_variance must be a finite number >= 0, got {self.noise_variance}")
 
 
 @register_method("capdec")

@@ -18,7 +18,7 @@ from bench.decoders.fit_cache import fit_decoder
 from bench.errors import ConfigError
 from bench.noise import plain_decoder
 from bench.plugins import register_method
-from bench.projection import check_memory_size, project, support_memory
+from bench.projection import check_memory_size, check_temperature, project, support_memory
 from bench.tensors import unit_rows
 
 
@@ -29,8 +29,7 @@ class DeCapConfig:
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
 
     def __post_init__(self) -> None:
-        if not self.tau > 0:
-            raise ConfigError(f"decap.tau must be > 0, got {self.tau}")
+        check_temperature(self.tau, "decap.tau")
         if self.memory_size < 0:
             raise ConfigError(f"decap.memory_size must be >= 0 (0 = the whole corpus), got {self.memory_size}")
 

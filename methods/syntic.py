@@ -33,6 +33,7 @@ from bench.captioner import Captioner, Corpus, FitContext, TrainingData
 from bench.decoders import CaptionDecoder, DecoderConfig
 from bench.errors import BenchError, ConfigError
 from bench.plugins import register_method
+from bench.projection import check_temperature
 
 #: The paper's projection temperature per training dataset (1/100 for COCO, 1/80 for
 #: Flickr30k); the shapes domains that mirror them use the same. Anything else: 1/100.
@@ -150,8 +151,8 @@ class SynTICConfig:
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
 
     def __post_init__(self) -> None:
-        if self.tau is not None and not self.tau > 0:
-            raise ConfigError(f"syntic.tau must be > 0, got {self.tau}")
+        if self.tau is not None:
+            check_temperature(self.tau, "syntic.tau")
         if not self.opt_temperature > 0 or not self.opt_lr > 0 or not self.opt_epochs > 0:
             raise ConfigError("syntic.opt_temperature, opt_lr and opt_epochs must be > 0")
         if self.opt_batch_size < 2:

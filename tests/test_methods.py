@@ -240,7 +240,7 @@ def test_a_model_folder_replaced_in_place_is_another_cell_fit_and_decoder(tmp_pa
 
     def write(seed: int) -> None:  # one shape (the config states it), other weights
         torch.manual_seed(seed)
-        GPT2LMHeadModel(GPT2Config(vocab_size=50, n_layer=1, n_head=2, n_embd=16, n_positions=32)).save_pretrained(folder)
+        GPT2LMHeadModel(GPT2Config(vocab_size=50, n_layer=1, n_head=2, n_embd=16, n_positions=64)).save_pretrained(folder)
 
     shape = {"layers": 1, "heads": 2, "width": 16, "mlp_ratio": 4}
 
@@ -342,3 +342,66 @@ def test_a_decoder_without_warm_up_trains_at_the_full_rate_from_its_first_step()
     (none, none_loss), (one, one_loss) = fits
     assert math.isfinite(none_loss) and none_loss == one_loss
     assert all(torch.equal(none[name], one[name]) for name in none)
+
+
+def test_decoder_settings_the_decoder_cannot_honour_are_refused():
+    """A beam wider than the vocabulary (once the corpus gives it) and a max_length with no room
+    for a caption token: one-line errors, not a crash after the fit or empty captions."""
+    from bench.decoders import CaptionDecoder, DecoderConfig
+
+    with pytest.raises(ConfigError, match="decoder.max_length must be >= 2"):
+        DecoderConfig(max_length=1)
+    corpus, _ = tiny_corpus()
+    decoder = CaptionDecoder(DecoderConfig(width=32, layers=1, heads=2, beam_size=100_000), corpus.dim)
+    with pytest.raises(ConfigError, match=r"decoder.beam_size \(100000\) is larger than the decoder's vocabulary"):
+        decoder.build(corpus.captions)
+    fitted = CaptionDecoder(DecoderConfig(width=32, layers=1, heads=2, epochs=1, batch_size=8), corpus.dim)
+    fitted.fit(corpus.embeddings, fitted.build(corpus.captions), seed=0, progress=None)
+    with pytest.raises(ConfigError, match="larger than the decoder's vocabulary"):
+        fitted.decode(corpus.embeddings[:2], beam_size=100_000, progress=None)
+
+
+def test_a_pretrained_gpt2_takes_the_configs_dropout_and_must_hold_the_captions(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from bench.decoders import CaptionDecoder, DecoderConfig
+    from bench.decoders.vocab import HFVocab
+
+    corpus, _ = tiny_corpus()
+    vocab = HFVocab.train(corpus.captions, vocab_size=300)
+    folder = tmp_path / "gpt2"
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_layer=1, n_head=2, n_embd=32, n_positions=24, resid_pdrop=0.1,
+                               embd_pdrop=0.1, attn_pdrop=0.1)).save_pretrained(folder)
+    vocab.tokenizer.save_pretrained(folder)
+    shape = dict(kind="gpt2", gpt2_path=str(folder), layers=1, heads=2, width=32, mlp_ratio=4)
+    # 24 positions cannot hold a prefix and 32 caption tokens: refused before anything loads
+    with pytest.raises(ConfigError, match="has 24 positions; decoder.prefix_length=1 and decoder.max_length=32 need at least 34"):
+        DecoderConfig(**shape).check_resources()
+    config = DecoderConfig(**shape, max_length=16, dropout=0.0)
+    config.check_resources()
+    decoder = CaptionDecoder(config, corpus.dim)
+    decoder.build(corpus.captions)
+    gpt = decoder.net.gpt.config
+    assert (gpt.resid_pdrop, gpt.embd_pdrop, gpt.attn_pdrop) == (0.0, 0.0, 0.0)  # the record's 0.0, not the folder's 0.1
+    # checked again where the decoder is built (a method's prompt or second input adds positions)
+    long_prefix = CaptionDecoder(DecoderConfig(**shape, max_length=16, prefix_length=8, mapper="mlp"), corpus.dim)
+    with pytest.raises(ConfigError, match="has 24 positions; this decoder needs 25"):
+        long_prefix.build(corpus.captions)
+
+
+def test_noise_of_any_finite_variance_gives_unit_vectors_and_small_variances_are_unchanged():
+    """Above variance 1 the noise is added to x / σ (the same direction): a huge variance once
+    overflowed float32 into NaN (1e300) or zero vectors (1e37). Up to 1, the sweep's range, the
+    noise is the formula it always was, to the bit."""
+    import torch.nn.functional as F
+
+    x = torch.nn.functional.normalize(torch.randn(64, 16, generator=torch.Generator().manual_seed(1)), dim=-1)
+    for variance in (1e37, 1e300, 4.0):
+        out = inject_noise(x, variance, torch.Generator().manual_seed(0))
+        assert torch.isfinite(out).all() and torch.allclose(out.norm(dim=-1), torch.ones(64), atol=1e-5)
+    for variance in (0.016, 1.0):
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)) * variance ** 0.5
+        assert torch.equal(inject_noise(x, variance, torch.Generator().manual_seed(0)), F.normalize(F.normalize(x, dim=-1) + noise, dim=-1))
+    for bad in (float("inf"), float("nan"), -1.0):
+        with pytest.raises(ConfigError, match="noise_variance must be a finite number"):
+            method_config("capdec", {"noise_variance": bad})

@@ -40,10 +40,17 @@ def test_small_tau_returns_the_nearest_memory_item_and_large_tau_the_mean():
 
 
 def test_bad_tau_and_memory_size():
-    with pytest.raises(ConfigError, match="τ must be > 0"):
+    with pytest.raises(ConfigError, match="τ must be a finite number >= 1e-06"):
         project(unit(1), unit(3), tau=0)
-    with pytest.raises(ConfigError, match="decap.tau must be > 0"):
+    with pytest.raises(ConfigError, match="decap.tau must be a finite number >= 1e-06"):
         method_config("decap", {"tau": -0.1})
+    # accepted before, then NaN weights and empty captions: cos / τ overflows float32
+    for tau in (1e-300, 1e-7, float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match="decap.tau must be a finite number"):
+            method_config("decap", {"tau": tau})
+        with pytest.raises(ConfigError, match="syntic.tau must be a finite number"):
+            method_config("syntic", {"tau": tau})
+    assert np.isfinite(project(unit(4), unit(30), tau=1e-6).numpy()).all()
     method = create_method("decap", method_config("decap", {"memory_size": 100}))
     corpus = Corpus([f"caption {i}" for i in range(10)], unit(10))
     with pytest.raises(BenchError, match="memory_size 100 is larger than the training corpus \\(10 captions\\)"):

@@ -453,3 +453,17 @@ def test_a_recorded_cell_without_its_samples_is_computed_again(run_cli, tmp_path
         code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=karpathy_root, methods="clipre")
         assert code == 0 and "have no usable samples file" in err and reason in err, err
         assert samples.read_text() == kept
+
+
+def test_captions_cut_by_max_length_are_a_warning_in_the_record(run_cli, tmp_path, tiny_clip_checkpoint, tiny_datasets):
+    """decoder.max_length=3 keeps two tokens of every tiny-coco caption: the run works, and the
+    record says the decoder never saw the ends of its captions."""
+    code, _, err = run_cli("run", "--methods", "nonoise", "--split", "tiny-coco", "--out", str(tmp_path / "run"),
+                           "--cache-dir", str(tmp_path / "cache"), "--encoder", tiny_clip_checkpoint,
+                           "--set", "decoder.max_length=3", "--set", "decoder.width=32", "--set", "decoder.layers=1",
+                           "--set", "decoder.heads=2", "--set", "decoder.epochs=1", "--no-clip-score")
+    assert code == 0, err
+    record = read_records(tmp_path / "run").records[0]
+    cut, total = record.fit_info["truncated_captions"], record.fit_info["captions"]
+    assert cut > 0.01 * total
+    assert f"{cut} of {total} training captions were longer than decoder.max_length allows and were cut" in record.warnings

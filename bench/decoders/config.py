@@ -63,6 +63,8 @@ class DecoderConfig:
         for name in ("epochs", "lr", "weight_decay", "grad_clip", "dropout", "length_penalty"):
             if not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"decoder.{name} must be a finite number, got {getattr(self, name)}")
+        if self.max_length < 2:
+            raise ConfigError(f"decoder.max_length must be >= 2 (a caption token and the end token), got {self.max_length}")
         if self.epochs <= 0 or self.lr <= 0:
             raise ConfigError(f"decoder.epochs and decoder.lr must be > 0, got {self.epochs} and {self.lr}")
         for name in ("warmup", "weight_decay", "grad_clip"):  # grad_clip 0: no clipping
@@ -109,6 +111,11 @@ def check_gpt2_shape(config: DecoderConfig, folder: Path) -> None:
     if wrong:
         raise ConfigError(f"the GPT-2 in {folder} is not the shape the config states: {', '.join(wrong)}; "
                           "set them to the folder's")
+    positions = theirs.get("n_positions", theirs.get("n_ctx"))
+    needed = config.prefix_length + config.max_length + 1  # a method's prompt or second input needs more (checked at fit)
+    if isinstance(positions, int) and positions < needed:
+        raise ConfigError(f"the GPT-2 in {folder} has {positions} positions; decoder.prefix_length={config.prefix_length} and "
+                          f"decoder.max_length={config.max_length} need at least {needed}: lower decoder.max_length")
 
 
 def check_model_folder(path: str) -> Path:

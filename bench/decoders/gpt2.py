@@ -58,8 +58,10 @@ class GPT2Prefix(nn.Module):
         return tuple(tuple(t.index_select(0, index) for t in layer) for layer in cache)
 
 
-def load_gpt2(path: str = "", config: dict | None = None) -> Any:
-    """GPT-2 from a local folder (``from_pretrained``) or, without one, from a config (random weights)."""
+def load_gpt2(path: str = "", config: dict | None = None, dropout: float | None = None) -> Any:
+    """GPT-2 from a local folder (``from_pretrained``; ``dropout``, when given, replaces the folder's
+    three dropout rates, so that a record's decoder.dropout is the one trained with) or, without
+    one, from a config (random weights)."""
 
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -68,7 +70,8 @@ def load_gpt2(path: str = "", config: dict | None = None) -> Any:
     if path:
         folder = check_model_folder(path)
         try:
-            return GPT2LMHeadModel.from_pretrained(str(folder))
+            rates = {} if dropout is None else {"resid_pdrop": dropout, "embd_pdrop": dropout, "attn_pdrop": dropout}
+            return GPT2LMHeadModel.from_pretrained(str(folder), **rates)
         except (OSError, ValueError) as exc:
             raise BenchError(f"cannot load GPT-2 from {folder}: {str(exc).splitlines()[0][:200]}") from None
     return GPT2LMHeadModel(GPT2Config(**(config or {})))

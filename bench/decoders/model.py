@@ -19,7 +19,7 @@ import numpy as np
 
 from bench.decoders.batching import epoch_batches, length_pieces, pad, prompted_inputs
 from bench.decoders.config import DecoderConfig
-from bench.errors import BenchError
+from bench.errors import BenchError, ConfigError
 from bench.progress import progress as default_progress
 from bench.training import decay_groups
 
@@ -38,12 +38,15 @@ class FitStats:
     first_loss: float = float("nan")
     final_loss: float = float("nan")
     tokens: int = 0
+    truncated: int = 0  # training captions longer than decoder.max_length allows, cut to it
+    captions: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         total = max(self.seconds, 1e-9)
         return {"steps": self.steps, "seconds": round(self.seconds, 3), "forward_backward_fraction": round(self.compute_seconds / total, 3),
                 "data_fraction": round(self.data_seconds / total, 3), "optimizer_fraction": round(self.optimizer_seconds / total, 3),
-                "first_loss": round(self.first_loss, 4), "final_loss": round(self.final_loss, 4), "tokens": self.tokens}
+                "first_loss": round(self.first_loss, 4), "final_loss": round(self.final_loss, 4), "tokens": self.tokens,
+                **({"truncated_captions": self.truncated, "captions": self.captions} if self.truncated else {})}
 
 
 class CaptionDecoder:
@@ -89,6 +92,7 @@ class CaptionDecoder:
                 self.vocab = HFVocab.train([*captions, *extra_texts])
             encoded = self.vocab.encode_many(captions)
         self.prompt_room = max((len(self.vocab.encode(t)) for t in extra_texts), default=0)
+        check_beam(cfg.beam_size, len(self.vocab))
         self.net = self._network()
         self.fusion = self._fusion()
         return encoded
@@ -130,7 +134,12 @@ class CaptionDecoder:
         if gpt2_config is not None:
             gpt = load_gpt2(config=gpt2_config)
         elif cfg.gpt2_path:
-            gpt = load_gpt2(cfg.gpt2_path)
+            gpt = load_gpt2(cfg.gpt2_path, dropout=cfg.dropout)
+            needed = cfg.prefix_length * inputs + self.prompt_room + cfg.max_length + 1
+            if gpt.config.n_positions < needed:
+                raise ConfigError(f"the GPT-2 in {cfg.gpt2_path} has {gpt.config.n_positions} positions; this decoder needs "
+                                  f"{needed} (prefix, prompt, decoder.max_length={cfg.max_length} and the start token): "
+                                  "lower decoder.max_length or decoder.prefix_length")
         else:
             gpt = load_gpt2(config={"vocab_size": len(self.vocab), "n_layer": cfg.layers, "n_head": cfg.heads, "n_embd": cfg.width, "n_inner": cfg.mlp_ratio * cfg.width,
                                     "n_positions": cfg.prefix_length * inputs + self.prompt_room + cfg.max_length + 2, "bos_token_id": self.vocab.eos,
@@ -212,7 +221,7 @@ class CaptionDecoder:
         warmup = max(1, min(cfg.warmup, total // 10))  # 0 or 1: the full rate from the first step
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: min(1.0, (s + 1) / warmup) * (0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))))
-        stats = FitStats(steps=total)
+        stats = FitStats(steps=total, truncated=sum(1 for ids in encoded if len(ids) > cfg.max_length - 1), captions=n)
         losses: list[float] = []
         start = time.perf_counter()
         batches: list[Any] = []
@@ -287,6 +296,7 @@ class CaptionDecoder:
 
         cfg = self.config
         beam = beam_size or cfg.beam_size
+        check_beam(beam, len(self.vocab))
         emb = torch.tensor(np.asarray(embeddings), dtype=torch.float32)
         tag_ids = self._check_tags(tags, len(emb))
         if prompts is not None:
@@ -368,3 +378,10 @@ class CaptionDecoder:
         if self.fusion is not None:
             self.fusion.load_state_dict(state["fusion"])
             self.fusion.eval()
+
+
+def check_beam(beam: int, vocab_size: int) -> None:
+    """A beam wider than the vocabulary has nothing to fill its first step with."""
+    if beam > vocab_size:
+        raise ConfigError(f"decoder.beam_size ({beam}) is larger than the decoder's vocabulary ({vocab_size} tokens); "
+                          f"use at most {vocab_size}")
