@@ -108,6 +108,8 @@ CASES = [
     ("run dropout above 1", lambda t: ["run", "--methods", "capdec", "--set", "decoder.dropout=1.5"], "dropout must be in [0, 1)"),
     ("run seed 2^32", lambda t: ["run", "--seeds", str(2**32)], "seeds must be integers in [0, 2^32 - 1]"),
     ("run negative warm-up", lambda t: ["run", "--methods", "capdec", "--set", "decoder.warmup=-5"], "warmup must be >= 0"),
+    ("run viecap's decoder with an mlp mapper", lambda t: ["run", "--methods", "capdec", "--decoder", "viecap", "--set",
+                                                          "decoder.mapper=mlp"], "set decoder.mapper_layers=2 with it"),
     ("run max_length 1", lambda t: ["run", "--methods", "capdec", "--set", "decoder.max_length=1"], "max_length must be >= 2"),
     ("run tau that overflows float32", lambda t: ["run", "--methods", "decap", "--set", "decap.tau=1e-300"],
      "decap.tau must be a finite number >= 1e-06"),

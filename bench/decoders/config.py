@@ -73,7 +73,9 @@ class DecoderConfig:
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"decoder.dropout must be in [0, 1), got {self.dropout}")
         if self.mapper != "transformer" and self.mapper_layers != 2:
-            raise ConfigError(f"decoder.mapper_layers is the transformer mapper's depth; decoder.mapper is {self.mapper!r}")
+            raise ConfigError(f"decoder.mapper_layers={self.mapper_layers} (set, or from a preset such as viecap's) is the "
+                              f"transformer mapper's depth, but decoder.mapper is {self.mapper!r}: set decoder.mapper_layers=2 "
+                              "with it, or keep decoder.mapper=transformer")
         if self.width % self.heads:
             raise ConfigError(f"decoder.width ({self.width}) must be divisible by decoder.heads ({self.heads})")
         if self.gpt2_path and self.kind != "gpt2":  # accepted and ignored otherwise: the transformer trains from scratch
