@@ -186,7 +186,7 @@ def test_detector_tagger_tags_generated_and_test_images(world_context, tmp_path)
 # -- bad input -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("overrides, fragment", [
-    ({"tau": 0}, "syntic.tau must be > 0"),
+    ({"tau": 0}, "syntic.tau must be a finite number >= 1e-06"),
     ({"opt_batch_size": 1}, "opt_batch_size must be >= 2"),
     ({"tagger": {"template": "no slot"}}, "must contain {}"),
     ({"tagger": {"threshold": 2}}, "threshold must be in [0, 1]"),
