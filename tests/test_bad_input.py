@@ -110,6 +110,8 @@ CASES = [
     ("run negative warm-up", lambda t: ["run", "--methods", "capdec", "--set", "decoder.warmup=-5"], "warmup must be >= 0"),
     ("run viecap's decoder with an mlp mapper", lambda t: ["run", "--methods", "capdec", "--decoder", "viecap", "--set",
                                                           "decoder.mapper=mlp"], "set decoder.mapper_layers=2 with it"),
+    ("run weight decay past AdamW's range", lambda t: ["run", "--methods", "capdec", "--set", "decoder.weight_decay=600"],
+     "decoder.lr x decoder.weight_decay must be < 1"),
     ("run max_length 1", lambda t: ["run", "--methods", "capdec", "--set", "decoder.max_length=1"], "max_length must be >= 2"),
     ("run tau that overflows float32", lambda t: ["run", "--methods", "decap", "--set", "decap.tau=1e-300"],
      "decap.tau must be a finite number >= 1e-06"),

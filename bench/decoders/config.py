@@ -63,6 +63,9 @@ class DecoderConfig:
         for name in ("epochs", "lr", "weight_decay", "grad_clip", "dropout", "length_penalty"):
             if not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"decoder.{name} must be a finite number, got {getattr(self, name)}")
+        if self.lr * self.weight_decay >= 1:  # AdamW scales every decayed weight by (1 - lr * weight_decay) each step
+            raise ConfigError(f"decoder.lr x decoder.weight_decay must be < 1 (AdamW multiplies the weights by 1 - their product "
+                              f"each step; at 1 or more they vanish or flip sign), got {self.lr:g} x {self.weight_decay:g}")
         if self.max_length < 2:
             raise ConfigError(f"decoder.max_length must be >= 2 (a caption token and the end token), got {self.max_length}")
         if self.epochs <= 0 or self.lr <= 0:
