@@ -19,10 +19,10 @@ def inject_noise(x: Any, variance: float, generator: Any = None) -> Any:
     if variance <= 0:
         return x
     std = variance ** 0.5
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
     if std > 1:  # the same direction as x + noise, without squaring a huge noise past float32's range
-        return F.normalize(x / std + torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device), dim=-1)
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype) * std
-    return F.normalize(x + noise.to(x.device), dim=-1)
+        return F.normalize(x / std + noise.to(x.device), dim=-1)
+    return F.normalize(x + (noise * std).to(x.device), dim=-1)
 
 
 def noise_transform(variance: float) -> dict[str, Any]:

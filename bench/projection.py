@@ -9,6 +9,7 @@ in chunks with a running (online) softmax, so a memory of 500k embeddings never 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from bench.errors import BenchError, ConfigError
@@ -22,8 +23,6 @@ MIN_TEMPERATURE = 1e-6
 
 def check_temperature(tau: float, what: str = "projection temperature τ") -> None:
     """A one-line error for a temperature the projection cannot use (not a finite number >= 1e-6)."""
-    import math
-
     if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau >= MIN_TEMPERATURE):
         raise ConfigError(f"{what} must be a finite number >= {MIN_TEMPERATURE:g} (smaller is the nearest caption), got {tau}")
 

@@ -131,18 +131,18 @@ class CaptionDecoder:
                                      mapper_layers=cfg.mapper_layers, mlp_ratio=cfg.mlp_ratio)
         from bench.decoders.gpt2 import GPT2Prefix, load_gpt2
 
+        needed = cfg.prefix_length * inputs + self.prompt_room + cfg.max_length + 1  # prefix, prompt, start token, caption
         if gpt2_config is not None:
             gpt = load_gpt2(config=gpt2_config)
         elif cfg.gpt2_path:
             gpt = load_gpt2(cfg.gpt2_path, dropout=cfg.dropout)
-            needed = cfg.prefix_length * inputs + self.prompt_room + cfg.max_length + 1
             if gpt.config.n_positions < needed:
                 raise ConfigError(f"the GPT-2 in {cfg.gpt2_path} has {gpt.config.n_positions} positions; this decoder needs "
                                   f"{needed} (prefix, prompt, decoder.max_length={cfg.max_length} and the start token): "
                                   "lower decoder.max_length or decoder.prefix_length")
         else:
             gpt = load_gpt2(config={"vocab_size": len(self.vocab), "n_layer": cfg.layers, "n_head": cfg.heads, "n_embd": cfg.width, "n_inner": cfg.mlp_ratio * cfg.width,
-                                    "n_positions": cfg.prefix_length * inputs + self.prompt_room + cfg.max_length + 2, "bos_token_id": self.vocab.eos,
+                                    "n_positions": needed + 1, "bos_token_id": self.vocab.eos,
                                     "eos_token_id": self.vocab.eos, "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout,
                                     "attn_pdrop": cfg.dropout})
         return GPT2Prefix(gpt, self.embed_dim, cfg.prefix_length, cfg.mapper, prefix_inputs=inputs, mapper_layers=cfg.mapper_layers)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.records import Record, show_value
+from bench.records import Record, flatten_config, show_value
 from bench.reporting.collect import (
     BEST_TOLERANCE,
     METRIC_NAMES,
@@ -456,14 +456,15 @@ def _over_seeds(values: list[float], n_seeds: int, digits: int, spread: bool = F
 def _training_labels(keys: list[tuple[str, ...]]) -> dict[tuple[str, ...], str]:
     """Each fit setting named by its method, plus what tells it apart from the method's other
     settings on the same training set (σ², a setting, the decoder's, the encoder, the data)."""
+    flat = {key: flatten_config(json.loads(key[2])) for key in keys}
     labels = {}
     for key in keys:
-        method, train, config, encoder, fingerprint = key
+        method, train, _, encoder, fingerprint = key
         siblings = [k for k in keys if k[0] == method and k[1] == train]
         parts = []
         if len(siblings) > 1:
-            mine = _flat(json.loads(config))
-            others = [_flat(json.loads(k[2])) for k in siblings]
+            mine = flat[key]
+            others = [flat[k] for k in siblings]
             for name in sorted({n for flat in others for n in flat}):
                 if len({json.dumps(flat.get(name), sort_keys=True) for flat in others}) > 1:
                     shown = "σ²" if name == "noise_variance" else name
@@ -474,16 +475,6 @@ def _training_labels(keys: list[tuple[str, ...]]) -> dict[tuple[str, ...], str]:
                 parts.append(f"data {fingerprint[:8]}")
         labels[key] = method + (f" ({', '.join(parts)})" if parts else "")
     return labels
-
-
-def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in config.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{name}."))
-        else:
-            out[f"{prefix}{name}"] = value
-    return out
 
 
 def _decoder_text(decoder: dict[str, Any]) -> str:
