@@ -79,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", help=f"{defaults.encoder} (default), NAME:TAG (ViT-B-32:openai), NAME:/path/weights.pt, "
                                      "local-dir:/path")
     p.add_argument("--decoder", help="decoder preset for decoding methods: transformer (default), gpt2, viecap or ifcap")
-    p.add_argument("--preset", help="the embedded grid: default (about 11 minutes fresh on a 2-core CPU, 7 with the world "
-                                    "prepared) or full (adds viecap and ifcap with their ablations, and syntic's other "
+    p.add_argument("--preset", help="the embedded grid: default (about 8 minutes fresh on a 2-core CPU, under 5 with its "
+                                    "cache filled) or full (adds viecap and ifcap with their ablations, and syntic's other "
                                     "three ablation rows)")
     p.add_argument("--eval-encoder", metavar="SPEC", help="the CLIP that computes CLIP-S and RefCLIP-S (default: --encoder)")
     p.add_argument("--no-clip-score", dest="clip_score", action="store_false", default=None,
