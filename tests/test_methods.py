@@ -194,6 +194,14 @@ def test_identical_decoder_fits_are_shared_between_methods(tmp_path):
     wider.fit(corpus, context())
     assert not any(m.fit_info["decoder_reused"] for m in (noisy, other_seed, wider))
     assert len({m.fit_info["decoder_key"] for m in (nonoise, noisy, other_seed, wider)}) == 4
+    # What only decoding reads does not: a wider beam reuses the fit, and decodes with its own beam.
+    beam = create_method("decap", method_config("decap", {"decoder": {**TINY_DECODER["decoder"], "beam_size": 3,
+                                                                      "length_penalty": 0.5, "decode_batch_size": 2}}))
+    beam.fit(corpus, context())
+    assert beam.fit_info["decoder_reused"] and beam.fit_info["decoder_key"] == nonoise.fit_info["decoder_key"]
+    assert (beam.decoder.config.beam_size, beam.decoder.config.length_penalty, beam.decoder.config.decode_batch_size) == (3, 0.5, 2)
+    for a, b in zip(nonoise.decoder.net.state_dict().values(), beam.decoder.net.state_dict().values()):
+        assert torch.equal(a, b)
     # A new run folder's cache finds the fit on disk.
     again = create_method("decap", method_config("decap", {**TINY_DECODER, "tau": 0.5}))
     torch.set_num_threads(torch.get_num_threads() + 1)  # reused in a process with other threads

@@ -17,6 +17,9 @@ from typing import Any, Literal
 from bench.config import ADDED_LATER
 from bench.errors import ConfigError
 
+#: the decoder settings that decoding alone reads: a fit is the same whatever they are
+DECODE_ONLY = ("beam_size", "decode_batch_size", "length_penalty")
+
 
 @dataclass(frozen=True)
 class DecoderConfig:
@@ -83,6 +86,12 @@ class DecoderConfig:
             raise ConfigError(f"decoder.width ({self.width}) must be divisible by decoder.heads ({self.heads})")
         if self.gpt2_path and self.kind != "gpt2":  # accepted and ignored otherwise: the transformer trains from scratch
             raise ConfigError("decoder.gpt2_path loads a pretrained GPT-2: it needs decoder.kind=gpt2 (--decoder gpt2)")
+
+    def for_training(self) -> DecoderConfig:
+        """This config with the settings that only decoding reads (``DECODE_ONLY``) at their
+        defaults: what a decoder fit depends on, so that a sweep of the beam width shares one fit
+        (and a default config's fit key stays what it was)."""
+        return replace(self, **{name: getattr(DecoderConfig, name) for name in DECODE_ONLY})
 
     def check_resources(self) -> None:
         """The files this config names exist (run before anything loads: a missing folder is bad

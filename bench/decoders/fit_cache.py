@@ -3,7 +3,7 @@
 nonoise and decap train the very same decoder (same config, same clean text embeddings, same
 captions, same seed); they differ only in what they do with an image embedding at test time.
 A sweep over decap's τ or memory size changes nothing the decoder sees either. ``fit_decoder``
-hashes everything a fit depends on (the decoder config, the captions, the conditioning
+hashes everything a fit depends on (the decoder config less its decoding settings, the captions, the conditioning
 arrays' bytes, the tag table, the name of the per-batch transform, the seed) and trains only
 when no fit with that key exists: in this run (memory) or in the run folder's ``decoders/``
 (on disk, for decoders up to ``DISK_LIMIT`` bytes; a fine-tuned GPT-2 is kept in memory only,
@@ -103,7 +103,7 @@ def fit_key(config: DecoderConfig, captions: Sequence[str], embeddings: Any, see
             tags: Any = None, tag_table: Any = None, fusion_heads: int = 0, prompt_id: str = "",
             extra_texts: Sequence[str] = (), memory: Any = None) -> str:
     fused = tag_table is not None or memory is not None
-    parts: list[Any] = [KEY_VERSION, config_dict(config), fingerprint(captions), array_digest(embeddings), seed, transform_id,
+    parts: list[Any] = [KEY_VERSION, config_dict(config.for_training()), fingerprint(captions), array_digest(embeddings), seed, transform_id,
                         array_digest(tags), array_digest(tag_table), fusion_heads if fused else 0]
     if prompt_id or extra_texts or memory is not None:  # (absent from older keys, which stay as they were)
         parts += [prompt_id, fingerprint(extra_texts), array_digest(memory)]
