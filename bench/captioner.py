@@ -63,7 +63,7 @@ class Corpus:
 @dataclass(frozen=True)
 class TrainingData:
     """What a method may check about its training data before anything heavy loads: the
-    dataset's name, its object words and how many training captions it has; once the encoder
+    dataset's name, its object words, its training captions and how many; once the encoder
     is loaded (a second check), ``dim`` is its embedding width (0 before)."""
 
     dataset: str
@@ -72,6 +72,10 @@ class TrainingData:
     dim: int = 0
     #: the dataset's own text-to-image generator (``GENERATORS`` name; empty: none, a diffusers model is needed)
     generator: str = ""
+    #: the training captions themselves (empty: not given, checks that read them are skipped)
+    texts: tuple[str, ...] = ()
+    #: the dataset's entity aliases, (surface, word) pairs (``Corpus.aliases``)
+    aliases: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass

@@ -225,3 +225,26 @@ def _split_list(value: Any) -> list[Any]:
 
 def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
+
+
+def switched_off(config_cls: type, settings: Mapping[str, Any]) -> set[str]:
+    """The fields of ``config_cls`` that ``settings`` (a nested dict of overrides) leaves unused by
+    turning an on/off switch off: ``config_cls.SWITCHED`` maps each switch to the fields only it
+    uses (viecap's ``hard_prompt`` to the entity prompt's settings)."""
+    switched = getattr(config_cls, "SWITCHED", {})
+    return {name for switch, names in switched.items() if settings.get(switch) is False for name in names}
+
+
+def check_switched(config: Any, where: str) -> None:
+    """Refuse a setting that an off switch of the same config leaves unused: it would be ignored,
+    and the record would name a setting that did nothing."""
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    for switch, names in getattr(type(config), "SWITCHED", {}).items():
+        if getattr(config, switch):
+            continue
+        for name in names:
+            f = fields[name]
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            if getattr(config, name) != default:
+                raise ConfigError(f"{where}.{name} is unused with {where}.{switch}=false; drop it, or sweep "
+                                  f"{where}.{switch} (its off cells then leave {where}.{name} out)")

@@ -60,14 +60,13 @@ class EntityMatcher:
             raise BenchError("the entity vocabulary is empty: give the method object words (its dataset names none)")
         self.vocabulary = list(dict.fromkeys(words))
         phrases: dict[tuple[str, ...], str] = {}
-        for word in self.vocabulary:
-            for form in plural_forms(word):
-                phrases.setdefault(tuple(_WORD.findall(form)), word)
-        for surface, word in (aliases or {}).items():
-            if word.lower() in self.vocabulary:
-                for form in plural_forms(surface.lower()):
-                    phrases.setdefault(tuple(_WORD.findall(form)), word.lower())
-        phrases.pop((), None)  # a word without letters can never be matched
+        # a word without letters can never be matched (nor can its "plural": "42s" is not the "s" of "it's")
+        pairs = [(w, w) for w in self.vocabulary]
+        pairs += [(surface.lower(), word.lower()) for surface, word in (aliases or {}).items() if word.lower() in self.vocabulary]
+        for surface, word in pairs:
+            if _WORD.search(surface):
+                for form in plural_forms(surface):
+                    phrases.setdefault(tuple(_WORD.findall(form)), word)
         if not phrases:
             raise BenchError(f"no word of the entity vocabulary ({', '.join(self.vocabulary[:5])}) has letters to match in a caption")
         self._phrases = phrases
@@ -213,20 +212,23 @@ def _memo_encoder(decoder: Any) -> Callable[[str], list[int]]:
 def require_entities(train_entities: Sequence[Sequence[str]], vocabulary: Sequence[str], method: str) -> None:
     """A hard prompt that never names anything in training teaches nothing: refuse it."""
     if train_entities and not any(train_entities):
-        raise BenchError(f"{method}: none of the {len(train_entities)} training captions names a word of the entity vocabulary "
-                         f"({', '.join(list(vocabulary)[:5])}{', ...' if len(vocabulary) > 5 else ''}); check {method}.vocabulary")
+        raise _names_nothing(len(train_entities), vocabulary, method)
 
 
-def check_prompt_settings(config: Any, fields: Sequence[str], where: str) -> None:
-    """With the hard prompt off, the settings that shape it would be ignored: refuse them."""
-    import dataclasses
+def _names_nothing(captions: int, vocabulary: Sequence[str], method: str) -> BenchError:
+    return BenchError(f"{method}: none of the {captions} training captions names a word of the entity vocabulary "
+                      f"({', '.join(list(vocabulary)[:5])}{', ...' if len(vocabulary) > 5 else ''}); check {method}.vocabulary")
 
-    if config.hard_prompt:
-        return
-    defaults = {f.name: f.default for f in dataclasses.fields(config)}
-    for name in fields:
-        if getattr(config, name) != defaults[name]:
-            raise ConfigError(f"{where}.{name} shapes the hard prompt, which {where}.hard_prompt=false turns off")
+
+def check_hard_prompt(configured: Sequence[str], data: Any, method: str) -> None:
+    """``check_training`` for a hard prompt, before anything heavy loads: the entity vocabulary
+    (configured, else the dataset's object words; ``data`` a ``TrainingData``) is not empty, has
+    words that can match, and at least one training caption names one (the first such caption
+    ends the scan)."""
+    vocabulary = entity_vocabulary(configured, data.objects, data.dataset, method)
+    matcher = EntityMatcher(vocabulary, dict(data.aliases))
+    if data.texts and not any(matcher.occurrences(text) for text in data.texts):
+        raise _names_nothing(len(data.texts), vocabulary, method)
 
 
 def check_entity_settings(top_k: int, threshold: float, mask_rate: float, where: str) -> None:

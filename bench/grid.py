@@ -97,7 +97,7 @@ class RunConfig:
     #: CLIP-S and RefCLIP-S (``bench.clipscore``) with this encoder spec; empty: the run's encoder
     eval_encoder: str = ""
     clip_score: bool = True
-    #: the embedded grid: ``default`` (about 11 minutes fresh on a 2-core CPU) or ``full`` (``FULL_METHODS``)
+    #: the embedded grid: ``default`` (about 8 minutes fresh on a 2-core CPU) or ``full`` (``FULL_METHODS``)
     preset: str = "default"
 
     def __post_init__(self) -> None:
@@ -259,6 +259,7 @@ def switch_ablation(switches: tuple[str, ...]) -> list[dict[str, bool]]:
 
 def build_grid(run: RunConfig) -> list[Cell]:
     """Every cell of the run, in execution order, without duplicates; validates every setting."""
+    from bench.config import switched_off
     from bench.encoders import parse_encoder_spec
     from bench.options import check_options, expand_method_tables, options_for, sweep_combinations
     from bench.plugins import METHODS, method_config
@@ -289,8 +290,12 @@ def build_grid(run: RunConfig) -> list[Cell]:
 
     def add(method: str, split: SplitSpec, seed: int, noise: float | None, combo: dict[str, Any] | None = None,
             role: str = "main") -> None:
-        overrides = options_for(method, {**method_options, **(combo or {})})
         cls = METHODS.get(method)
+        # A switch that the sweep or the ablation turns off leaves the settings only it uses out
+        # of that cell (viecap's hard-prompt settings where the prompt is off); set outside a
+        # sweep beside the switch off, they are refused (bench.config.check_switched).
+        unused = switched_off(cls.Config, options_for(method, combo or {}))
+        overrides = {k: v for k, v in options_for(method, {**method_options, **(combo or {})}).items() if k not in unused}
         if noise is not None and sweeps(method):
             overrides = {**overrides, cls.noise_field: noise}
         config = method_config(method, overrides)

@@ -91,8 +91,9 @@ class RunInputs:
         from bench.plugins import DATASETS
 
         cls = DATASETS.get(dataset)
-        return TrainingData(dataset, tuple(getattr(cls, "object_vocabulary", ())),
-                            len(self.dataset_split(dataset, "train").captions()), dim, getattr(cls, "generator", ""))
+        captions = tuple(self.dataset_split(dataset, "train").captions())
+        return TrainingData(dataset, tuple(getattr(cls, "object_vocabulary", ())), len(captions), dim,
+                            getattr(cls, "generator", ""), captions, tuple(dict(getattr(cls, "entity_aliases", {})).items()))
 
     def identity(self, train: str, eval: str) -> InputIdentity:
         return InputIdentity(self.encoder.id, self.train_fingerprint(train), self.eval_fingerprint(eval))

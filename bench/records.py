@@ -477,13 +477,22 @@ def varying_keys(records: list[Record]) -> dict[str, list[str]]:
 
 def varying_settings(records: list[Record]) -> dict[str, str]:
     """For each record (by cell id), its values of its method's varying keys, as ``key=value``
-    (booleans as on/off)."""
+    (booleans as on/off), less those an off switch of its own leaves unused."""
     keys = varying_keys(records)
     out: dict[str, str] = {}
     for r in records:
         flat = flatten_config(r.config)
-        out[r.cell_id] = " ".join(f"{k}={show_value(flat.get(k))}" for k in keys[r.method])
+        unused = unused_settings(r)
+        out[r.cell_id] = " ".join(f"{k}={show_value(flat.get(k))}" for k in keys[r.method] if k not in unused)
     return out
+
+
+def unused_settings(record: Record) -> set[str]:
+    """The flattened config keys the record's cell left unused because a switch of its own was off
+    (``extra["unused_settings"]``, written by the runner): viecap's ``top_k`` beside ``hard_prompt``
+    off. A report does not name a row by them."""
+    value = record.extra.get("unused_settings") if isinstance(record.extra, dict) else None
+    return {k for k in value if isinstance(k, str)} if isinstance(value, list) else set()
 
 
 def show_value(value: Any) -> str:

@@ -247,7 +247,7 @@ class Runner:
             eval_fingerprint=self.inputs.eval_fingerprint(cell.split.eval),
             timings={k: round(v, 3) for k, v in timings.items()}, **self.provenance(), role=cell.role, fit_key=fit_key,
             fit_reused=reused, fit_info=method.fit_info, device=self.run.device, threads=_threads(), unavailable=result.unavailable,
-            note=test.data.note, warnings=warnings, eval_encoder=eval_encoder,
+            note=test.data.note, warnings=warnings, eval_encoder=eval_encoder, extra=_unused_extra(cell),
         )
         samples = [Sample(image_id, str(Path(path).resolve()), prediction, tuple(item.captions),
                           {m: round(result.per_image[m][k], 4) for m in result.per_image}, tuple(result.bleu_stats[k]))
@@ -321,3 +321,14 @@ def _threads() -> int:
     import torch
 
     return int(torch.get_num_threads())
+
+
+def _unused_extra(cell: Cell) -> dict[str, Any]:
+    """``{"unused_settings": [...]}``: the flattened config keys an off switch of the cell leaves
+    unused (``SWITCHED``), so that its report row is not named by them; {} when there are none."""
+    from bench.config import config_to_dict, switched_off
+    from bench.records import flatten_config
+
+    off = switched_off(type(cell.config), config_to_dict(cell.config)) if cell.config is not None else set()
+    keys = sorted(k for k in flatten_config(cell.config_dict) if k.split(".")[0] in off)
+    return {"unused_settings": keys} if keys else {}

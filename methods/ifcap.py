@@ -27,17 +27,18 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from bench.captioner import Captioner, Corpus, FitContext, TrainingData
+from bench.config import check_switched
 from bench.decoders import CaptionDecoder, DecoderConfig
 from bench.entities import (
     MAX_ENTITIES,
     EntityPrompts,
     check_entity_settings,
-    check_prompt_settings,
+    check_hard_prompt,
     entity_vocabulary,
     require_entities,
 )
@@ -48,6 +49,9 @@ from bench.retrieval import nearest
 
 @dataclass(frozen=True)
 class IFCapConfig:
+    #: the settings only the hard prompt uses (``bench.config.check_switched``)
+    SWITCHED: ClassVar[dict[str, tuple[str, ...]]] = {"hard_prompt": ("mask_rate", "filter_l", "filter_k", "vocabulary")}
+
     noise_variance: float = 0.016
     retrieval_noise: float = 0.04
     k: int = 5
@@ -65,7 +69,7 @@ class IFCapConfig:
         if self.k < 1 or self.filter_l < 1 or self.filter_k < 1 or self.fusion_heads < 1:
             raise ConfigError("ifcap.k, filter_l, filter_k and fusion_heads must be >= 1")
         check_entity_settings(1, 0.0, self.mask_rate, "ifcap")
-        check_prompt_settings(self, ("mask_rate", "filter_l", "filter_k", "vocabulary"), "ifcap")
+        check_switched(self, "ifcap")
 
 
 def too_many(config: IFCapConfig, captions: int, dataset: str) -> None:
@@ -91,7 +95,7 @@ class IFCap(EntityPrompts, Captioner):
     @classmethod
     def check_training(cls, config: IFCapConfig, data: TrainingData) -> None:
         if config.hard_prompt:
-            entity_vocabulary(config.vocabulary, data.objects, data.dataset, "ifcap")
+            check_hard_prompt(config.vocabulary, data, "ifcap")
         too_many(config, data.captions, data.dataset)
         if data.dim and data.dim % config.fusion_heads:
             raise BenchError(f"ifcap.fusion_heads = {config.fusion_heads} does not divide the encoder's embedding width {data.dim}")

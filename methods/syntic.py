@@ -25,11 +25,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from bench.captioner import Captioner, Corpus, FitContext, TrainingData
+from bench.config import check_switched
 from bench.decoders import CaptionDecoder, DecoderConfig
 from bench.errors import BenchError, ConfigError
 from bench.plugins import register_method
@@ -133,6 +134,13 @@ class TaggerSettings:
 
 @dataclass(frozen=True)
 class SynTICConfig:
+    #: the settings each switch alone uses (``bench.config.check_switched``)
+    SWITCHED: ClassVar[dict[str, tuple[str, ...]]] = {
+        "optimise": ("opt_temperature", "opt_lr", "opt_epochs", "opt_batch_size"),
+        "project": ("tau", "memory_size"),
+        "auxiliary": ("tagger", "fusion_heads"),
+    }
+
     # The three switches of the paper's ablation.
     optimise: bool = True
     project: bool = True
@@ -161,6 +169,7 @@ class SynTICConfig:
             raise ConfigError(f"syntic.memory_size must be >= 0 (0 = the whole corpus), got {self.memory_size}")
         if self.fusion_heads < 1:
             raise ConfigError(f"syntic.fusion_heads must be >= 1, got {self.fusion_heads}")
+        check_switched(self, "syntic")
 
     def tau_for(self, dataset: str) -> float:
         return self.tau if self.tau is not None else PAPER_TAU.get(dataset, DEFAULT_TAU)

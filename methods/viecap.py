@@ -24,16 +24,17 @@ embedding itself is the soft prompt. Settings, each a config field so its ablati
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from bench.captioner import Captioner, Corpus, FitContext, TrainingData
+from bench.config import check_switched
 from bench.decoders import CaptionDecoder, DecoderConfig
 from bench.entities import (
     EntityPrompts,
     check_entity_settings,
-    check_prompt_settings,
+    check_hard_prompt,
     classify,
     entity_vocabulary,
     require_entities,
@@ -45,6 +46,9 @@ from bench.plugins import register_method
 
 @dataclass(frozen=True)
 class ViECapConfig:
+    #: the settings only the hard prompt uses (``bench.config.check_switched``)
+    SWITCHED: ClassVar[dict[str, tuple[str, ...]]] = {"hard_prompt": ("mask_rate", "top_k", "threshold", "ensemble", "vocabulary")}
+
     noise_variance: float = 0.016
     hard_prompt: bool = True
     mask_rate: float = 0.4
@@ -58,7 +62,7 @@ class ViECapConfig:
         if not self.noise_variance >= 0:
             raise ConfigError(f"viecap.noise_variance must be >= 0, got {self.noise_variance}")
         check_entity_settings(self.top_k, self.threshold, self.mask_rate, "viecap")
-        check_prompt_settings(self, ("mask_rate", "top_k", "threshold", "ensemble", "vocabulary"), "viecap")
+        check_switched(self, "viecap")
 
 
 @register_method("viecap")
@@ -83,7 +87,7 @@ class ViECap(EntityPrompts, Captioner):
     @classmethod
     def check_training(cls, config: ViECapConfig, data: TrainingData) -> None:
         if config.hard_prompt:
-            entity_vocabulary(config.vocabulary, data.objects, data.dataset, "viecap")
+            check_hard_prompt(config.vocabulary, data, "viecap")
 
     def fit(self, corpus: Corpus, ctx: FitContext) -> None:
         from bench.decoders.fit_cache import fit_decoder

@@ -178,9 +178,9 @@ CASES = [
     ("run viecap vocabulary listing a word twice", lambda t: ["run", "--methods", "viecap", "--set", "viecap.vocabulary=dot,dot"],
      "lists 'dot' twice"),
     ("run viecap top_k without the hard prompt", lambda t: ["run", "--methods", "viecap", "--set", "viecap.hard_prompt=false",
-                                                            "--set", "viecap.top_k=2"], "viecap.hard_prompt=false turns off"),
+                                                            "--set", "viecap.top_k=2"], "viecap.top_k is unused with viecap.hard_prompt=false"),
     ("run ifcap filter_k without the hard prompt", lambda t: ["run", "--methods", "ifcap", "--set", "ifcap.hard_prompt=false",
-                                                              "--set", "ifcap.filter_k=2"], "ifcap.hard_prompt=false turns off"),
+                                                              "--set", "ifcap.filter_k=2"], "ifcap.filter_k is unused with ifcap.hard_prompt=false"),
     ("run an empty --eval-encoder", lambda t: ["run", "--methods", "clipre", "--eval-encoder", ""], "--eval-encoder is empty"),
     # an empty path or value is a mistake, never "the default" (nor the current folder)
     ("prepare --cache-dir ''", lambda t: ["prepare", "shapes", "--cache-dir", ""], "--cache-dir is empty"),

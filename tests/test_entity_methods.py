@@ -54,6 +54,13 @@ def test_an_empty_vocabulary_is_refused_before_training():
         entity_vocabulary((), (), "mydata", "viecap")
     with pytest.raises(BenchError, match="viecap.vocabulary"):
         METHODS.get("viecap").check_training(method_config("viecap", {}), TrainingData("mydata", (), 100))
+    # the captions given: one that names a word (through an alias) is enough, none is refused
+    data = TrainingData("d", ("cat",), 3, texts=("a dog", "two kittens", "a tree"), aliases=(("kitten", "cat"),))
+    for name in ("viecap", "ifcap"):
+        METHODS.get(name).check_training(method_config(name, {"k": 1, "filter_l": 2} if name == "ifcap" else {}), data)
+        with pytest.raises(BenchError, match=f"none of the 3 training captions names a word.*check {name}.vocabulary"):
+            METHODS.get(name).check_training(method_config(name, {"k": 1, "filter_l": 2} if name == "ifcap" else {}),
+                                             TrainingData("d", ("cat",), 3, texts=("a dog", "two kittens", "a tree")))
     assert entity_vocabulary((), ("cat", "dog"), "d", "viecap") == ("cat", "dog")
     assert entity_vocabulary(("bird",), ("cat",), "d", "viecap") == ("bird",)
 
@@ -281,6 +288,11 @@ def test_run_on_data_without_object_words_is_one_line_exit_2(run_cli, tmp_path, 
                                "--out", str(tmp_path / "run"))
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         assert "entity vocabulary is empty" in err and f"--set {method}.vocabulary" in err
+        # a vocabulary that no training caption names, or with nothing to match: the same, before the encoder
+        for words, fragment in (("zebra,unicorn", "training captions names a word of the entity vocabulary"), ("-,?", "has letters")):
+            code, _, err = run_cli("run", "--methods", method, "--split", "plaincaps", "--data-root", str(tmp_path / "data"),
+                                   "--out", str(tmp_path / "run"), "--set", f"{method}.vocabulary={words}")
+            assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, err
 
 
 def test_full_preset_adds_viecap_and_ifcap_with_their_ablations():
@@ -350,6 +362,8 @@ def test_prompted_methods_with_a_gpt2_decoder_save_and_load(name, world_context,
 
 def test_words_of_any_script_match_and_a_vocabulary_that_matches_nothing_is_refused(world_context):
     assert EntityMatcher(["café", "t-shirt"])("Un café and two T-shirts") == ["café", "t-shirt"]
+    # a word without letters matches nothing, its plural neither ("42s" would be the "s" of "it's")
+    assert EntityMatcher(["42", "cat"], {"9": "cat"})("it's a cat, 42 9s") == ["cat"]
     corpus, context, _ = world_context
     method = create_method("viecap", method_config("viecap", {**TINY, "vocabulary": ("zebra", "ü")}))
     with pytest.raises(BenchError, match="none of the .* training captions names a word"):
@@ -395,3 +409,38 @@ def test_ifcap_retrieval_noise_changes_only_the_retrieved_captions_and_filter_k_
     assert (d_clean["tags"] == d_loose["tags"]).all()
     assert all(len(a) >= len(b) for a, b in zip(d_loose["prompts"], d_clean["prompts"]))  # filter_k 1 keeps more entities
     assert d_loose["prompts"] != d_clean["prompts"]
+
+
+def test_a_setting_an_ablated_switch_turns_off_leaves_the_off_cells_and_beside_a_fixed_off_switch_is_refused():
+    """``--preset full --set viecap.top_k=5``: the hard-prompt-off ablation row does not use top_k, so that row
+    runs without it (its config is the plain off cell's), not the whole run refused; set beside a switch that is
+    off in every cell, the setting would do nothing anywhere and is refused."""
+    from bench.grid import RunConfig, build_grid
+
+    full = build_grid(RunConfig(preset="full", method_options={"viecap.top_k": 5, "syntic.tau": 0.05, "syntic.opt_lr": 1e-4}))
+    viecap = [c for c in full if c.method == "viecap"]
+    assert {c.config.top_k for c in viecap if c.config.hard_prompt} == {5}
+    assert {c.config.top_k for c in viecap if not c.config.hard_prompt} == {3}  # the default: the prompt is off
+    from bench.runner import _unused_extra
+
+    assert {tuple(_unused_extra(c).get("unused_settings", ())) for c in viecap} == {
+        (), ("ensemble", "mask_rate", "threshold", "top_k", "vocabulary")}  # what the record says, for the report
+    syntic = [c for c in full if c.method == "syntic"]
+    off = {c.config.auxiliary: _unused_extra(c).get("unused_settings", []) for c in syntic if c.config.optimise and c.config.project}
+    assert "fusion_heads" in off[False] and "tagger.top_k" in off[False] and off[True] == []
+    assert {(c.config.project, c.config.tau) for c in syntic} == {(True, 0.05), (False, None)}
+    assert {(c.config.optimise, c.config.opt_lr) for c in syntic} == {(True, 1e-4), (False, 1e-5)}
+    assert len(syntic) == len(set(syntic)) == len([c for c in build_grid(RunConfig(preset="full")) if c.method == "syntic"])
+    # the switch swept beside the setting: the off cells are one cell, not three copies
+    cells = build_grid(RunConfig(methods=("viecap",), splits=("shapes-coco",),
+                                 sweep={"viecap.hard_prompt": [True, False], "viecap.top_k": [1, 3, 5]}))
+    assert sorted((c.config.hard_prompt, c.config.top_k) for c in cells) == [(False, 3), (True, 1), (True, 3), (True, 5)]
+    with pytest.raises(ConfigError, match=r"viecap.top_k is unused with viecap.hard_prompt=false"):
+        build_grid(RunConfig(methods=("viecap",), splits=("shapes-coco",),
+                             method_options={"viecap.hard_prompt": False, "viecap.top_k": 5}))
+    for method, settings, unused in (("ifcap", {"hard_prompt": False, "filter_k": 2}, "filter_k"),
+                                     ("syntic", {"project": False, "memory_size": 10}, "memory_size"),
+                                     ("syntic", {"auxiliary": False, "tagger": {"top_k": 2}}, "tagger"),
+                                     ("syntic", {"optimise": False, "opt_epochs": 2.0}, "opt_epochs")):
+        with pytest.raises(ConfigError, match=rf"{method}.{unused} is unused with {method}.\w+=false"):
+            method_config(method, settings)

@@ -711,3 +711,23 @@ def test_a_run_that_trained_no_decoder_has_no_training_section(tmp_path):
                                      metrics={"cider": 90.0, "bleu4": 20.0}, fit_info={"index_size": 20}))
     text = render_report(tmp_path, gallery=0).markdown.read_text(encoding="utf-8")
     assert "## Results" in text and "## Training" not in text
+
+
+def test_a_row_with_a_switch_off_is_not_named_by_the_settings_that_switch_leaves_unused(tmp_path):
+    """viecap at top_k 5 with its hard prompt on, and its hard-prompt-off row (top_k at its unused
+    default, which its record says, as the runner writes it): the off row is "hard_prompt=off", not
+    "top_k=3", which it never used."""
+    from bench.records import Record, RecordStore, varying_settings
+    from bench.reporting.collect import load_run
+
+    store = RecordStore(tmp_path)
+    for hard, top_k in ((True, 5), (True, 1), (False, 3)):
+        store.add(Record(method="viecap", split="coco", train="coco", eval="coco", kind="in-domain", seed=0,
+                         config={"noise_variance": 0.016, "hard_prompt": hard, "top_k": top_k}, noise_variance=0.016,
+                         metrics={"cider": 50.0 + top_k + hard, "bleu4": 20.0},
+                         extra={} if hard else {"unused_settings": ["top_k"]}))
+    data = load_run(tmp_path)
+    assert sorted(r.label for r in data.rows) == ["viecap (hard_prompt=off)", "viecap (hard_prompt=on, top_k=1)",
+                                                  "viecap (hard_prompt=on, top_k=5)"]
+    shown = sorted(varying_settings(data.records).values())
+    assert shown == ["hard_prompt=off", "hard_prompt=on top_k=1", "hard_prompt=on top_k=5"]

@@ -74,7 +74,7 @@ def test_training_features_follow_the_switches_exactly():
     results = {}
     for optimise in (True, False):
         for proj in (True, False):
-            method = syntic(optimise=optimise, project=proj, opt_lr=1e-3, opt_batch_size=8)
+            method = syntic(optimise=optimise, project=proj, **({"opt_lr": 1e-3, "opt_batch_size": 8} if optimise else {}))
             method.memory, method.tau = texts, 0.05
             results[optimise, proj], _ = method.training_features(raw, texts, seed=0)
     optimised, _ = optimise_features(raw, texts, 0.01, 1e-3, 10.0, 8, 0)
@@ -113,7 +113,7 @@ def test_each_switch_changes_only_its_own_computation(switch, world_context, spy
     # memory row projects onto nearly itself, and could not show what the projection does.
     queries = unit(texts + 0.5 * np.random.default_rng(0).normal(size=texts.shape).astype(np.float32) / np.sqrt(texts.shape[1]))
     for value in (True, False):
-        method = syntic(**{switch: value, "opt_lr": 1e-3})
+        method = syntic(**{switch: value, **({"opt_lr": 1e-3} if value or switch != "optimise" else {})})
         method.fit(corpus, context())
         method.caption(queries)
     on_fit, off_fit = spy_decoder_fit["fit"]

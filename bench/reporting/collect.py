@@ -17,7 +17,16 @@ from typing import Any
 import numpy as np
 
 from bench.errors import DataError
-from bench.records import SAMPLES_DIR, Record, flatten_config, is_samples_list, load_records, show_value, varying_keys
+from bench.records import (
+    SAMPLES_DIR,
+    Record,
+    flatten_config,
+    is_samples_list,
+    load_records,
+    show_value,
+    unused_settings,
+    varying_keys,
+)
 from bench.splits import KINDS
 from bench.stats import BLEU_STATS, INTERVAL_METRICS, PerImage, bootstrap_interval, paired_bootstrap_pvalue, resample_counts
 
@@ -188,8 +197,9 @@ def label_rows(rows: list[Row]) -> None:
         parts = []
         if len({r.noise_variance for r in siblings}) > 1:
             parts.append(f"σ²={show_noise(row.noise_variance)}")
+        unused = unused_settings(row.records[0]) if row.records else set()  # top_k beside the hard prompt off
         for key, value in row.settings:
-            if len({json.dumps(v, default=str) for r in siblings for k, v in r.settings if k == key}) > 1:
+            if key not in unused and len({json.dumps(v, default=str) for r in siblings for k, v in r.settings if k == key}) > 1:
                 parts.append(f"{short_key(key, row.method)}={show_value(value)}")
         parts += inputs_parts(row.inputs, [r.inputs for r in siblings])
         row.label = row.method + (f" ({', '.join(parts)})" if parts else "")
