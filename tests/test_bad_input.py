@@ -72,11 +72,14 @@ def _file(tmp: Path, name: str, content: bytes | str) -> str:
     return str(path)
 
 
-def _gpt2_folder(tmp: Path, **config) -> str:
-    """A folder whose config.json is a GPT-2's (no weights: the shape check reads only that)."""
+def _gpt2_folder(tmp: Path, tokens: int = 0, **config) -> str:
+    """A folder whose config.json is a GPT-2's (no weights: the shape check reads only that), with a
+    tokenizer.json of ``tokens`` tokens when that is given."""
     folder = tmp / "gpt2-other"
     folder.mkdir(exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config))
+    if tokens:
+        (folder / "tokenizer.json").write_text(json.dumps({"model": {"vocab": {f"t{i}": i for i in range(tokens)}}}))
     return str(folder)
 
 
@@ -130,6 +133,14 @@ CASES = [
      lambda t: ["run", "--methods", "capdec", "--decoder", "gpt2", "--set",
                 f"decoder.gpt2_path={_gpt2_folder(t, n_layer=24, n_head=16, n_embd=1024)}"],
      "decoder.layers=12 (the folder's: 24)"),
+    ("run GPT-2 folder without a tokenizer",
+     lambda t: ["run", "--methods", "capdec", "--decoder", "gpt2", "--set",
+                f"decoder.gpt2_path={_gpt2_folder(t, n_layer=12, n_head=12, n_embd=768, vocab_size=50257)}"],
+     "holds no tokenizer"),
+    ("run GPT-2 folder with another model's tokenizer",
+     lambda t: ["run", "--methods", "capdec", "--decoder", "gpt2", "--set",
+                f"decoder.gpt2_path={_gpt2_folder(t, n_layer=12, n_head=12, n_embd=768, vocab_size=100, tokens=500)}"],
+     "has token ids up to 499, but its GPT-2 has 100 token embeddings"),
     ("run missing generator folder", lambda t: ["run", "--methods", "syntic", "--set", "syntic.generator.kind=diffusers",
                                                 "--set", f"syntic.generator.path={t / 'no-sd'}"], "syntic.generator.path"),
     # models a fit would need that no setting names: refused before anything loads, not a failed cell

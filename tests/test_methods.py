@@ -282,6 +282,7 @@ def test_a_pretrained_gpt2_must_be_the_shape_its_config_states(tmp_path):
 
     folder = tmp_path / "gpt2"
     folder.mkdir()
+    (folder / "tokenizer.json").write_text(json.dumps({"model": {"vocab": {"a": 0, "b": 1}}, "added_tokens": [{"id": 2}]}))
     (folder / "config.json").write_text(json.dumps({"n_layer": 12, "n_head": 12, "n_embd": 768, "n_inner": None}))
     preset("gpt2", gpt2_path=str(folder)).check_resources()  # GPT-2 124M is the preset's shape
     with pytest.raises(ConfigError, match=r"decoder.mlp_ratio=2 \(the folder's: 4\)"):
@@ -413,3 +414,35 @@ def test_noise_of_any_finite_variance_gives_unit_vectors_and_small_variances_are
     for bad in (float("inf"), float("nan"), -1.0):
         with pytest.raises(ConfigError, match="noise_variance must be a finite number"):
             method_config("capdec", {"noise_variance": bad})
+
+
+def test_a_gpt2_folder_without_its_tokenizer_or_with_another_models_is_refused(tmp_path):
+    """transformers gives a folder with no tokenizer files an empty tokenizer, under which every
+    caption encodes to nothing (a decoder trained on nothing, empty captions, exit 0); and a
+    tokenizer with more tokens than the model's embeddings fails deep in training. Both are one
+    line, before anything loads, and again where the decoder is built."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from bench.decoders import CaptionDecoder, DecoderConfig
+    from bench.decoders.vocab import HFVocab
+    from bench.errors import BenchError
+
+    corpus, _ = tiny_corpus()
+    vocab = HFVocab.train(corpus.captions, vocab_size=300)
+    folder = tmp_path / "gpt2"
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab) - 20, n_layer=1, n_head=2, n_embd=32, n_positions=64)).save_pretrained(folder)
+    config = DecoderConfig(kind="gpt2", gpt2_path=str(folder), layers=1, heads=2, width=32, mlp_ratio=4, max_length=16)
+    with pytest.raises(BenchError, match="holds no tokenizer"):
+        config.check_resources()
+    with pytest.raises(BenchError, match="holds no tokenizer"):
+        CaptionDecoder(config, corpus.dim).build(corpus.captions)
+    vocab.tokenizer.save_pretrained(folder)
+    with pytest.raises(ConfigError, match=rf"token ids up to {len(vocab) - 1}, but its GPT-2 has {len(vocab) - 20} token embeddings"):
+        config.check_resources()
+    with pytest.raises(ConfigError, match=rf"has {len(vocab)} tokens, but its GPT-2 has {len(vocab) - 20} token embeddings"):
+        CaptionDecoder(config, corpus.dim).build(corpus.captions)
+    # a matching pair builds
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_layer=1, n_head=2, n_embd=32, n_positions=64)).save_pretrained(folder)
+    config.check_resources()
+    decoder = CaptionDecoder(config, corpus.dim)
+    assert len(decoder.build(corpus.captions)) == len(corpus.captions) and len(decoder.vocab) == len(vocab)

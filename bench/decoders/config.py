@@ -125,11 +125,41 @@ def check_gpt2_shape(config: DecoderConfig, folder: Path) -> None:
     if wrong:
         raise ConfigError(f"the GPT-2 in {folder} is not the shape the config states: {', '.join(wrong)}; "
                           "set them to the folder's")
+    ids, vocab_size = tokenizer_ids(folder), theirs.get("vocab_size")
+    if isinstance(vocab_size, int) and ids > vocab_size:
+        raise ConfigError(f"the tokenizer in {folder} has token ids up to {ids - 1}, but its GPT-2 has {vocab_size} token "
+                          "embeddings: the tokenizer and the model do not belong together")
     positions = theirs.get("n_positions", theirs.get("n_ctx"))
     needed = config.prefix_length + config.max_length + 1  # a method's prompt or second input needs more (checked at fit)
     if isinstance(positions, int) and positions < needed:
         raise ConfigError(f"the GPT-2 in {folder} has {positions} positions; decoder.prefix_length={config.prefix_length} and "
                           f"decoder.max_length={config.max_length} need at least {needed}: lower decoder.max_length")
+
+
+def tokenizer_ids(folder: Path) -> int:
+    """One past the largest token id of the tokenizer saved in ``folder`` (``tokenizer.json``, else
+    ``vocab.json`` and ``merges.txt`` with ``added_tokens.json``), read as JSON, nothing loaded. A
+    folder without a tokenizer is refused: transformers would give it an empty one, under which
+    every caption encodes to nothing."""
+    import json
+
+    from bench.errors import BenchError
+
+    try:
+        if (folder / "tokenizer.json").is_file():
+            data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+            vocab = (data.get("model") or {}).get("vocab") or {}
+            ids = list(vocab.values()) if isinstance(vocab, dict) else list(range(len(vocab)))
+            ids += [t["id"] for t in data.get("added_tokens") or []]
+        elif (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+            ids = list(json.loads((folder / "vocab.json").read_text(encoding="utf-8")).values())
+            if (folder / "added_tokens.json").is_file():
+                ids += list(json.loads((folder / "added_tokens.json").read_text(encoding="utf-8")).values())
+        else:
+            raise BenchError(f"{folder} holds no tokenizer (tokenizer.json, or vocab.json and merges.txt)")
+        return max((int(i) for i in ids), default=-1) + 1
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise BenchError(f"the tokenizer in {folder} is unreadable ({type(exc).__name__}: {exc})") from None
 
 
 def check_model_folder(path: str) -> Path:

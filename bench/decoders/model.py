@@ -136,6 +136,9 @@ class CaptionDecoder:
             gpt = load_gpt2(config=gpt2_config)
         elif cfg.gpt2_path:
             gpt = load_gpt2(cfg.gpt2_path, dropout=cfg.dropout)
+            if self.vocab is not None and len(self.vocab) > gpt.config.vocab_size:  # ids past the embeddings
+                raise ConfigError(f"the tokenizer in {cfg.gpt2_path} has {len(self.vocab)} tokens, but its GPT-2 has "
+                                  f"{gpt.config.vocab_size} token embeddings: the tokenizer and the model do not belong together")
             if gpt.config.n_positions < needed:
                 raise ConfigError(f"the GPT-2 in {cfg.gpt2_path} has {gpt.config.n_positions} positions; this decoder needs "
                                   f"{needed} (prefix, prompt, decoder.max_length={cfg.max_length} and the start token): "

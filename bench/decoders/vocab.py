@@ -89,9 +89,21 @@ class HFVocab:
 
     @classmethod
     def from_pretrained(cls, directory: str) -> HFVocab:
+        """The tokenizer saved in ``directory``; one without tokens or an end-of-text token (what
+        transformers makes of a folder with no tokenizer files) is refused."""
+        from pathlib import Path
+
         from transformers import AutoTokenizer
 
-        return cls(AutoTokenizer.from_pretrained(directory))
+        from bench.decoders.config import tokenizer_ids
+        from bench.errors import BenchError
+
+        tokenizer_ids(Path(directory))  # the files are there (transformers would not say so)
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        if len(tokenizer) < 2 or tokenizer.eos_token_id is None:
+            raise BenchError(f"the tokenizer in {directory} has {len(tokenizer)} token(s) and "
+                             f"{'no' if tokenizer.eos_token_id is None else 'an'} end-of-text token: a GPT-2 decoder needs both")
+        return cls(tokenizer)
 
     @classmethod
     def train(cls, captions: Sequence[str], vocab_size: int = 2000) -> HFVocab:
