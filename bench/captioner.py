@@ -184,7 +184,7 @@ class Captioner(ABC):
     @classmethod
     def load(cls, directory: str | Path, map_location: str = "cpu") -> Captioner:
         """Rebuild a fitted captioner from ``save``'s folder; loading runs no code from it."""
-        from bench.config import build_dataclass
+        from bench.config import build_dataclass, switched_off
         from bench.state_io import UnsafeCheckpoint, load_state
 
         directory = Path(directory)
@@ -192,7 +192,10 @@ class Captioner(ABC):
             meta = json.loads((directory / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise UnsafeCheckpoint(f"{directory / 'config.json'} is unreadable ({exc})") from None
-        config = build_dataclass(cls.Config, meta.get("config", {})) if dataclasses.is_dataclass(cls.Config) else None
+        saved = meta.get("config", {})
+        if isinstance(saved, dict):  # a fit saved before its settings were refused beside an off switch: they did nothing
+            saved = {k: v for k, v in saved.items() if k not in switched_off(cls.Config, saved)}
+        config = build_dataclass(cls.Config, saved) if dataclasses.is_dataclass(cls.Config) else None
         obj = cls(config)
         obj.load_state_dict(load_state(directory / "state", map_location))
         return obj

@@ -231,8 +231,18 @@ def switched_off(config_cls: type, settings: Mapping[str, Any]) -> set[str]:
     """The fields of ``config_cls`` that ``settings`` (a nested dict of overrides) leaves unused by
     turning an on/off switch off: ``config_cls.SWITCHED`` maps each switch to the fields only it
     uses (viecap's ``hard_prompt`` to the entity prompt's settings)."""
-    switched = getattr(config_cls, "SWITCHED", {})
-    return {name for switch, names in switched.items() if settings.get(switch) is False for name in names}
+    off = set()
+    for switch, names in getattr(config_cls, "SWITCHED", {}).items():
+        value = settings.get(switch)
+        if value is None:
+            continue
+        try:  # a swept value arrives as written: "off", "false", 0 are off
+            on = coerce(value, bool, switch)
+        except ConfigError:
+            continue  # refused where the config is built, with its own message
+        if not on:
+            off.update(names)
+    return off
 
 
 def check_switched(config: Any, where: str) -> None:

@@ -33,7 +33,7 @@ PROMPT_TEMPLATE = "There are {} in image."
 NO_ENTITY = "something"
 MAX_ENTITIES = 10
 #: Bumped when entity matching or the prompt changes, so that no decoder fit is reused across it.
-ENTITY_VERSION = 2
+ENTITY_VERSION = 3  # 3: a vocabulary word without letters, or its plural, matches nothing
 
 _WORD = re.compile(r"[^\W\d_]+")  # runs of letters, any script
 

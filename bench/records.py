@@ -463,15 +463,18 @@ def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def varying_keys(records: list[Record]) -> dict[str, list[str]]:
     """For each method, the flattened config keys whose values differ between its records
-    (the switches of an ablation, a swept τ), in config order; the noise variance, which has
-    its own column and figure, is left out."""
+    (the switches of an ablation, a swept τ), in config order, counting only the records that
+    use the key (``unused_settings``); the noise variance, which has its own column and figure,
+    is left out."""
     flat = {r.cell_id: flatten_config(r.config) for r in records}
     out: dict[str, list[str]] = {}
     for method in dict.fromkeys(r.method for r in records):
         mine = [r for r in records if r.method == method]
         keys = dict.fromkeys(k for r in mine for k in flat[r.cell_id])
+        unused = {r.cell_id: unused_settings(r) for r in mine}  # a value an off switch left unused does not vary
         out[method] = [k for k in keys if k != "noise_variance"
-                       and len({json.dumps(flat[r.cell_id].get(k), sort_keys=True) for r in mine}) > 1]
+                       and len({json.dumps(flat[r.cell_id].get(k), sort_keys=True) for r in mine
+                                if k not in unused[r.cell_id]}) > 1]
     return out
 
 

@@ -431,10 +431,15 @@ def test_a_setting_an_ablated_switch_turns_off_leaves_the_off_cells_and_beside_a
     assert {(c.config.project, c.config.tau) for c in syntic} == {(True, 0.05), (False, None)}
     assert {(c.config.optimise, c.config.opt_lr) for c in syntic} == {(True, 1e-4), (False, 1e-5)}
     assert len(syntic) == len(set(syntic)) == len([c for c in build_grid(RunConfig(preset="full")) if c.method == "syntic"])
-    # the switch swept beside the setting: the off cells are one cell, not three copies
-    cells = build_grid(RunConfig(methods=("viecap",), splits=("shapes-coco",),
-                                 sweep={"viecap.hard_prompt": [True, False], "viecap.top_k": [1, 3, 5]}))
-    assert sorted((c.config.hard_prompt, c.config.top_k) for c in cells) == [(False, 3), (True, 1), (True, 3), (True, 5)]
+    # the switch swept beside the setting: the off cells are one cell, not three copies; the
+    # switch's values as a user writes them ("off", 0) are off too
+    for values in ([True, False], ["on", "off"], [1, 0]):
+        cells = build_grid(RunConfig(methods=("viecap",), splits=("shapes-coco",),
+                                     sweep={"viecap.hard_prompt": values, "viecap.top_k": [1, 3, 5]}))
+        assert sorted((c.config.hard_prompt, c.config.top_k) for c in cells) == [(False, 3), (True, 1), (True, 3), (True, 5)]
+    (off,) = [c for c in build_grid(RunConfig(methods=("syntic",), splits=("shapes-coco",), sweep={"syntic.project": ["1", "0"]},
+                                              method_options={"syntic.tau": 0.05})) if not c.config.project]
+    assert off.config.tau is None
     with pytest.raises(ConfigError, match=r"viecap.top_k is unused with viecap.hard_prompt=false"):
         build_grid(RunConfig(methods=("viecap",), splits=("shapes-coco",),
                              method_options={"viecap.hard_prompt": False, "viecap.top_k": 5}))

@@ -731,3 +731,17 @@ def test_a_row_with_a_switch_off_is_not_named_by_the_settings_that_switch_leaves
                                                   "viecap (hard_prompt=on, top_k=5)"]
     shown = sorted(varying_settings(data.records).values())
     assert shown == ["hard_prompt=off", "hard_prompt=on top_k=1", "hard_prompt=on top_k=5"]
+    from bench.reporting.tables import ablation_tables
+
+    ((_, keys, table),) = ablation_tables(data)
+    assert keys == ["hard_prompt", "top_k"]
+    assert sorted(zip(table.frame["hard_prompt"], table.frame["top_k"])) == [("✓", "1"), ("✓", "5"), ("✗", "–")]
+    # top_k set for the run and swept only through the switch: it does not vary where it is used,
+    # so it names no row at all
+    other = tmp_path / "other"
+    store = RecordStore(other)
+    for hard, top_k in ((True, 5), (False, 3)):
+        store.add(Record(method="viecap", split="coco", train="coco", eval="coco", kind="in-domain", seed=0,
+                         config={"noise_variance": 0.016, "hard_prompt": hard, "top_k": top_k}, noise_variance=0.016,
+                         metrics={"cider": 50.0 + top_k, "bleu4": 20.0}, extra={} if hard else {"unused_settings": ["top_k"]}))
+    assert sorted(r.label for r in load_run(other).rows) == ["viecap (hard_prompt=off)", "viecap (hard_prompt=on)"]

@@ -245,3 +245,22 @@ def test_sweep_bad_input(run_cli, argv, fragment, tmp_path):
                            "--out", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"))
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and fragment in err
+
+
+def test_a_fit_saved_with_a_setting_its_off_switch_left_unused_still_loads(world_context, tmp_path):
+    """Before such settings were refused, syntic took tau beside project=false and ignored it; a fit
+    saved then loads (for `bench caption`) and captions as saved, the setting dropped."""
+    import json
+
+    corpus, context, queries = world_context
+    method = syntic(optimise=False, project=False)
+    method.fit(corpus, context())
+    captions = method.caption(queries)
+    method.save(tmp_path / "fit")
+    meta = json.loads((tmp_path / "fit" / "config.json").read_text())
+    meta["config"]["tau"] = 0.05  # as an older version saved it
+    (tmp_path / "fit" / "config.json").write_text(json.dumps(meta))
+    loaded = type(method).load(tmp_path / "fit")
+    assert loaded.config.tau is None and loaded.caption(queries) == captions
+    with pytest.raises(ConfigError, match="syntic.tau is unused with syntic.project=false"):
+        syntic(project=False, tau=0.05)

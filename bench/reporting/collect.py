@@ -197,12 +197,17 @@ def label_rows(rows: list[Row]) -> None:
         parts = []
         if len({r.noise_variance for r in siblings}) > 1:
             parts.append(f"σ²={show_noise(row.noise_variance)}")
-        unused = unused_settings(row.records[0]) if row.records else set()  # top_k beside the hard prompt off
+        unused = row_unused(row)  # top_k beside the hard prompt off
         for key, value in row.settings:
             if key not in unused and len({json.dumps(v, default=str) for r in siblings for k, v in r.settings if k == key}) > 1:
                 parts.append(f"{short_key(key, row.method)}={show_value(value)}")
         parts += inputs_parts(row.inputs, [r.inputs for r in siblings])
         row.label = row.method + (f" ({', '.join(parts)})" if parts else "")
+
+
+def row_unused(row: Row) -> set[str]:
+    """The settings the row's cells left unused (an off switch's: ``records.unused_settings``)."""
+    return unused_settings(row.records[0]) if row.records else set()
 
 
 def inputs_parts(mine: Any, among: list[Any]) -> list[str]:

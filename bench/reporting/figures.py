@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.records import show_value
-from bench.reporting.collect import METRIC_NAMES, Row, RunData, inputs_parts, seeds_label, shared_seeds, short_key
+from bench.reporting.collect import METRIC_NAMES, Row, RunData, inputs_parts, row_unused, seeds_label, shared_seeds, short_key
 from bench.stats import seed_interval
 
 CURVE_METRICS = ("cider", "bleu4")
@@ -79,7 +79,8 @@ def noise_curves(data: RunData) -> list[Curve]:
                     point.all_mean[metric], *band = seed_interval(row.values(metric))
                     point.all_band[metric] = tuple(band)
             points.append(point)
-        settings = " ".join(f"{short_key(k, method)}={show_value(v)}" for k, v in rows[0].settings)
+        unused = row_unused(rows[0])
+        settings = " ".join(f"{short_key(k, method)}={show_value(v)}" for k, v in rows[0].settings if k not in unused)
         curves.append(Curve(method, split, settings, points, common_seeds=common, inputs=inputs))
     methods = {c.method for c in curves}
     for c in curves:

@@ -25,6 +25,7 @@ from bench.reporting.collect import (
     RunData,
     best_row,
     finite_number,
+    row_unused,
     seeds_label,
     shared_seeds,
     short_key,
@@ -230,7 +231,8 @@ def ablation_tables(data: RunData) -> list[tuple[str, list[str], Table]]:
         shared = {split: shared_seeds([by[split] for _, by in combos.values() if split in by]) for split in splits}
         mixed = len(seed_counts) > 1 or any(shared.values())
         for (_, nv), (settings, by_split) in combos.items():
-            cells = {short_key(k, method): _switch(v) for k, v in settings}
+            unused = row_unused(next(iter(by_split.values())))  # an off switch's settings: "–", not their unused value
+            cells = {short_key(k, method): "–" if k in unused else _switch(v) for k, v in settings}
             if noise:
                 cells["σ²"] = show_noise(nv)
             if mixed:
