@@ -42,4 +42,5 @@ def plain_decoder(decoder_config: Any, variance: float) -> str:
 
     from bench.config import config_dict
 
-    return json.dumps([config_dict(decoder_config), noise_transform(variance)["transform_id"]], sort_keys=True, default=str)
+    training = decoder_config.for_training() if hasattr(decoder_config, "for_training") else decoder_config  # as the fit key
+    return json.dumps([config_dict(training), noise_transform(variance)["transform_id"]], sort_keys=True, default=str)

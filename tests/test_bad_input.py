@@ -140,7 +140,7 @@ CASES = [
     ("run GPT-2 folder with another model's tokenizer",
      lambda t: ["run", "--methods", "capdec", "--decoder", "gpt2", "--set",
                 f"decoder.gpt2_path={_gpt2_folder(t, n_layer=12, n_head=12, n_embd=768, vocab_size=100, tokens=500)}"],
-     "has token ids up to 499, but its GPT-2 has 100 token embeddings"),
+     "has a vocabulary of ids up to 499, but its GPT-2 has 100 token embeddings"),
     ("run missing generator folder", lambda t: ["run", "--methods", "syntic", "--set", "syntic.generator.kind=diffusers",
                                                 "--set", f"syntic.generator.path={t / 'no-sd'}"], "syntic.generator.path"),
     # models a fit would need that no setting names: refused before anything loads, not a failed cell

@@ -408,6 +408,8 @@ def test_methods_name_the_decoders_they_may_share():
     assert shared("capdec") != shared("decap") and shared("capdec") == shared("viecap", hard_prompt=False)
     assert shared("viecap") is None and shared("syntic") is None and shared("clipre") is None
     assert shared("decap", decoder=replace(METHODS.get("decap").Config().decoder, epochs=3)) != shared("decap")
+    # what only decoding reads is not part of the fit (as in the decoder cache's key)
+    assert shared("decap", decoder=replace(METHODS.get("decap").Config().decoder, beam_size=3)) == shared("decap")
 
 
 def test_accept_puts_a_trained_fit_and_its_time_on_the_first_cell_only():

@@ -202,6 +202,10 @@ def test_identical_decoder_fits_are_shared_between_methods(tmp_path):
     assert (beam.decoder.config.beam_size, beam.decoder.config.length_penalty, beam.decoder.config.decode_batch_size) == (3, 0.5, 2)
     for a, b in zip(nonoise.decoder.net.state_dict().values(), beam.decoder.net.state_dict().values()):
         assert torch.equal(a, b)
+    # a beam wider than the vocabulary is refused on reuse as on a fresh fit, before the method is saved
+    too_wide = create_method("decap", method_config("decap", {"decoder": {**TINY_DECODER["decoder"], "beam_size": 100_000}}))
+    with pytest.raises(ConfigError, match=r"decoder.beam_size \(100000\) is larger than the decoder's vocabulary"):
+        too_wide.fit(corpus, context())
     # A new run folder's cache finds the fit on disk.
     again = create_method("decap", method_config("decap", {**TINY_DECODER, "tau": 0.5}))
     torch.set_num_threads(torch.get_num_threads() + 1)  # reused in a process with other threads
@@ -249,6 +253,7 @@ def test_a_model_folder_replaced_in_place_is_another_cell_fit_and_decoder(tmp_pa
     def write(seed: int) -> None:  # one shape (the config states it), other weights
         torch.manual_seed(seed)
         GPT2LMHeadModel(GPT2Config(vocab_size=50, n_layer=1, n_head=2, n_embd=16, n_positions=64)).save_pretrained(folder)
+        (folder / "tokenizer.json").write_text(json.dumps({"model": {"vocab": {"a": 0, "cat": 1}}}))
 
     shape = {"layers": 1, "heads": 2, "width": 16, "mlp_ratio": 4}
 
@@ -437,12 +442,18 @@ def test_a_gpt2_folder_without_its_tokenizer_or_with_another_models_is_refused(t
     with pytest.raises(BenchError, match="holds no tokenizer"):
         CaptionDecoder(config, corpus.dim).build(corpus.captions)
     vocab.tokenizer.save_pretrained(folder)
-    with pytest.raises(ConfigError, match=rf"token ids up to {len(vocab) - 1}, but its GPT-2 has {len(vocab) - 20} token embeddings"):
+    with pytest.raises(ConfigError, match=rf"a vocabulary of ids up to {len(vocab) - 1}, but its GPT-2 has {len(vocab) - 20} token"):
         config.check_resources()
-    with pytest.raises(ConfigError, match=rf"has {len(vocab)} tokens, but its GPT-2 has {len(vocab) - 20} token embeddings"):
+    with pytest.raises(ConfigError, match=rf"use token id \d+, but the GPT-2 in {folder} has {len(vocab) - 20} token embeddings"):
         CaptionDecoder(config, corpus.dim).build(corpus.captions)
-    # a matching pair builds
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_layer=1, n_head=2, n_embd=32, n_positions=64)).save_pretrained(folder)
+    # a matching pair builds, and so does one with a <pad> added to the tokenizer only (no caption holds it)
+    size = len(vocab)
+    GPT2LMHeadModel(GPT2Config(vocab_size=size, n_layer=1, n_head=2, n_embd=32, n_positions=64)).save_pretrained(folder)
+    vocab.tokenizer.add_special_tokens({"pad_token": "<pad>"})
+    vocab.tokenizer.save_pretrained(folder)
     config.check_resources()
     decoder = CaptionDecoder(config, corpus.dim)
-    assert len(decoder.build(corpus.captions)) == len(corpus.captions) and len(decoder.vocab) == len(vocab)
+    assert len(decoder.build(corpus.captions)) == len(corpus.captions) and len(decoder.vocab) == size + 1
+    # but a caption that holds it is refused where the decoder is built
+    with pytest.raises(ConfigError, match=rf"use token id {size}, but the GPT-2 in {folder} has {size} token embeddings"):
+        CaptionDecoder(config, corpus.dim).build([*corpus.captions, "a <pad> here"])

@@ -127,8 +127,8 @@ def check_gpt2_shape(config: DecoderConfig, folder: Path) -> None:
                           "set them to the folder's")
     ids, vocab_size = tokenizer_ids(folder), theirs.get("vocab_size")
     if isinstance(vocab_size, int) and ids > vocab_size:
-        raise ConfigError(f"the tokenizer in {folder} has token ids up to {ids - 1}, but its GPT-2 has {vocab_size} token "
-                          "embeddings: the tokenizer and the model do not belong together")
+        raise ConfigError(f"the tokenizer in {folder} has a vocabulary of ids up to {ids - 1}, but its GPT-2 has {vocab_size} "
+                          "token embeddings: the tokenizer and the model do not belong together")
     positions = theirs.get("n_positions", theirs.get("n_ctx"))
     needed = config.prefix_length + config.max_length + 1  # a method's prompt or second input needs more (checked at fit)
     if isinstance(positions, int) and positions < needed:
@@ -137,10 +137,12 @@ def check_gpt2_shape(config: DecoderConfig, folder: Path) -> None:
 
 
 def tokenizer_ids(folder: Path) -> int:
-    """One past the largest token id of the tokenizer saved in ``folder`` (``tokenizer.json``, else
-    ``vocab.json`` and ``merges.txt`` with ``added_tokens.json``), read as JSON, nothing loaded. A
-    folder without a tokenizer is refused: transformers would give it an empty one, under which
-    every caption encodes to nothing."""
+    """One past the largest id of the base vocabulary of the tokenizer saved in ``folder``
+    (``tokenizer.json``, else ``vocab.json`` and ``merges.txt``), read as JSON, nothing loaded.
+    Added tokens are left out (a ``<pad>`` added without resizing the model is common, and
+    harmless while no caption holds it; the ids the captions really use are checked where the
+    decoder is built). A folder without a tokenizer is refused: transformers would give it an
+    empty one, under which every caption encodes to nothing."""
     import json
 
     from bench.errors import BenchError
@@ -150,11 +152,8 @@ def tokenizer_ids(folder: Path) -> int:
             data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
             vocab = (data.get("model") or {}).get("vocab") or {}
             ids = list(vocab.values()) if isinstance(vocab, dict) else list(range(len(vocab)))
-            ids += [t["id"] for t in data.get("added_tokens") or []]
         elif (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
             ids = list(json.loads((folder / "vocab.json").read_text(encoding="utf-8")).values())
-            if (folder / "added_tokens.json").is_file():
-                ids += list(json.loads((folder / "added_tokens.json").read_text(encoding="utf-8")).values())
         else:
             raise BenchError(f"{folder} holds no tokenizer (tokenizer.json, or vocab.json and merges.txt)")
         return max((int(i) for i in ids), default=-1) + 1

@@ -24,7 +24,7 @@ import numpy as np
 from bench.cache import array_digest, fingerprint
 from bench.config import config_dict
 from bench.decoders.config import DecoderConfig
-from bench.decoders.model import CaptionDecoder
+from bench.decoders.model import CaptionDecoder, check_beam
 from bench.io import write_json_atomic
 
 #: Decoder states larger than this stay in memory only.
@@ -169,6 +169,7 @@ def _fit_or_reuse(job: _Job, cache: DecoderCache | None) -> tuple[CaptionDecoder
         if found is not None:
             state, info = found
             decoder.load_state_dict(state)
+            check_beam(decoder.config.beam_size, len(decoder.vocab))  # as build() would: the beam is the cell's own
             ctx.log(f"reusing an identical decoder fit ({key})")
             return decoder, {**info, "decoder_key": key, "decoder_reused": True}
     torch.manual_seed(ctx.seed)  # the initialisation depends on the seed only, not on what ran before

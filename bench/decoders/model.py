@@ -91,9 +91,17 @@ class CaptionDecoder:
             else:
                 self.vocab = HFVocab.train([*captions, *extra_texts])
             encoded = self.vocab.encode_many(captions)
-        self.prompt_room = max((len(self.vocab.encode(t)) for t in extra_texts), default=0)
+        prompts = [self.vocab.encode(t) for t in extra_texts]
+        self.prompt_room = max(map(len, prompts), default=0)
         check_beam(cfg.beam_size, len(self.vocab))
         self.net = self._network()
+        if cfg.kind == "gpt2":  # a token id past the model's embeddings: another model's tokenizer, or an added token
+            rows = self.net.gpt.config.vocab_size
+            top = max([self.vocab.eos, *(max(ids) for ids in [*encoded, *prompts] if len(ids))])
+            if top >= rows:
+                raise ConfigError(f"the captions or the end-of-text token use token id {top}, but the GPT-2"
+                                  f"{' in ' + cfg.gpt2_path if cfg.gpt2_path else ''} has {rows} token embeddings: "
+                                  "its tokenizer and model do not belong together")
         self.fusion = self._fusion()
         return encoded
 
@@ -136,9 +144,6 @@ class CaptionDecoder:
             gpt = load_gpt2(config=gpt2_config)
         elif cfg.gpt2_path:
             gpt = load_gpt2(cfg.gpt2_path, dropout=cfg.dropout)
-            if self.vocab is not None and len(self.vocab) > gpt.config.vocab_size:  # ids past the embeddings
-                raise ConfigError(f"the tokenizer in {cfg.gpt2_path} has {len(self.vocab)} tokens, but its GPT-2 has "
-                                  f"{gpt.config.vocab_size} token embeddings: the tokenizer and the model do not belong together")
             if gpt.config.n_positions < needed:
                 raise ConfigError(f"the GPT-2 in {cfg.gpt2_path} has {gpt.config.n_positions} positions; this decoder needs "
                                   f"{needed} (prefix, prompt, decoder.max_length={cfg.max_length} and the start token): "
