@@ -237,6 +237,43 @@ def test_length_pieces_give_the_same_update_as_the_whole_batch():
         assert torch.allclose(whole[name], pieces[name], atol=1e-6), name
 
 
+def test_the_moving_average_of_the_weights_replaces_them_after_the_same_training():
+    """decoder.ema: training runs as without it (same losses), then each weight is its exponential
+    moving average over the steps, with the decay ramped as (1 + t) / (10 + t) up to ema; at its
+    default of 0 nothing changes and the setting stays out of config dicts (old keys hold)."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    from bench.config import config_dict
+    from bench.decoders import CaptionDecoder, DecoderConfig
+
+    corpus, _ = tiny_corpus()
+    runs = {}
+    for ema in (0.0, 0.5):
+        torch.manual_seed(0)
+        decoder = CaptionDecoder(DecoderConfig(width=32, layers=1, heads=2, epochs=3, batch_size=4, ema=ema), corpus.dim)
+        encoded = decoder.build(corpus.captions)
+        snapshots = [{n: p.detach().clone() for n, p in decoder.net.named_parameters()}]
+        handle = register_optimizer_step_post_hook(
+            lambda *_: snapshots.append({n: p.detach().clone() for n, p in decoder.net.named_parameters()}))
+        try:
+            stats = decoder.fit(corpus.embeddings, encoded, seed=0, progress=None)
+        finally:
+            handle.remove()
+        runs[ema] = (stats, snapshots, {n: p.detach().clone() for n, p in decoder.net.named_parameters()})
+    (plain, plain_steps, plain_final), (averaged, steps, final) = runs[0.0], runs[0.5]
+    assert averaged.final_loss == plain.final_loss and len(steps) == plain.steps + 1 > 3
+    for name in plain_final:
+        assert torch.equal(plain_final[name], plain_steps[-1][name])  # no average: the last step's weights
+        expected = steps[0][name]
+        for t, weights in enumerate(steps[1:]):
+            keep = min(0.5, (1 + t) / (10 + t))
+            expected = keep * expected + (1 - keep) * weights[name]
+        assert torch.allclose(final[name], expected, atol=1e-6) and not torch.equal(final[name], steps[-1][name])
+    assert "ema" not in config_dict(DecoderConfig()) and config_dict(DecoderConfig(ema=0.5))["ema"] == 0.5
+    with pytest.raises(ConfigError, match=r"decoder.ema must be in \[0, 1\)"):
+        DecoderConfig(ema=1.0)
+
+
 def test_a_model_folder_replaced_in_place_is_another_cell_fit_and_decoder(tmp_path):
     """A GPT-2 folder retrained into the same path: the config string is the same, the cell, the
     fit and the shared decoder are not (so no old result or checkpoint is reused for it)."""

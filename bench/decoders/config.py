@@ -54,6 +54,9 @@ class DecoderConfig:
     grad_clip: float = 1.0
     length_split: int = 4  # each batch runs as this many length-sorted pieces (same update, less padding: 4 is 9% faster than 2)
     bucket_pool: int = 1  # batches per length-sorted pool; 1: plain random batches (see the module doc)
+    #: the decay of an exponential moving average of the weights that replaces them after training
+    #: (0: none, the default); measured for the seed spread, README "How long the decoders train"
+    ema: float = field(default=0.0, metadata=ADDED_LATER)
     beam_size: int = 1
     decode_batch_size: int = 256
     length_penalty: float = 1.0
@@ -63,7 +66,7 @@ class DecoderConfig:
                      "bucket_pool", "length_split"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"decoder.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("epochs", "lr", "weight_decay", "grad_clip", "dropout", "length_penalty"):
+        for name in ("epochs", "lr", "weight_decay", "grad_clip", "dropout", "length_penalty", "ema"):
             if not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"decoder.{name} must be a finite number, got {getattr(self, name)}")
         if self.lr * self.weight_decay >= 1:  # AdamW scales every decayed weight by (1 - lr * weight_decay) each step
@@ -76,6 +79,8 @@ class DecoderConfig:
         for name in ("warmup", "weight_decay", "grad_clip"):  # grad_clip 0: no clipping
             if getattr(self, name) < 0:
                 raise ConfigError(f"decoder.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.ema < 1:
+            raise ConfigError(f"decoder.ema must be in [0, 1) (the moving average's decay; 0: none), got {self.ema}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"decoder.dropout must be in [0, 1), got {self.dropout}")
         if self.mapper != "transformer" and self.mapper_layers != 2:

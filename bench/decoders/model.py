@@ -233,6 +233,8 @@ class CaptionDecoder:
         losses: list[float] = []
         start = time.perf_counter()
         batches: list[Any] = []
+        params = [p for p in modules.parameters() if p.requires_grad]
+        average = [p.detach().clone() for p in params] if cfg.ema > 0 else None
         bar = progress(range(total), total=total, desc="training the decoder", unit="step") if progress else range(total)
         for step in bar:
             if not batches:
@@ -280,6 +282,11 @@ class CaptionDecoder:
                 torch.nn.utils.clip_grad_norm_(modules.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
+            if average is not None:  # an exponential moving average of the weights, its decay ramped up from 0.1
+                keep = min(cfg.ema, (1 + step) / (10 + step))
+                with torch.no_grad():
+                    for mean, p in zip(average, params):
+                        mean.lerp_(p.detach(), 1.0 - keep)
             stats.optimizer_seconds += time.perf_counter() - t_opt
             stats.tokens += n_targets
             losses.append(batch_loss)
@@ -287,7 +294,11 @@ class CaptionDecoder:
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
         stats.seconds = time.perf_counter() - start
         stats.first_loss = float(np.mean(losses[:10]))
-        stats.final_loss = float(np.mean(losses[-10:]))
+        stats.final_loss = float(np.mean(losses[-10:]))  # the trained weights' (before the average replaces them)
+        if average is not None:
+            with torch.no_grad():
+                for mean, p in zip(average, params):
+                    p.copy_(mean)
         modules.eval()
         return stats
 
