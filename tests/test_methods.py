@@ -253,8 +253,10 @@ def test_the_moving_average_of_the_weights_replaces_them_after_the_same_training
         decoder = CaptionDecoder(DecoderConfig(width=32, layers=1, heads=2, epochs=3, batch_size=4, ema=ema), corpus.dim)
         encoded = decoder.build(corpus.captions)
         snapshots = [{n: p.detach().clone() for n, p in decoder.net.named_parameters()}]
-        handle = register_optimizer_step_post_hook(
-            lambda *_: snapshots.append({n: p.detach().clone() for n, p in decoder.net.named_parameters()}))
+        def keep(*_, net=decoder.net, into=snapshots):  # the weights after every optimiser step
+            into.append({n: p.detach().clone() for n, p in net.named_parameters()})
+
+        handle = register_optimizer_step_post_hook(keep)
         try:
             stats = decoder.fit(corpus.embeddings, encoded, seed=0, progress=None)
         finally:
