@@ -63,10 +63,12 @@ class CheckResult:
     config_changes: list[str] = field(default_factory=list)
     missing_metrics: list[str] = field(default_factory=list)
     skipped_lines: dict[str, int] = field(default_factory=dict)
+    #: whether baseline cells missing from the run are allowed (a run of part of the grid)
+    allow_missing: bool = False
 
     @property
     def ok(self) -> bool:
-        return not self.drops
+        return not self.drops and (self.allow_missing or not self.only_baseline)
 
 
 def parse_tolerances(text: str | None) -> dict[str, float]:
@@ -94,21 +96,31 @@ def parse_tolerances(text: str | None) -> dict[str, float]:
 
 
 def check(run: str | Path, baseline: str | Path, tolerances: dict[str, float] | None = None,
-          log: Callable[[str], None] = lambda m: None) -> CheckResult:
-    """Compare every cell present in both; ``tolerances`` override the defaults per metric."""
+          log: Callable[[str], None] = lambda m: None, allow_missing: bool = False) -> CheckResult:
+    """Compare every cell present in both; ``tolerances`` override the defaults per metric. A
+    baseline cell the run lacks fails the check unless ``allow_missing``; a baseline line that
+    is not a record (but for a cut-off last line) is bad input: the gate must not shrink unseen."""
     tol = {**DEFAULT_TOLERANCES, **(tolerances or {})}
     current = load_records(run, "run", log).records
-    base = load_records(baseline, "baseline", log).records
+    read = load_records(baseline, "baseline", log)
+    if read.skipped - read.truncated_last:
+        raise DataError(f"the baseline {baseline} has {read.skipped - read.truncated_last} line(s) that are not records this "
+                        f"version can read ({read.problems[0]}): the cells they held would go unchecked; repair or re-bless it")
+    if read.repeated:
+        log(f"warning: {read.repeated} line(s) of the baseline {baseline} repeat a cell an earlier line holds; the last line "
+            "of each cell is used, as in a run folder")
+    base = read.records
     pairs, only_run, only_base, changes = match(current, base)
     if not pairs:
         raise DataError(f"no cell of {run} is in the baseline {baseline} ({len(current)} vs {len(base)} cells; "
                         "are they runs of the same grid?)")
     result = CheckResult(compared=len(pairs), only_run=[r.describe() for r in only_run],
-                         only_baseline=[r.describe() for r in only_base], config_changes=changes)
+                         only_baseline=[r.describe() for r in only_base], config_changes=changes, allow_missing=allow_missing)
     from bench.scoring import CLIP_METRICS
 
     for now, then in pairs:
-        other_scale = then.eval_encoder != now.eval_encoder  # CLIP-S of two encoders are two scales
+        # CLIP-S of two encoders are two scales; a run without CLIP-S has simply lost it
+        other_scale = bool(then.eval_encoder and now.eval_encoder) and then.eval_encoder != now.eval_encoder
         if other_scale and any(m in then.metrics for m in CLIP_METRICS):
             result.missing_metrics.append(f"{now.describe()}: CLIP-S and RefCLIP-S not checked: the baseline's come from "
                                           f"evaluation encoder {then.eval_encoder or '(none recorded)'}, the run's from "

@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("check", "Compare a run with baseline records; exit 1 on a regression beyond tolerance.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--baseline", required=True, help="baseline records.jsonl (or a run folder)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="a baseline cell the run does not hold is a warning, not a failure (a run of part of the grid)")
     p.add_argument("--tolerance", help="metric=value pairs overriding the defaults ("
                                        + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_TOLERANCES.items()) + "), e.g. cider=2,bleu4=0.5")
 
@@ -357,13 +359,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     from bench.check import DEFAULT_TOLERANCES, check, parse_tolerances
 
     tolerances = parse_tolerances(args.tolerance)
-    result = check(args.run_dir, args.baseline, tolerances, log=_stderr)
+    result = check(args.run_dir, args.baseline, tolerances, log=_stderr, allow_missing=args.allow_missing)
     for line in result.config_changes:
         _stderr(f"note: {line}")
     for line in result.missing_metrics:
         _stderr(f"warning: {line}")
-    for cells, what in ((result.only_run, "cell(s) of the run are not in the baseline (not checked)"),
-                        (result.only_baseline, "baseline cell(s) are missing from the run")):
+    listed = [(result.only_run, "cell(s) of the run are not in the baseline (not checked)")]
+    if args.allow_missing:
+        listed.append((result.only_baseline, "baseline cell(s) are missing from the run (allowed by --allow-missing)"))
+    for cells, what in listed:
         if cells:
             _stderr(f"warning: {len(cells)} {what}: " + "; ".join(cells[:5]) + (" ..." if len(cells) > 5 else ""))
     used = {**DEFAULT_TOLERANCES, **tolerances}
@@ -372,9 +376,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     if result.ok:
         print(f"ok: no metric fell by more than its tolerance; {summary}")
         return 0
-    print(f"regression: {len(result.drops)} metric value(s) fell by more than their tolerance; {summary}")
+    lost = [] if args.allow_missing else result.only_baseline
+    print("regression: " + "; ".join(
+        ([f"{len(result.drops)} metric value(s) fell by more than their tolerance"] if result.drops else [])
+        + ([f"{len(lost)} baseline cell(s) are missing from the run (--allow-missing if the run covers part of "
+            "the grid on purpose)"] if lost else [])) + f"; {summary}")
     for drop in result.drops:
         print(f"  {drop.describe()}")
+    for cell in lost:
+        print(f"  {cell}: missing from the run")
     return 1
 
 

@@ -269,6 +269,10 @@ class ReadResult:
     records: list[Record]
     skipped: int = 0
     problems: list[str] = field(default_factory=list)
+    #: the last line was cut off (a writer stopped mid-line) and is among the skipped
+    truncated_last: bool = False
+    #: lines that repeat a cell an earlier line holds (the last one is read)
+    repeated: int = 0
 
 
 def read_records(path: str | Path) -> ReadResult:
@@ -286,7 +290,9 @@ def read_records(path: str | Path) -> ReadResult:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     result = ReadResult(records=[])
     by_id: dict[str, Record] = {}
-    for lineno, line in enumerate(text.splitlines(), 1):
+    lines = text.splitlines()
+    last = max((i for i, line in enumerate(lines, 1) if line.strip()), default=0)
+    for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
@@ -297,8 +303,9 @@ def read_records(path: str | Path) -> ReadResult:
         except (ValueError, TypeError) as exc:
             result.skipped += 1
             result.problems.append(f"line {lineno}: {exc}")
+            result.truncated_last = result.truncated_last or (lineno == last and not text.endswith("\n"))
             continue
-        by_id.pop(record.cell_id, None)
+        result.repeated += by_id.pop(record.cell_id, None) is not None
         by_id[record.cell_id] = record
     result.records = list(by_id.values())
     return result

@@ -63,15 +63,41 @@ def test_tolerances_come_from_the_flag(run_cli, baseline, tmp_path):
     assert run_cli("check", str(run), "--baseline", str(baseline), "--tolerance", "meteor=0.1")[0] == 1
 
 
-def test_cells_in_only_one_side_are_warned_about(run_cli, baseline, tmp_path):
+def test_a_run_cell_new_to_the_baseline_is_a_warning_and_a_baseline_cell_the_run_lost_a_failure(run_cli, baseline, tmp_path):
+    """A gate must not pass because a cell it guards is gone; --allow-missing accepts a run of part
+    of the grid on purpose (the missing cells listed as a warning)."""
     records = _records()
     run = _write(tmp_path / "run" / "records.jsonl", records[2:] + [{**records[0], "split": "shapes-flickr",
                                                                        "cell_id": "feedfeedfeedfeed"}])
     code, out, err = run_cli("check", str(run), "--baseline", str(baseline))
-    assert code == 0
-    assert "1 cell(s) of the run are not in the baseline" in err and "feedfeedfeedfeed" in err
-    assert "2 baseline cell(s) are missing from the run" in err
-    assert f"{len(records) - 2} cells" in out
+    assert code == 1 and "1 cell(s) of the run are not in the baseline" in err and "feedfeedfeedfeed" in err
+    assert out.startswith("regression: 2 baseline cell(s) are missing from the run (--allow-missing")
+    assert all(r["cell_id"] in out for r in records[:2]) and "fell" not in out.splitlines()[0]
+    code, out, err = run_cli("check", str(run), "--baseline", str(baseline), "--allow-missing")
+    assert code == 0 and f"{len(records) - 2} cells" in out
+    assert "2 baseline cell(s) are missing from the run (allowed by --allow-missing)" in err
+    # a fall and a lost cell together: both named
+    records[2]["metrics"]["cider"] -= 5
+    run = _write(tmp_path / "run2" / "records.jsonl", records[1:])
+    code, out, _ = run_cli("check", str(run), "--baseline", str(baseline))
+    assert code == 1 and out.startswith("regression: 1 metric value(s) fell by more than their tolerance; 1 baseline cell")
+
+
+def test_a_baseline_line_that_is_not_a_record_is_refused_and_a_repeated_cell_warned_about(run_cli, baseline, tmp_path):
+    """A line of the baseline it cannot read would leave its cell unguarded (and the run's cell
+    would only be "new"): exit 2, not a pass. A cell written twice (a run's recomputed cell)
+    reads as in a run folder, the last line, with a warning."""
+    lines = FIXTURE.read_text(encoding="utf-8").splitlines()
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("\n".join([lines[0][:40], *lines[1:]]) + "\n", encoding="utf-8")
+    code, out, err = run_cli("check", str(FIXTURE.parent), "--baseline", str(broken))
+    assert code == 2 and len(err.strip().splitlines()) == 2 and "1 line(s) that are not records" in err  # the skip warning, the error
+    twice = tmp_path / "twice.jsonl"
+    first = json.loads(lines[0])
+    stale = {**first, "metrics": {**first["metrics"], "cider": first["metrics"]["cider"] + 50}}
+    twice.write_text("\n".join([json.dumps(stale), *lines]) + "\n", encoding="utf-8")
+    code, out, err = run_cli("check", str(FIXTURE.parent), "--baseline", str(twice))
+    assert code == 0 and "1 line(s) of the baseline" in err and "repeat a cell" in err
 
 
 def test_a_changed_config_is_still_compared_and_named(baseline, tmp_path):

@@ -158,6 +158,17 @@ def test_check_never_compares_clip_s_of_two_encoders(tmp_path):
     other = check(write(tmp_path / "other", "shapes@def", 40.0), base, {})
     assert other.ok and other.metrics_compared == 1  # CIDEr only
     assert any("not checked" in m and "ViT-B-32@abc" in m for m in other.missing_metrics)
+    # a run without CLIP-S (--no-clip-score) has not changed scale: it lost the metrics the baseline guards
+
+    def without(path):
+        record = Record(method="clipre", split="coco", train="coco", eval="coco", kind="in-domain", seed=0, config={},
+                        metrics={"cider": 50.0}, encoder="e@1", train_fingerprint="t", eval_fingerprint="v")
+        path.mkdir()
+        (path / "records.jsonl").write_text(json.dumps(record.to_dict()) + "\n")
+        return path
+
+    lost = check(without(tmp_path / "none"), base, {})
+    assert not lost.ok and [(d.metric, d.current) for d in lost.drops] == [("clip_s", None), ("refclip_s", None)]
 
 
 def test_a_folder_holds_one_clip_score_setting(tmp_path, tiny_clip_checkpoint, tiny_datasets):
