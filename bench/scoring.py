@@ -319,5 +319,13 @@ def _spice(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float,
         corpus, per = scorer.compute_score(gts, res)
     except (subprocess.CalledProcessError, OSError, ValueError) as exc:
         raise ScorerError(f"SPICE failed to run: {exc}") from None
-    values = [100.0 * float(p["All"]["f"]) for p in per]
-    return 100.0 * float(corpus), [v if not math.isnan(v) else 0.0 for v in values]
+    # pycocoevalcap returns the images' scores in sorted(gts) order (string order: "10" before
+    # "9"), not in gts's: put each back on its own image. An image whose F is NaN (a caption with
+    # no scene-graph tuple) scores 0, and the corpus score is the mean of these, as for the other
+    # metrics (pycocoevalcap's own mean would be NaN).
+    if len(per) != len(gts):
+        raise ScorerError(f"SPICE returned {len(per)} scores for {len(gts)} images")
+    by_id = {image_id: 100.0 * float(p["All"]["f"]) for image_id, p in zip(sorted(gts), per)}
+    values = [0.0 if math.isnan(by_id[image_id]) else by_id[image_id] for image_id in gts]
+    del corpus
+    return (math.fsum(values) / len(values)) if values else 0.0, values

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 
 from bench import scoring
@@ -136,3 +137,24 @@ def test_a_meteor_process_a_failed_call_left_broken_is_stopped_and_its_lock_free
     scoring._stop_meteor(meteor)
     assert process.poll() is not None and not lock.locked()
     scoring._stop_meteor(meteor)  # twice (at exit, and from __del__): nothing left to do, nothing raised
+
+
+def test_spice_scores_are_put_back_on_their_own_images(monkeypatch):
+    """pycocoevalcap's SPICE lists its per-image scores in sorted(image id) order, a string sort
+    ("10" before "9"); each score must land on its own image (the samples, the gallery and
+    `score --per-image` read them by position in the run's own order). A NaN F scores 0, and the
+    corpus value is the mean of the per-image ones. (The jar is faked: it cannot be fetched here.)"""
+    from pycocoevalcap.spice.spice import Spice
+
+    def fake(self, gts, res):  # what the real one returns: scores by sorted id, the mean of F
+        ids = sorted(gts)
+        return float(np.mean([float(i) / 1000 for i in ids])), [{"All": {"f": float(i) / 1000}} for i in ids]
+
+    monkeypatch.setattr(Spice, "compute_score", fake)
+    gts = {"42": ["a cat"], "100": ["a dog"], "7": ["a cow"]}
+    corpus, per = scoring._spice(gts, {k: ["a thing"] for k in gts})
+    assert per == pytest.approx([4.2, 10.0, 0.7]) and corpus == pytest.approx(np.mean(per))
+    monkeypatch.setattr(Spice, "compute_score", lambda self, gts, res: (float("nan"), [
+        {"All": {"f": float("nan") if i == "7" else 0.5}} for i in sorted(gts)]))
+    corpus, per = scoring._spice(gts, {k: ["a thing"] for k in gts})
+    assert per == [50.0, 50.0, 0.0] and corpus == pytest.approx(100 / 3)
