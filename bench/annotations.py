@@ -77,6 +77,8 @@ def text(value: Any, source: str, image: Any, what: str = "caption") -> str:
                         f"(an unpaired surrogate at position {exc.start})") from None
     if what == "caption" and not value.strip():  # a reference of no words (a prediction may be empty: it is scored 0)
         raise DataError(f"{source}: image {image} has an empty {what}")
+    if what == "caption" and not any(ch.isalnum() for ch in value):  # "...": nothing left once tokenised
+        raise DataError(f"{source}: image {image} has a {what} with no word in it ({value[:40]!r})")
     return value
 
 

@@ -172,6 +172,10 @@ def score(
     elif spice is None:
         unavailable["spice"] = reason
 
+    if len(image_ids) < 2:  # CIDEr's document frequencies come from the scored images' references
+        stages.remove("cider")
+        unavailable["cider"] = ("CIDEr needs at least 2 images: its n-gram weights come from the scored images' references, "
+                                "and with one image every weight is 0")
     bar = progress(stages, total=len(stages), desc="scoring", unit="stage") if progress else stages
     metrics: dict[str, float] = {}
     per_image: dict[str, list[float]] = {}
@@ -186,6 +190,11 @@ def score(
             tok = tokenize(both)
             gts = {i: tok[("r", i)] for i in image_ids}
             res = {i: tok[("p", i)] for i in image_ids}
+            for i in image_ids:  # a reference the tokenizer empties would be BLEU's "closest length" 0, and CIDEr's nothing
+                for raw, ref in zip(refs[i], gts[i]):
+                    if not ref.strip():
+                        raise ScorerError(f"image {i}: the reference {raw[:40]!r} has no word once tokenised; "
+                                          "remove it from the references")
         elif stage == "bleu":
             corpus, per, bleu_stats = _bleu(gts, res, image_ids)
             for n in range(4):

@@ -89,13 +89,31 @@ def test_empty_and_multiline_predictions_keep_alignment():
 
 def test_spice_unavailable_is_reported_not_raised(monkeypatch):
     monkeypatch.setattr(scoring, "spice_status", lambda: "jars missing")
-    result = score({"1": "a red square"}, {"1": ["a red square"]})
+    two = {"1": "a red square", "2": "a blue circle"}, {"1": ["a red square"], "2": ["one blue circle"]}
+    result = score(*two)
     assert "spice" not in result.metrics
     assert result.unavailable == {"spice": "jars missing"}
     assert result.to_json()["unavailable"] == {"spice": "jars missing"}
     with pytest.raises(ScorerError, match="SPICE cannot run: jars missing"):
-        score({"1": "a red square"}, {"1": ["a red square"]}, spice=True)
-    assert "unavailable" not in score({"1": "a red square"}, {"1": ["a red square"]}, spice=False).to_json()
+        score(*two, spice=True)
+    assert "unavailable" not in score(*two, spice=False).to_json()
+
+
+def test_cider_of_one_image_is_unavailable_not_zero():
+    """CIDEr weighs n-grams by their document frequency over the scored images' references: with
+    one image every weight is log(1/1) = 0, so it would print 0.00 whatever the caption."""
+    result = score({"1": "a red square"}, {"1": ["a red square", "one red square"]}, spice=False)
+    assert "cider" not in result.metrics and "at least 2 images" in result.unavailable["cider"]
+    assert "cider" not in result.per_image and result.metrics["bleu1"] > 90
+    two = score({"1": "a red square", "2": "a cat"}, {"1": ["a red square"], "2": ["a dog"]}, spice=False)
+    assert two.metrics["cider"] > 0 and "cider" not in two.unavailable
+
+
+def test_a_reference_with_no_word_is_refused_not_scored():
+    """A reference that tokenises to nothing ("...") would be BLEU's closest reference length (0:
+    no brevity penalty for a one-word caption) and breaks CIDEr's weights: one line, naming it."""
+    with pytest.raises(ScorerError, match=r"image 2: the reference '\.\.\.' has no word once tokenised"):
+        score({"1": "a cat", "2": "a"}, {"1": ["a cat"], "2": ["a dog on a mat", "..."]}, spice=False)
 
 
 def test_missing_java_names_the_fix(monkeypatch):
@@ -112,11 +130,11 @@ def test_predictions_without_references_fail():
 
 
 def test_json_shape():
-    result = score({"1": "a red square"}, {"1": ["a red square", "one red box"]}, spice=False)
+    result = score({"1": "a red square", "2": "a cat"}, {"1": ["a red square", "one red box"], "2": ["a cat"]}, spice=False)
     data = result.to_json()
     assert set(data) == set(METRICS) | {"n_images"}
-    assert data["n_images"] == 1
-    assert all(0 <= data[m] <= 100 and not math.isnan(data[m]) for m in METRICS)
+    assert data["n_images"] == 2
+    assert all(0 <= data[m] <= (1000 if m == "cider" else 100) and not math.isnan(data[m]) for m in METRICS)  # CIDEr-D: 10 an image
 
 
 def test_a_meteor_process_a_failed_call_left_broken_is_stopped_and_its_lock_freed():
