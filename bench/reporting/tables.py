@@ -359,11 +359,16 @@ def model_card_tables(card: dict[str, Any]) -> list[tuple[str, Table]]:
             "test pairs": name, "true-pair cosine": fmt(g["true_pair_cosine"], 3),
             "random-pair cosine": fmt(g["random_pair_cosine"], 3), "centroid gap": fmt(g["centroid_gap"], 3),
             "mean ℓ2": fmt(g["mean_l2"], 3), "mean ℓ∞": fmt(g["mean_linf"], 4),
-            "var(image − text) per dim": f"{g['diff_var_per_dim']:.5f}"}
-            for i, (name, g) in enumerate(gaps.items())}, orient="index")
+            **({"caption ℓ∞": fmt(g["caption_linf"], 4)} if "caption_linf" in g else {}),
+            "mean square (image − text) per dim": f"{g['diff_var_per_dim']:.5f}"}
+            for i, (name, g) in enumerate(gaps.items())}, orient="index").fillna("–")
         table = Table(frame, numeric=list(frame.columns[1:]))
+        capdec = ("caption ℓ∞ is CapDec's statistic (the ℓ∞ distance between two captions of one image, averaged; its "
+                  "square is CapDec's noise variance); " if "caption ℓ∞" in frame.columns else "")
         table.notes.append("Unit-norm embeddings. The centroid gap is the distance between the mean image and the mean "
-                           "caption embedding; mean ℓ∞ is CapDec's statistic for choosing its noise level.")
+                           "caption embedding; mean ℓ2 and ℓ∞ are of image − caption over true pairs; " + capdec
+                           + "the mean square of image − caption per dimension (which includes the centroid gap's share) "
+                           "is the variance rule's σ².")
         out.append(("Modality gap", table))
     return out
 
