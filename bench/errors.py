@@ -30,3 +30,8 @@ class DataError(BenchError):
 
 class ScorerError(BenchError):
     """The scorer cannot run (for example, Java is missing)."""
+
+
+class InputConflict(BenchError):
+    """Another run wrote results of other inputs into this run's folder: the run stops (every
+    further cell would conflict the same way), it does not go on failing cell after cell."""

@@ -410,14 +410,14 @@ class RecordStore:
             self._seen_size = self.path.stat().st_size
 
     def _check_same_inputs(self, record: Record) -> None:
-        from bench.errors import BenchError
+        from bench.errors import InputConflict
 
         if self.path.is_file() and self.path.stat().st_size != self._seen_size:
             self._read()  # another writer appended: what it added counts too
         for old in self._records.values():
             problem = input_conflict(old, record)
             if problem and old.cell_id != record.cell_id:
-                raise BenchError(f"{self.run_dir} now holds {problem} (another run wrote into it meanwhile); "
+                raise InputConflict(f"{self.run_dir} now holds {problem} (another run wrote into it meanwhile); "
                                  "one run folder holds one set of inputs: pass another --out")
 
     def add_failure(self, entry: dict[str, Any]) -> None:

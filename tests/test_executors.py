@@ -469,3 +469,35 @@ def test_slurm_cells_are_handed_over_as_their_jobs_end():
     jobs[0].finished = True
     assert next(stage) == (0, "slow")
     assert next(stage, None) is None
+
+
+def test_the_sequential_executor_stops_when_another_run_wrote_other_inputs_into_the_folder():
+    """A cell that fails goes to failures.jsonl and the next cell runs; a folder that now holds
+    another run's inputs stops the run at once (every further cell would conflict the same way),
+    as the worker pool does, instead of computing every remaining cell to throw it away."""
+    from types import SimpleNamespace
+
+    from bench.errors import BenchError, InputConflict
+    from bench.executors.config import ExecutorConfig
+    from bench.executors.sequential import SequentialExecutor
+
+    def runner(fail):
+        ran, failed = [], []
+
+        def execute_cell(cell):
+            ran.append(cell)
+            if cell in fail:
+                raise fail[cell]
+            return SimpleNamespace(fit_reused=False)
+
+        return ran, failed, SimpleNamespace(execute_cell=execute_cell,
+                                            record_failure=lambda report, cell, cell_id, *_: failed.append(cell))
+
+    todo = [("a", "1"), ("b", "2"), ("c", "3")]
+    ran, failed, bad_cell = runner({"a": BenchError("no such file")})
+    SequentialExecutor(ExecutorConfig(workers=1)).run(bad_cell, todo, SimpleNamespace(completed=[], fits_reused=0, fits=0))
+    assert ran == ["a", "b", "c"] and failed == ["a"]
+    ran, failed, raced = runner({"b": InputConflict("runs/x now holds results computed with encoder other@1")})
+    with pytest.raises(InputConflict):
+        SequentialExecutor(ExecutorConfig(workers=1)).run(raced, todo, SimpleNamespace(completed=[], fits_reused=0, fits=0))
+    assert ran == ["a", "b"] and failed == []

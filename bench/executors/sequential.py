@@ -6,7 +6,7 @@ from __future__ import annotations
 import traceback
 from typing import Any
 
-from bench.errors import BenchError
+from bench.errors import BenchError, InputConflict
 from bench.executors.base import CellProgress, Executor
 
 
@@ -22,6 +22,8 @@ class SequentialExecutor(Executor):
                 bar.update(running=1)
                 try:
                     report_cell = runner.execute_cell(cell)
+                except InputConflict:  # another run's inputs in this folder: no further cell can be stored
+                    raise
                 except BenchError as exc:
                     runner.record_failure(report, cell, cell_id, str(exc), str(exc))
                     bar.update(running=0, failed=1)
