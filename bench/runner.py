@@ -23,7 +23,7 @@ from bench.captioner import Captioner, Corpus, FitContext
 from bench.config import config_dict
 from bench.errors import BenchError
 from bench.fits import fit_problem, load_fit, save_fit
-from bench.grid import Cell, RunConfig
+from bench.grid import Cell, RunConfig, resource_folders, resources_fingerprint
 from bench.inputs import RunInputs
 from bench.io import write_json_atomic
 from bench.progress import progress
@@ -149,7 +149,7 @@ class Runner:
         resolved = [(cell, cell.id(self.inputs.identity(cell.split.train, cell.split.eval))) for cell in cells]
         for cell in cells:  # what depends on the encoder's width (attention heads)
             METHODS.get(cell.method).check_training(cell.config, self.inputs.training_data(cell.split.train, self.encoder.dim))
-        self.check_inputs(cells)
+        self.check_inputs(cells, resolved)
         return resolved
 
     def _check_encoder_spec(self) -> None:
@@ -159,18 +159,25 @@ class Runner:
             raise BenchError(f"{self.out} holds results computed with encoder {', '.join(sorted(specs))}, not {self.run.encoder}; "
                              "one run folder holds one set of inputs: pass another --out")
 
-    def check_inputs(self, cells: list[Cell]) -> None:
+    def check_inputs(self, cells: list[Cell], resolved: list[tuple[Cell, str]] | None = None) -> None:
         """Refuse a run folder whose records were computed with other inputs than this run's:
-        another encoder (or other weights under the same spec), or a dataset of the same name
-        with other content. Reusing its cells would report stale numbers as new; adding new ones
-        beside them would put two sets of inputs in one report."""
+        another encoder (or other weights under the same spec), a dataset of the same name
+        with other content, or (``resolved``: the cells with their ids) other files in a model
+        folder a cell's config names. Reusing its cells would report stale numbers as new; adding
+        new ones beside them would put two sets of inputs in one report (and two results of one
+        seed in one row)."""
         from bench.inputs import EVAL_FINGERPRINT_VERSION
+        from bench.records import cell_id
 
         encoder = self.encoder.id
         train = {c.split.train: self.inputs.train_fingerprint(c.split.train) for c in cells}
         evals = {c.split.eval: self.inputs.eval_fingerprint(c.split.eval) for c in cells}
+        # the cells whose configs name model folders, by what they are without those folders' content
+        with_folders = {cell_id(c.method, str(c.split), c.seed, c.noise_variance, c.config_dict): (c, i)
+                        for c, i in (resolved or []) if resources_fingerprint(c.config)}
         for record in self.store.records():
             problem = ""
+            same = with_folders.get(cell_id(record.method, record.split, record.seed, record.noise_variance, record.config))
             if not record.inputs.known:
                 problem = "records without input fingerprints (from an older version)"
             elif record.encoder != encoder:
@@ -188,6 +195,10 @@ class Runner:
                 problem = f"CLIP-S computed with evaluation encoder {record.eval_encoder}, not {self.clip_scorer.id}"
             elif not self.run.clip_score and record.eval_encoder:
                 problem = "results with CLIP-S; leave out --no-clip-score to add to it"
+            elif same is not None and record.cell_id != same[1]:
+                folders = ", ".join(str(f) for f in resource_folders(same[0].config))
+                problem = (f"a result of {same[0].label()} computed with other files in {folders} than are there now "
+                           "(a model folder changed in place)")
             if problem:
                 raise BenchError(f"{self.out} holds {problem}; one run folder holds one set of inputs: pass another --out")
 

@@ -427,6 +427,18 @@ def test_a_run_with_a_model_folder_resumes_and_its_record_has_the_cells_id(run_c
     code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, *args, data=karpathy_root, methods="nonoise")
     assert code == 0 and "1 of 1 cells are already complete" in err
     assert len((tmp_path / "run" / "records.jsonl").read_text().splitlines()) == 1
+    # the model rewritten in place: the cell is another cell, and its old result beside a new one
+    # would be two results of one seed in one row; the folder is refused, as for another encoder
+    import torch
+
+    torch.manual_seed(1)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_layer=1, n_head=2, n_embd=32, n_positions=64,
+                               eos_token_id=vocab.eos, bos_token_id=vocab.eos)).save_pretrained(folder)
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, *args, data=karpathy_root, methods="nonoise")
+    line = err.strip().splitlines()[-1]  # (above it: save_pretrained's own progress bar, from this test)
+    assert "Traceback" not in err and line.startswith("bench run: error:")
+    assert code == 2 and f"computed with other files in {folder} than are there now" in line and "pass another --out" in line
+    assert len((tmp_path / "run" / "records.jsonl").read_text().splitlines()) == 1
 
 
 def test_a_recorded_cell_without_its_samples_is_computed_again(run_cli, tmp_path, karpathy_root, tiny_clip_folder):
