@@ -745,3 +745,28 @@ def test_a_row_with_a_switch_off_is_not_named_by_the_settings_that_switch_leaves
                          config={"noise_variance": 0.016, "hard_prompt": hard, "top_k": top_k}, noise_variance=0.016,
                          metrics={"cider": 50.0 + top_k, "bleu4": 20.0}, extra={} if hard else {"unused_settings": ["top_k"]}))
     assert sorted(r.label for r in load_run(other).rows) == ["viecap (hard_prompt=off)", "viecap (hard_prompt=on)"]
+
+
+def test_the_best_row_is_tested_on_the_seeds_it_was_chosen_on(tmp_path):
+    """Row A ran seeds 0-2 (CIDEr 10, 10, 0 on every image), row B seeds 0-1 (9, 9). On the seeds
+    both ran A leads, so A is the best row; B's test against it must compare the same seeds too
+    (on A's three it would set A's unlucky seed 2 against nothing of B's and find no difference)."""
+    import numpy as np
+
+    from bench.records import Record, RecordStore, Sample
+    from bench.reporting.collect import load_run
+    from bench.reporting.tables import significance_table
+
+    store = RecordStore(tmp_path)
+    rng = np.random.default_rng(0)
+    for method, values in (("decap", {0: 10.0, 1: 10.0, 2: 0.0}), ("capdec", {0: 9.0, 1: 9.0})):
+        for seed, value in values.items():
+            per = value + rng.normal(0, 0.5, 30)
+            record = Record(method=method, split="coco", train="coco", eval="coco", kind="in-domain", seed=seed, config={},
+                            metrics={"cider": float(per.mean()), "bleu4": 20.0}, n_images=30)
+            store.add(record, [Sample(str(i), f"{i}.png", "a cat", ("a cat",), {"cider": float(v)}) for i, v in enumerate(per)])
+    data = load_run(tmp_path)
+    a, b = (next(r for r in data.rows if r.method == m) for m in ("decap", "capdec"))
+    assert a.mean("cider") < b.mean("cider") and a.intervals["cider"].p_value is None  # A is best, on seeds 0 and 1
+    assert b.intervals["cider"].p_value < 0.05
+    assert any("tested against, on seeds 0, 1" in note for note in significance_table(data, "coco").notes)

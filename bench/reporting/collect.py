@@ -276,14 +276,16 @@ def short_key(key: str, method: str) -> str:
     return key[len(method) + 1:] if key.startswith(method + ".") else key
 
 
-def evidence(row: Row, metric: str, samples: dict[str, list[dict[str, Any]]], image_ids: list[str]) -> PerImage:
-    """The row's per-image evidence for ``metric``, images in ``image_ids`` order."""
+def evidence(row: Row, metric: str, samples: dict[str, list[dict[str, Any]]], image_ids: list[str],
+             seeds: Collection[int] | None = None) -> PerImage:
+    """The row's per-image evidence for ``metric``, images in ``image_ids`` order; of its records
+    of ``seeds`` only, when given (a test between rows that ran with different seeds)."""
     lacking = row.lacking(metric)
     if lacking:  # the interval must cover the seeds the shown mean covers
         raise DataError(f"its {seeds_label(lacking)} (of {len(row.records)}) {'have' if len(lacking) > 1 else 'has'} "
                         f"no {METRIC_NAMES.get(metric, metric)} value in its record")
     per_seed = []
-    for record in sorted(row.records, key=lambda r: r.seed):
+    for record in sorted((r for r in row.records if seeds is None or r.seed in seeds), key=lambda r: r.seed):
         rows = samples.get(record.cell_id)
         if rows is None:
             raise DataError(f"no samples for cell {record.cell_id}")
@@ -350,9 +352,12 @@ def add_intervals(data: RunData) -> None:
         counts = resample_counts(len(ids), data.resamples, data.seed)
         ev = _Evidence(data.samples, ids)
         for table in _tables(rows):
+            # rows that ran with different seeds are tested on the seeds they all ran with, as the
+            # best row is chosen (a mean of three seeds beside one differs by the seeds alone)
+            shared = shared_seeds(table)
             for metric in INTERVAL_METRICS:
                 best = best_row(table, metric)
-                best_ev = ev.get(best, metric) if best else None
+                best_ev = ev.get(best, metric, shared) if best else None
                 for row in table:
                     if row.mean(metric) is None:  # a metric the row's records lack (CLIP-S of an older run)
                         continue
@@ -362,7 +367,8 @@ def add_intervals(data: RunData) -> None:
                     lo, hi = bootstrap_interval(mine, counts, seed=data.seed)  # images and seeds
                     p = None
                     if row is not best and best_ev is not None:
-                        p = paired_bootstrap_pvalue(best_ev, mine, counts, seed=data.seed)
+                        tested = ev.get(row, metric, shared) if shared else mine
+                        p = paired_bootstrap_pvalue(best_ev, tested, counts, seed=data.seed) if tested is not None else None
                     # a row in two tables (a main row that is also an ablation point) keeps its main-table test
                     row.intervals.setdefault(metric, Interval(lo, hi, p))
 
@@ -373,13 +379,13 @@ class _Evidence:
 
     def __init__(self, samples: dict[str, list[dict[str, Any]]], image_ids: list[str]) -> None:
         self.samples, self.image_ids = samples, image_ids
-        self._memo: dict[tuple[int, str], PerImage | None] = {}
+        self._memo: dict[tuple[int, str, tuple[int, ...] | None], PerImage | None] = {}
 
-    def get(self, row: Row, metric: str) -> PerImage | None:
-        key = (id(row), metric)
+    def get(self, row: Row, metric: str, seeds: Collection[int] | None = None) -> PerImage | None:
+        key = (id(row), metric, tuple(seeds) if seeds is not None else None)
         if key not in self._memo:
             try:
-                self._memo[key] = evidence(row, metric, self.samples, self.image_ids)
+                self._memo[key] = evidence(row, metric, self.samples, self.image_ids, seeds)
             except DataError as exc:
                 self._memo[key] = None
                 row.missing[metric] = str(exc)

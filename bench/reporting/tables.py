@@ -183,6 +183,10 @@ def significance_table(data: RunData, split: str, rows: list[Row] | None = None)
     table.notes.append(f"95% percentile bootstrap intervals {over} ({data.resamples} resamples, seed {data.seed}{coarse}); "
                        "p: one-sided paired bootstrap test that the best row is not better than this one "
                        "(same resamples for every row).")
+    shared = shared_seeds(rows)
+    if shared and any(i.p_value is not None for r in rows for i in r.intervals.values()):
+        table.notes.append(f"Rows ran with different seeds: the best row is chosen, and tested against, on {seeds_label(shared)}, "
+                           "which every row ran with; each interval is over its row's own seeds.")
     for metric in metrics:
         if best[metric] is None and sum(r.mean(metric) is not None for r in rows) > 1:
             table.notes.append(f"{METRIC_NAMES[metric]}: no single best row (a tie at the top, or every row at 0), "
