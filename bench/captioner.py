@@ -192,6 +192,10 @@ class Captioner(ABC):
             meta = json.loads((directory / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise UnsafeCheckpoint(f"{directory / 'config.json'} is unreadable ({exc})") from None
+        if not isinstance(meta, dict):
+            raise UnsafeCheckpoint(f"{directory / 'config.json'} is not a JSON object")
+        if meta.get("class", cls.__qualname__) != cls.__qualname__:
+            raise UnsafeCheckpoint(f"{directory} holds a {meta['class']} fit, not a {cls.__qualname__}")
         saved = meta.get("config", {})
         if isinstance(saved, dict):  # a fit saved before its settings were refused beside an off switch: they did nothing
             saved = {k: v for k, v in saved.items() if k not in switched_off(cls.Config, saved)}

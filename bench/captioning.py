@@ -58,7 +58,9 @@ def caption_folder(method_name: str, checkpoint: Path, images: Path, device: str
             raise BenchError(f"{checkpoint / 'fit.json'}: {key} is not a string")
     cls = METHODS.get(name)
     saved = meta.get("method")
-    if saved and METHODS.get(saved) is not cls:
+    if not saved:
+        raise BenchError(f"{checkpoint / 'fit.json'} names no method: the fit's method cannot be checked against --method {name}")
+    if saved not in METHODS or METHODS.get(saved) is not cls:
         raise BenchError(f"{checkpoint} holds a {saved} fit, not {name}")
     files = image_files(images)
     if cache_dir is None and meta.get("cache_dir"):  # the cache the fit was made with holds its encoder
@@ -77,6 +79,11 @@ def caption_folder(method_name: str, checkpoint: Path, images: Path, device: str
         raise BenchError(f"the encoder {meta['encoder']} now resolves to {encoder.id}, but the method was fitted with "
                          f"{meta.get('encoder_id') or '(none recorded)'}: its captions would come from another embedding space")
     method, _ = load_fit(checkpoint, cls)
+    # one class, two names (nonoise is capdec at σ² 0): the fit must be what the name fixes
+    for key, value in METHODS.entry(name).tags.get("preset", {}).items():
+        if getattr(method.config, key, value) != value:
+            raise BenchError(f"{checkpoint} holds a {saved} fit with {key}={getattr(method.config, key)}, "
+                             f"not {name} ({key}={value})")
     emb, kept = encoder.encode_images(files, progress=progress, skip_unreadable=True)
     captions = method.caption_images(emb, [files[i] for i in kept]) if len(kept) else []
     return FolderCaptions({files[i].name: c for i, c in zip(kept, captions)},

@@ -193,6 +193,42 @@ def test_a_malicious_checkpoint_is_refused_and_its_payload_never_runs(run_cli, t
     assert not marker.exists()
 
 
+def test_caption_uses_a_fit_only_under_the_name_it_is(run_cli, tmp_path, tiny_clip_checkpoint, tiny_datasets):
+    """nonoise is capdec at σ² 0, one class: a capdec fit (σ² 0.016) asked for as nonoise would
+    caption under the wrong name; a fit.json without its method, or a config.json of another
+    class, cannot be checked and is refused."""
+    from PIL import Image
+
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_checkpoint, methods="capdec", split="tiny-coco")
+    assert code == 0, err
+    folder = tmp_path / "run" / "checkpoints" / read_records(tmp_path / "run").records[0].fit_key
+    images = tmp_path / "photos"
+    images.mkdir()
+    Image.new("RGB", (40, 40), "red").save(images / "a.png")
+
+    def caption(method):
+        return run_cli("caption", "--method", method, "--checkpoint", str(folder), "--images", str(images),
+                       "--cache-dir", str(tmp_path / "cache"))
+
+    code, out, err = caption("capdec")
+    assert code == 0 and "a.png" in out, err
+    code, _, err = caption("nonoise")
+    assert code == 2 and "holds a capdec fit with noise_variance=0.016, not nonoise (noise_variance=0.0)" in _one_line(err)
+    meta = json.loads((folder / "fit.json").read_text())
+    (folder / "fit.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "method"}))
+    code, _, err = caption("capdec")
+    assert code == 2 and "names no method" in _one_line(err)
+    from bench.io import sha256_file
+
+    (folder / "fit.json").write_text(json.dumps(meta))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "class": "DeCap"}))
+    meta["sha256"]["config.json"] = sha256_file(folder / "config.json")
+    (folder / "fit.json").write_text(json.dumps(meta))
+    code, _, err = caption("capdec")
+    assert code == 2 and "holds a DeCap fit, not a CapDec" in _one_line(err)
+
+
 def test_the_payload_would_run_through_a_plain_pickle_load(tmp_path):
     """The control: the planted file really is an attack (so the test above shows a refusal)."""
     marker = tmp_path / "PWNED"
