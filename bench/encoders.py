@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.cache import fingerprint
 from bench.clip_encoder import ClipEncoder, EncoderConfig
 from bench.errors import BenchError
 from bench.io import sha256_file
@@ -148,6 +149,10 @@ def create_encoder(config: EncoderConfig | str = "shapes", device: str = "cpu", 
         model, preprocess = _load_model(spec, spec.spec, device)
         weights = _find_checkpoint_in_dir(Path(spec.source))  # the file open_clip itself loaded
         digest = sha256_file(weights) if weights else _state_hash(model)
+        # the config decides the preprocessing (image size, mean, std) and the tokenizer as much as
+        # the weights decide the towers: an edited config is another encoder
+        config_file = Path(spec.source) / "open_clip_config.json"
+        digest = fingerprint([digest, sha256_file(config_file)])
         return ClipEncoder(model, preprocess, open_clip.get_tokenizer(spec.spec), spec.spec, digest, device, config, log)
     if spec.kind == "file":
         model, preprocess = _load_model(spec, spec.name, device, pretrained=spec.source)

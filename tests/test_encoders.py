@@ -213,3 +213,20 @@ def test_cache_rebuilds_an_entry_that_does_not_match_its_manifest(tmp_path):
     again = cache.get(key, lambda: np.full((3, 2), 2.0, np.float32))
     assert np.all(np.asarray(again) == 2.0) and cache.misses == 2
     assert any("does not match its manifest" in m for m in messages)
+
+
+def test_a_local_dir_encoders_id_covers_its_config_as_well_as_its_weights(tmp_path):
+    """The config decides the preprocessing (mean, std, size): the same weights behind another
+    image_mean embed every image elsewhere, so the id, and with it the cache key and every cell
+    id, must change with it."""
+    import json
+
+    from tests.conftest import write_tiny_clip_folder
+
+    spec = write_tiny_clip_folder(tmp_path / "model")
+    first = create_encoder(spec, cache_dir=tmp_path / "cache", log=lambda m: None).id
+    assert create_encoder(spec, cache_dir=tmp_path / "cache", log=lambda m: None).id == first
+    config_file = tmp_path / "model" / "open_clip_config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**config, "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}}))
+    assert create_encoder(spec, cache_dir=tmp_path / "cache", log=lambda m: None).id != first
