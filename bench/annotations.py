@@ -126,12 +126,14 @@ def parse_karpathy(data: Any, source: str) -> list[AnnotatedImage]:
     out = []
     for i, img in enumerate(data["images"]):
         try:
-            filename = str(img["filename"])
+            filename = text(img["filename"], source, f"#{i}", "filename")  # null is no file name ("None")
             raws = [s["raw"] for s in img["sentences"]]
             split = str(img["split"])
         except (KeyError, TypeError):
             raise DataError(f"{source}: image #{i} lacks 'filename', 'split' or 'sentences[].raw'") from None
         captions = [text(r, source, filename).strip() for r in raws]
+        if not captions:  # an image nothing describes: no reference to score against, no caption to train on
+            raise DataError(f"{source}: image {filename} has no sentences")
         names = _aliases_from_name(filename)
         image_id = str(img["cocoid"]) if "cocoid" in img else names[1]
         out.append(_image(image_id, captions, names, split=split, filename=filename, filepath=str(img.get("filepath", ""))))
@@ -150,6 +152,8 @@ def parse_flattened(data: Any, source: str) -> list[AnnotatedImage]:
         prediction = item.get("prediction")
         if prediction is not None:
             text(prediction, source, name, "prediction")
+        if not captions:
+            raise DataError(f"{source}: image {name} has no captions")
         names = _aliases_from_name(name)
         image_id = names[2] if len(names) > 2 else names[1]
         out.append(_image(image_id, [text(c, source, name).strip() for c in captions], names, split=str(item.get("split", "")),

@@ -22,6 +22,7 @@ import pickle
 import random
 from pathlib import Path
 
+from bench.annotations import text
 from bench.data import CaptionDataset, DatasetSplit, ImageItem
 from bench.errors import DataError
 from bench.plugins import register_dataset
@@ -38,13 +39,17 @@ class _ListUnpickler(pickle.Unpickler):
 def read_image_list(folder: Path) -> list[str]:
     text_list, pickled = folder / "train_images.txt", folder / "train.p"
     if text_list.is_file():
-        return [line.strip() for line in text_list.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = text_list.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"{text_list} is not a UTF-8 list of image names ({type(exc).__name__}: {exc})") from None
+        return [line.strip() for line in text.splitlines() if line.strip()]
     if pickled.is_file():
         try:
             with open(pickled, "rb") as fh:
                 names = _ListUnpickler(fh, encoding="latin1").load()  # written by Python 2
-        except (pickle.UnpicklingError, EOFError, ValueError) as exc:
-            raise DataError(f"{pickled} is not a pickled list of image names ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways (a huge length claimed: MemoryError)
+            raise DataError(f"{pickled} is not a pickled list of image names ({type(exc).__name__}: {str(exc)[:80]})") from None
         if not isinstance(names, (list, tuple)) or not all(isinstance(n, (str, bytes)) for n in names):
             raise DataError(f"{pickled} is not a pickled list of image names")
         return [n.decode() if isinstance(n, bytes) else n for n in names]
@@ -94,7 +99,10 @@ class FlickrStyle(CaptionDataset):
             raise DataError(f"{self.name} has no {split} images with val_size=0; pass the option val_size=N")
         names, captions = self._names(), self._captions()
         images = self.directory / "images"
-        items = tuple(ImageItem(Path(names[i]).stem, (captions[i],), images / names[i]) for i in indices)
+        source = self.directory / self.style_folder / self.caption_file
+        # a blank or wordless line is no caption: refused here, as in every other caption file, not in scoring
+        items = tuple(ImageItem(Path(names[i]).stem, (text(captions[i], f"{source} line {i + 1}", names[i]),), images / names[i])
+                      for i in indices)
         note = (f"FlickrStyle10K has no released test split; this is a seeded split (seed "
                 f"{self.options.get('split_seed', 0)}) of its 7,000 training images")
         return DatasetSplit(self.name, split, items, note=note)

@@ -20,6 +20,23 @@ def test_karpathy_splits_merge_restval(tmp_path):
     assert test.items[0].path == tmp_path / "coco" / "images" / "val2014" / "COCO_val2014_000000001003.jpg"
 
 
+def test_an_image_without_captions_or_file_name_is_refused_at_load(tmp_path):
+    """An image nothing describes has no reference to score against: refused where the file is
+    read (not after every cell has trained, in scoring); a null file name is not a file "None"."""
+    from bench.annotations import parse_flattened, parse_karpathy
+
+    images = karpathy_images()
+    images[3]["sentences"] = []
+    with pytest.raises(DataError, match=r"x.json: image COCO_val2014_000000001003.jpg has no sentences"):
+        parse_karpathy({"images": images}, "x.json")
+    images = karpathy_images()
+    images[0]["filename"] = None
+    with pytest.raises(DataError, match=r"x.json: image #0 has a filename that is not a string \(null\)"):
+        parse_karpathy({"images": images}, "x.json")
+    with pytest.raises(DataError, match=r"y.json: image a.jpg has no captions"):
+        parse_flattened([{"image_name": "b.jpg", "captions": ["a cat"]}, {"image_name": "a.jpg", "captions": []}], "y.json")
+
+
 def test_karpathy_images_checked_only_when_needed(tmp_path):
     images = karpathy_images()
     write_karpathy(tmp_path, "coco", images)
@@ -111,3 +128,19 @@ def test_flickrstyle_errors(tmp_path):
     (folder / "romantic" / "train.p").write_bytes(b"not a pickle")
     with pytest.raises(DataError, match="not a pickled list"):
         create_dataset("flickrstyle-romantic", tmp_path, test_size=5).load("test")
+    # a damaged pickle that claims a huge length, and a name list that is not UTF-8: one line, not a traceback
+    (folder / "romantic" / "train.p").write_bytes(b"\x80\x04\x95\xff\xff\xff\xff\xff\xff\x00\x00.")
+    with pytest.raises(DataError, match="not a pickled list"):
+        create_dataset("flickrstyle-romantic", tmp_path, test_size=5).load("test")
+    (folder / "romantic" / "train.p").unlink()
+    (folder / "romantic" / "train_images.txt").write_bytes(b"a.jpg\n\xff.jpg\n")
+    with pytest.raises(DataError, match="is not a UTF-8 list of image names"):
+        create_dataset("flickrstyle-romantic", tmp_path, test_size=1).load("test")
+    # a blank or wordless caption line among the others is no caption
+    folder = write_flickrstyle(tmp_path / "again", n=20)
+    lines = (folder / "humor" / "funny_train.txt").read_text().splitlines()
+    for bad, message in (("", "has an empty caption"), ("...", "has a caption with no word in it")):
+        (folder / "humor" / "funny_train.txt").write_text("\n".join([*lines[:3], bad, *lines[4:]]) + "\n")
+        with pytest.raises(DataError, match=rf"funny_train.txt line 4: image 1003_abcdef.jpg {message}"):
+            for split in ("test", "train"):  # line 4 falls in one of the two
+                create_dataset("flickrstyle-humor", tmp_path / "again", test_size=5).load(split)
