@@ -128,7 +128,8 @@ class EmbeddingCache:
         if not isinstance(manifest, dict):
             self.log(f"warning: embedding cache entry {folder} has a manifest of the wrong shape; re-encoding")
             return None
-        expected = {"key": key.__dict__, "count": int(array.shape[0]), "dim": int(array.shape[1]) if array.ndim == 2 else -1,
+        expected = {"key": key.__dict__, "count": int(array.shape[0]) if array.ndim else -1,
+                    "dim": int(array.shape[1]) if array.ndim == 2 else -1,
                     "dtype": str(array.dtype), "normalized": key.normalized}
         if any(manifest.get(k) != v for k, v in expected.items()) or manifest.get("sha256") != _array_hash(array):
             if not quiet:
@@ -193,6 +194,10 @@ class EmbeddingCache:
                 "key": key.__dict__, "count": int(array.shape[0]), "dim": int(array.shape[1]), "dtype": str(array.dtype),
                 "normalized": key.normalized, "sha256": _array_hash(array),
             })
+        except (IsADirectoryError, NotADirectoryError) as exc:  # a folder where the entry's file belongs: not ours to delete
+            self.log(f"warning: embedding cache entry {folder} cannot be written ({exc.strerror}: {exc.filename}); "
+                     "these embeddings are computed for this run and not stored")
+            return array
         except OSError as exc:  # the lock could be taken but the entry not written (a read-only subfolder)
             if exc.errno not in _READ_ONLY:
                 raise

@@ -213,6 +213,14 @@ def test_cache_rebuilds_an_entry_that_does_not_match_its_manifest(tmp_path):
     again = cache.get(key, lambda: np.full((3, 2), 2.0, np.float32))
     assert np.all(np.asarray(again) == 2.0) and cache.misses == 2
     assert any("does not match its manifest" in m for m in messages)
+    # a 0-d array under the manifest: rebuilt like any other mismatch, not an IndexError
+    np.save(cache.folder(key) / "embeddings.npy", np.float32(1.0))
+    assert np.all(np.asarray(cache.get(key, lambda: np.full((3, 2), 3.0, np.float32))) == 3.0)
+    # a folder where the entry's array belongs: computed and used, not stored, and said so
+    (cache.folder(key) / "embeddings.npy").unlink()
+    (cache.folder(key) / "embeddings.npy").mkdir()
+    assert np.all(np.asarray(cache.get(key, lambda: np.full((3, 2), 4.0, np.float32))) == 4.0)
+    assert any("cannot be written" in m for m in messages) and (cache.folder(key) / "embeddings.npy").is_dir()
 
 
 def test_a_local_dir_encoders_id_covers_its_config_as_well_as_its_weights(tmp_path):
