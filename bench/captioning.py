@@ -85,6 +85,8 @@ def caption_folder(method_name: str, checkpoint: Path, images: Path, device: str
             raise BenchError(f"{checkpoint} holds a {saved} fit with {key}={getattr(method.config, key)}, "
                              f"not {name} ({key}={value})")
     emb, kept = encoder.encode_images(files, progress=progress, skip_unreadable=True)
-    captions = method.caption_images(emb, [files[i] for i in kept]) if len(kept) else []
+    if not len(kept):  # nothing to caption is not a result
+        raise BenchError(f"none of the {len(files)} image files in {images} could be read (first: {files[0].name})")
+    captions = method.caption_images(emb, [files[i] for i in kept])
     return FolderCaptions({files[i].name: c for i, c in zip(kept, captions)},
                           [files[i] for i in sorted(set(range(len(files))) - set(kept))], len(files))

@@ -292,6 +292,10 @@ def test_a_decompression_bomb_is_skipped_by_caption_and_named_by_a_run(run_cli, 
     code, out, err = run_cli("caption", "--method", "clipre", "--checkpoint", str(folder), "--images", str(images), "--json")
     assert code == 0, err
     assert set(json.loads(out)) == {"small.png"} and "skipped 1 unreadable of 2 files (first: huge.png)" in err
+    (images / "small.png").unlink()  # nothing readable left: no captions is an error, not an empty result
+    code, out, err = run_cli("caption", "--method", "clipre", "--checkpoint", str(folder), "--images", str(images), "--json")
+    assert code == 2 and out == "" and "none of the 1 image files in" in _one_line(err)
+    Image.new("RGB", (30, 30), "red").save(images / "small.png")
 
     from bench.clip_encoder import ClipEncoder
     from bench.encoders import create_encoder
