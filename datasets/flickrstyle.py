@@ -65,9 +65,14 @@ class FlickrStyle(CaptionDataset):
     def seeded_split(self) -> dict[str, list[int]]:
         """Line indices of each split, from the seed and sizes in the options."""
         names = self._names()
-        seed = int(self.options.get("split_seed", 0))
-        test_size = int(self.options.get("test_size", 1000))
-        val_size = int(self.options.get("val_size", 0))
+        from bench.config import coerce
+
+        seed = coerce(self.options.get("split_seed", 0), int, f"{self.name}: split_seed")
+        test_size = coerce(self.options.get("test_size", 1000), int, f"{self.name}: test_size")
+        val_size = coerce(self.options.get("val_size", 0), int, f"{self.name}: val_size")
+        if seed < 0 or test_size < 1 or val_size < 0:
+            raise DataError(f"{self.name}: split_seed and val_size must be >= 0 and test_size >= 1, "
+                            f"got {seed}, {val_size} and {test_size}")
         if test_size + val_size >= len(names):
             raise DataError(f"{self.name}: test_size + val_size ({test_size + val_size}) leaves no training images of {len(names)}")
         order = list(range(len(names)))

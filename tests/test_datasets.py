@@ -144,3 +144,13 @@ def test_flickrstyle_errors(tmp_path):
         with pytest.raises(DataError, match=rf"funny_train.txt line 4: image 1003_abcdef.jpg {message}"):
             for split in ("test", "train"):  # line 4 falls in one of the two
                 create_dataset("flickrstyle-humor", tmp_path / "again", test_size=5).load(split)
+
+
+def test_flickrstyle_split_options_are_checked(tmp_path):
+    from bench.errors import BenchError
+
+    write_flickrstyle(tmp_path, n=20)
+    for options, fragment in (({"test_size": "ten"}, "test_size must be an integer"), ({"test_size": 0}, "test_size >= 1"),
+                              ({"val_size": -1}, "must be >= 0"), ({"split_seed": 1.5}, "split_seed must be an integer")):
+        with pytest.raises(BenchError, match=fragment):  # one line, exit 2: a ConfigError or a DataError
+            create_dataset("flickrstyle-romantic", tmp_path, **options).load("test")
