@@ -35,3 +35,8 @@ class ScorerError(BenchError):
 class InputConflict(BenchError):
     """Another run wrote results of other inputs into this run's folder: the run stops (every
     further cell would conflict the same way), it does not go on failing cell after cell."""
+
+
+class StaleResult(BenchError):
+    """A task returned the result of another cell than the one it ran for (a stale result file):
+    that cell fails, and nothing is stored under its name."""

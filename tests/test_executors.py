@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.errors import ConfigError
 from bench.executors.local import MAX_AUTO_WORKERS, auto_workers
 from bench.records import read_records
 from tests.conftest import TINY_DECODER
@@ -260,7 +261,9 @@ def test_slurm_job_arrays_locally_give_the_local_numbers(run_cli, tmp_path, karp
                            "--slurm-cluster", "local", "--threads", "1")
     assert code == 0, err
     _assert_same_numbers(tmp_path / "local", tmp_path / "slurm")
-    assert list((tmp_path / "slurm" / "slurm").glob("*_log.out")), "job logs live in the run folder"
+    # job logs live in the run folder, one subfolder per invocation (no job id of an earlier run is ever read back)
+    (invocation,) = (tmp_path / "slurm" / "slurm").iterdir()
+    assert list(invocation.glob("*_log.out")), "job logs live in the run folder"
 
 
 _ENCODE_ONCE = """
@@ -326,7 +329,7 @@ def test_a_local_pool_runs_ready_cells_before_waiting_fits(monkeypatch):
                        cells=[(tasks.Task("cell", None, cell(f"{k}{i}")), k, f"{k}{i}") for k in ("A", "B", "C") for i in (1, 2)])
     monkeypatch.setattr(tasks, "plan", lambda runner, todo, threads: graph)
     stored = []
-    monkeypatch.setattr(bench.executors.base, "accept", lambda runner, report, c, value, fit=None: stored.append((c.name, fit)))
+    monkeypatch.setattr(bench.executors.base, "accept", lambda runner, report, c, value, fit=None, cell_id="": stored.append((c.name, fit)))
     started, in_flight = [], []
 
     def submit(task):
@@ -460,7 +463,10 @@ def test_slurm_cells_are_handed_over_as_their_jobs_end():
         def map_array(self, fn, tasks):
             return jobs
 
-    stage = SlurmExecutor._stage_as_done(Fake(), ["a", "b", "c"], CellProgress(3), poll=0.001)
+    from bench.executors.config import ExecutorConfig
+
+    slurm = SlurmExecutor(ExecutorConfig(kind="slurm", partition="gpu"))
+    stage = slurm._stage_as_done(Fake(), ["a", "b", "c"], CellProgress(3), poll=0.001)
     jobs[1].finished = True
     assert next(stage) == (1, "fast")  # job 0 still running
     jobs[2].finished = True
@@ -469,6 +475,29 @@ def test_slurm_cells_are_handed_over_as_their_jobs_end():
     jobs[0].finished = True
     assert next(stage) == (0, "slow")
     assert next(stage, None) is None
+    # the local "cluster" has no array parallelism of its own: at most --array-parallelism jobs at once
+    class Local:  # jobs end when their result is read; counts how many ran at once
+        running = peak = 0
+
+        def submit(self, fn, task):
+            Local.running += 1
+            Local.peak = max(Local.peak, Local.running)
+            job = Job(task)
+            job.finished = True
+            real = job.result
+
+            def result():
+                Local.running -= 1
+                return real()
+
+            job.result = result
+            return job
+
+    local = SlurmExecutor(ExecutorConfig(kind="slurm", slurm_cluster="local", array_parallelism=2))
+    stage = local._stage_as_done(Local(), ["a", "b", "c", "d"], CellProgress(4), poll=0.001)
+    assert sorted(stage) == [(0, "a"), (1, "b"), (2, "c"), (3, "d")] and Local.peak == 2
+    with pytest.raises(ConfigError, match="whole number with --executor slurm"):
+        ExecutorConfig(kind="slurm", partition="gpu", gpus_per_task=0.5)
 
 
 def test_the_sequential_executor_stops_when_another_run_wrote_other_inputs_into_the_folder():
@@ -501,3 +530,45 @@ def test_the_sequential_executor_stops_when_another_run_wrote_other_inputs_into_
     with pytest.raises(InputConflict):
         SequentialExecutor(ExecutorConfig(workers=1)).run(raced, todo, SimpleNamespace(completed=[], fits_reused=0, fits=0))
     assert ran == ["a", "b"] and failed == []
+
+
+def test_a_cell_fails_for_its_own_test_images_and_a_result_of_another_cell_is_never_stored():
+    """coco and coco->flickr share one fit: flickr's test images failing to encode fails the
+    cross-domain cell only (the fit and the in-domain cell go on), and a task whose result holds
+    another cell's record (a stale result file) fails its cell instead of storing that record."""
+    from types import SimpleNamespace
+
+    from bench.executors.tasks import drive
+    from bench.grid import Cell
+    from bench.plugins import load_plugins, method_config
+    from bench.records import Record
+    from bench.splits import parse_split
+
+    load_plugins()
+    cells = [Cell("nonoise", parse_split(s), 0, method_config("nonoise", {})) for s in ("shapes-coco", "shapes-coco->shapes-flickr")]
+    ids = {id(c): f"cell{i}" for i, c in enumerate(cells)}
+
+    def engine(broken_images: str, returned_id):
+        failures, stored = [], []
+        runner = SimpleNamespace(
+            run=None, encoder=SimpleNamespace(id="enc@1"), inputs=SimpleNamespace(train_fingerprint=lambda d: "fp"),
+            record_failure=lambda report, cell, cell_id, line, text: failures.append((cell_id, line)),
+            store=SimpleNamespace(add=lambda record, samples, same_inputs=False: stored.append(record.cell_id)))
+
+        def result(task):
+            if task.kind == "encode" and (task.dataset, task.modality) == (broken_images, "image"):
+                raise RuntimeError(f"{broken_images} test images could not be encoded")
+            if task.kind == "cell":
+                record = Record(method="nonoise", split=str(task.cell.split), train="t", eval="e", kind="in-domain", seed=0,
+                                config={}, metrics={"cider": 1.0}, cell_id=returned_id(ids[id(task.cell)]))
+                return {"record": record.to_dict(), "samples": []}
+            return {"reused": False, "seconds": 1.0}
+
+        report = SimpleNamespace(completed=[], fits_reused=0, fits=0)
+        drive(runner, [(c, ids[id(c)]) for c in cells], report, 1, lambda t: t, lambda pending: pending[0], result, capacity=2)
+        return failures, stored
+
+    failures, stored = engine("shapes-flickr", lambda mine: mine)
+    assert stored == ["cell0"] and failures == [("cell1", "RuntimeError: shapes-flickr test images could not be encoded")]
+    failures, stored = engine("none", lambda mine: "someoneelse")
+    assert stored == [] and len(failures) == 2 and all("returned the result of cell someoneelse" in line for _, line in failures)

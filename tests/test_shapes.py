@@ -378,3 +378,29 @@ def test_the_text_side_head_widens_the_captions_cone():
         n = len(emb)
         spread[weight] = float(((emb @ emb.T).sum() - n) / (n * (n - 1)))
     assert spread[200.0] < spread[0.0] - 0.05, spread
+
+
+def test_a_prepare_stopped_while_the_card_is_measured_keeps_the_training_state(tmp_path, monkeypatch):
+    """The weights are saved, then the model card is measured (minutes of rendering and encoding):
+    a stop there must leave the training state, so that the next prepare resumes instead of
+    training the CLIP again from step 0; the state goes once the manifest is written."""
+    import torch
+
+    import bench.shapes.clip as clip_module
+
+    def fake_train(world, cfg, progress=None, log=print, resume=None, **kw):  # what a run leaves: a saved state
+        resume.write_bytes(b"state")
+        return torch.nn.Linear(2, 2), {"steps": cfg.steps, "pretrain_images": 8, "train_s": 0.1}
+
+    monkeypatch.setattr(clip_module, "train_clip", fake_train)
+    world, cfg = WorldConfig(), ClipTrainConfig(steps=6)
+
+    def stopped(ckpt):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        clip_module.ensure_clip(world, cfg, tmp_path, log=lambda m: None, card=stopped)
+    folder = next((tmp_path / "shapes").glob("clip-*"))
+    assert (folder / "training-state.pt").is_file() and not (folder / "manifest.json").exists()
+    ckpt = clip_module.ensure_clip(world, cfg, tmp_path, log=lambda m: None, card=lambda c: {"ok": 1})
+    assert ckpt.problem() is None and not (folder / "training-state.pt").exists()

@@ -46,15 +46,20 @@ class CellProgress:
         self.bar.close()
 
 
-def accept(runner: Any, report: Any, cell: Any, result: dict[str, Any], fit: dict[str, Any] | None = None) -> None:
+def accept(runner: Any, report: Any, cell: Any, result: dict[str, Any], fit: dict[str, Any] | None = None,
+           cell_id: str = "") -> None:
     """Store a worker's result for ``cell``: its samples, then its record (the driver writes).
 
     ``fit`` is the result of the fit task the cell waited on, given with the first cell of that
     fit only: a fit trained now is said so, with its time, on that cell, as in one process; every
-    other cell reused it."""
+    other cell reused it. A result whose record is not of ``cell_id`` (a job's stale result file,
+    another task's output) is refused (``StaleResult``), never stored as this cell's."""
+    from bench.errors import StaleResult
     from bench.records import Record, Sample
 
     record = Record.from_dict(result["record"])
+    if cell_id and record.cell_id != cell_id:
+        raise StaleResult(f"the task for cell {cell_id} returned the result of cell {record.cell_id}; not stored")
     reused = fit is None or bool(fit["reused"])
     timings = record.timings if reused else {**record.timings, "fit": round(float(fit["seconds"]), 3)}
     record = dataclasses.replace(record, fit_reused=reused, timings=timings)

@@ -51,6 +51,9 @@ class ExecutorConfig:
             raise ConfigError(f"--workers and --threads must be at most {MAX_WORKERS}, got {max(self.workers, self.threads)}")
         if self.gpus_per_task < 0:
             raise ConfigError(f"--gpus-per-task must be >= 0, got {self.gpus_per_task}")
+        if self.kind == "slurm" and self.gpus_per_task != int(self.gpus_per_task):  # Ray shares a GPU; Slurm asks for whole ones
+            raise ConfigError(f"--gpus-per-task must be a whole number with --executor slurm (Slurm allocates whole GPUs), "
+                              f"got {self.gpus_per_task:g}")
         if self.kind == "slurm" and self.slurm_cluster == "slurm" and not self.partition:
             raise ConfigError("--executor slurm needs --partition P (or --slurm-cluster local to try it on this machine)")
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from bench.errors import BenchError
+from bench.errors import BenchError, StaleResult
 from bench.executors.base import CellProgress, Executor, accept
 from bench.executors.tasks import describe_failure, plan, run_task
 
@@ -36,7 +37,7 @@ class SlurmExecutor(Executor):
         executor = submitit.AutoExecutor(folder=str(folder), cluster="local" if cfg.slurm_cluster == "local" else "slurm")
         params: dict[str, Any] = {"timeout_min": cfg.time, "cpus_per_task": cfg.cpus_per_task}
         if cfg.gpus_per_task:
-            params["gpus_per_node"] = int(round(cfg.gpus_per_task))
+            params["gpus_per_node"] = int(cfg.gpus_per_task)  # a whole number (checked with the flags)
         if cfg.slurm_cluster == "slurm":
             params.update(slurm_partition=cfg.partition, slurm_array_parallelism=cfg.array_parallelism)
         executor.update_parameters(**params)
@@ -44,7 +45,9 @@ class SlurmExecutor(Executor):
 
     def run(self, runner: Any, todo: list[tuple[Any, str]], report: Any) -> None:
         graph = plan(runner, todo, self.config.task_threads)
-        executor = self._executor(runner.out / "slurm")
+        # one folder per invocation: submitit names result files by job id, and a job id seen
+        # before (a local "cluster" reuses process ids) must never find an earlier run's result
+        executor = self._executor(runner.out / "slurm" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}")
         bar = CellProgress(len(graph.cells))
         try:
             failed_inputs: dict[str, str] = {}
@@ -53,11 +56,10 @@ class SlurmExecutor(Executor):
                     failed_inputs[f"{task.dataset}/{task.modality}"] = describe_failure(outcome)[0]
             fits = []
             fit_failures: dict[str, tuple[str, str]] = {}
-            for key, task in graph.fits.items():
-                blocked = [failed_inputs[k] for k in (f"{task.cell.split.train}/text", f"{task.cell.split.eval}/image")
-                           if k in failed_inputs]
+            for key, task in graph.fits.items():  # a fit needs its training captions; each cell its own test images
+                blocked = failed_inputs.get(f"{task.cell.split.train}/text")
                 if blocked:
-                    fit_failures[key] = (blocked[0], blocked[0])
+                    fit_failures[key] = (blocked, blocked)
                 else:
                     fits.append((key, task))
             fit_done: dict[str, dict[str, Any]] = {}
@@ -69,8 +71,9 @@ class SlurmExecutor(Executor):
                     fit_done[key] = outcome
             cells = []
             for task, key, cell_id in graph.cells:
-                if key in fit_failures:
-                    runner.record_failure(report, task.cell, cell_id, *fit_failures[key])
+                unreadable = failed_inputs.get(f"{task.cell.split.eval}/image")
+                if key in fit_failures or unreadable:
+                    runner.record_failure(report, task.cell, cell_id, *(fit_failures.get(key) or (unreadable, unreadable)))
                     bar.update(failed=1)
                 else:
                     cells.append((task, key, cell_id))
@@ -82,26 +85,43 @@ class SlurmExecutor(Executor):
                     runner.record_failure(report, task.cell, cell_id, *describe_failure(outcome))
                     bar.update(failed=1)
                 else:
-                    accept(runner, report, task.cell, outcome, fit=fit_done.pop(key, None))
-                    bar.update(finished=1)
+                    try:
+                        accept(runner, report, task.cell, outcome, fit=fit_done.get(key), cell_id=cell_id)
+                    except StaleResult as exc:
+                        runner.record_failure(report, task.cell, cell_id, str(exc), str(exc))
+                        bar.update(failed=1)
+                    else:
+                        fit_done.pop(key, None)
+                        bar.update(finished=1)
         finally:
             bar.close()
 
-    @classmethod
-    def _stage(cls, executor: Any, tasks: list[Any], bar: CellProgress) -> list[tuple[Any, Any]]:
+    def _stage(self, executor: Any, tasks: list[Any], bar: CellProgress) -> list[tuple[Any, Any]]:
         """Run one job array; each task (in order) with its result or the exception it ended with."""
-        outcomes = dict(cls._stage_as_done(executor, tasks, bar))
+        outcomes = dict(self._stage_as_done(executor, tasks, bar))
         return [(task, outcomes[i]) for i, task in enumerate(tasks)]
 
-    @staticmethod
-    def _stage_as_done(executor: Any, tasks: list[Any], bar: CellProgress, poll: float = 1.0) -> Iterator[tuple[int, Any]]:
+    def _stage_as_done(self, executor: Any, tasks: list[Any], bar: CellProgress, poll: float = 1.0) -> Iterator[tuple[int, Any]]:
         """Run one job array; yield (task index, result or the exception it ended with) as each
-        job ends."""
+        job ends. On Slurm the array's parallelism is Slurm's to keep; the local "cluster" has no
+        such setting and would start every task at once (each loading the encoder), so there at
+        most ``--array-parallelism`` jobs run, the next submitted as one ends."""
         if not tasks:
             return
-        jobs = executor.map_array(run_task, tasks)
-        bar.update(running=len(jobs))
-        waiting = dict(enumerate(jobs))
+        local = self.config.slurm_cluster != "slurm"
+        queue = list(enumerate(tasks))
+        waiting: dict[int, Any] = {}
+
+        def top_up() -> None:
+            if not local and queue:
+                waiting.update(enumerate(executor.map_array(run_task, [t for _, t in queue])))
+                queue.clear()
+            while queue and len(waiting) < self.config.array_parallelism:
+                i, task = queue.pop(0)
+                waiting[i] = executor.submit(run_task, task)
+
+        top_up()
+        bar.update(running=len(waiting))
         while waiting:
             done = [i for i, job in waiting.items() if job.done()]
             if not done:
@@ -113,5 +133,6 @@ class SlurmExecutor(Executor):
                     outcome = job.result()
                 except Exception as exc:  # the job raised, was killed, or timed out: that task failed
                     outcome = exc
+                top_up()
                 bar.update(running=len(waiting))
                 yield i, outcome

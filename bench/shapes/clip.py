@@ -351,11 +351,12 @@ def _train_checkpoint(ckpt: ClipCheckpoint, world: WorldConfig, cfg: ClipTrainCo
     partial = ckpt.folder / "training-state.pt"
     model, stats = train_clip(world, cfg, progress, log, resume=partial)
     torch_save_atomic(model.state_dict(), ckpt.weights)  # identical weights, identical bytes: the encoder id is the weights
-    partial.unlink(missing_ok=True)
     manifest = {"key": key, "sha256": sha256_file(ckpt.weights), "model": cfg.model, "world": asdict(world),
                 "world_key": world.key(), "train": config_dict(cfg), "training": stats,
                 "model_card": card(ckpt) if card else {}}
     write_json_atomic(ckpt.manifest_path, manifest)
+    # only now: a prepare stopped while the card is measured resumes from the last saved step, not step 0
+    partial.unlink(missing_ok=True)
     write_text_atomic(ckpt.folder / "MODEL_CARD.md", render_model_card(manifest))
     return ckpt
 
