@@ -770,3 +770,19 @@ def test_the_best_row_is_tested_on_the_seeds_it_was_chosen_on(tmp_path):
     assert a.mean("cider") < b.mean("cider") and a.intervals["cider"].p_value is None  # A is best, on seeds 0 and 1
     assert b.intervals["cider"].p_value < 0.05
     assert any("tested against, on seeds 0, 1" in note for note in significance_table(data, "coco").notes)
+
+
+def test_a_report_says_which_cells_failed_and_are_missing_from_its_tables(run_cli, fixture_run):
+    """failures.jsonl holds the cells that failed; those without a record (none succeeded later)
+    are named at the top, so that a table short of a method is not read as complete."""
+    from bench.records import read_records
+
+    recorded = read_records(fixture_run).records[0]
+    lines = [{"cell_id": "deadbeefdeadbeef", "cell": "capdec σ²=0.016 on coco (seed 1)", "error": "Traceback...\nMemoryError: out"},
+             {"cell_id": recorded.cell_id, "cell": "an earlier failure of a cell that succeeded since", "error": "x"}]
+    (fixture_run / "failures.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines) + "not json\n")
+    assert run_cli("report", str(fixture_run))[0] == 0
+    text = (fixture_run / "report.md").read_text(encoding="utf-8")
+    assert ("Warning: 1 cell(s) of this folder failed and have no result, so the tables lack them: capdec σ²=0.016 on "
+            "coco (seed 1) (first error: MemoryError: out; all in failures.jsonl).") in text
+    assert "succeeded since" not in text

@@ -224,6 +224,33 @@ def inputs_parts(mine: Any, among: list[Any]) -> list[str]:
     return parts
 
 
+def failure_notes(data: RunData) -> list[str]:
+    """The cells of the folder that failed and have no record (a later success clears a failure):
+    the tables lack them, and a reader must be told (``failures.jsonl``, written by the run)."""
+    from bench.records import FAILURES_FILE
+
+    path = Path(data.run_dir) / FAILURES_FILE
+    if not path.is_file():
+        return []
+    failed: dict[str, dict[str, Any]] = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("cell_id"), str):
+            failed[entry["cell_id"]] = entry
+    recorded = {r.cell_id for r in data.records}
+    missing = [e for cell_id, e in failed.items() if cell_id not in recorded]
+    if not missing:
+        return []
+    names = [str(e.get("cell", e["cell_id"])) for e in missing]
+    last = str(missing[0].get("error", "")).strip().splitlines()
+    return [f"{len(missing)} cell(s) of this folder failed and have no result, so the tables lack them: "
+            f"{'; '.join(names[:5])}{' ...' if len(names) > 5 else ''} (first error: {last[-1][:200] if last else 'unknown'}; "
+            f"all in {FAILURES_FILE})"]
+
+
 def reader_notes(records: list[Record]) -> list[str]:
     """What a reader must be told before trusting the tables: cells computed with other inputs
     than their neighbours (another encoder, other data under the same name), and each cell's

@@ -21,7 +21,15 @@ import numpy as np
 
 from bench.errors import DataError
 from bench.io import write_text_atomic
-from bench.reporting.collect import METRIC_NAMES, RunData, input_groups, inputs_title, load_run, reader_notes
+from bench.reporting.collect import (
+    METRIC_NAMES,
+    RunData,
+    failure_notes,
+    input_groups,
+    inputs_title,
+    load_run,
+    reader_notes,
+)
 from bench.reporting.defaults import GALLERY_IMAGES, RESAMPLES, SEED
 from bench.reporting.figures import MARKER_NOTES, gap_markers, noise_curves, plot_noise_curves
 from bench.reporting.tables import (
@@ -98,7 +106,7 @@ def summary_line(data: RunData) -> str:
 
 def build_sections(data: RunData, curves: list, figures: list[Path], out: Path, gallery: int) -> list[Section]:
     intro = [f"{METRIC_NAMES.get(m, m)} is not reported: {reason}." for m, reason in unavailable_metrics(data).items()]
-    intro += [f"Warning: {note}." for note in reader_notes(data.records)]
+    intro += [f"Warning: {note}." for note in failure_notes(data) + reader_notes(data.records)]
     sections: list[Section] = [Section(2, "Results", intro, "results")]
     for kind in data.kinds():
         for split in data.splits(kind):
