@@ -417,7 +417,7 @@ def test_methods_name_the_decoders_they_may_share():
 
 def test_accept_puts_a_trained_fit_and_its_time_on_the_first_cell_only():
     """Every executor stores a worker's cell through ``accept``: the first cell of a fit trained
-    now says so and carries the fit task's time; a cell without a fit result reused it."""
+    now says so and carries the fit task's time; a later cell says what its own worker did."""
     from types import SimpleNamespace
 
     from bench.executors.base import accept
@@ -431,12 +431,20 @@ def test_accept_puts_a_trained_fit_and_its_time_on_the_first_cell_only():
     report = SimpleNamespace(completed=[], fits=0, fits_reused=0)
     accept(runner, report, None, value, fit={"reused": False, "seconds": 12.3456})
     accept(runner, report, None, value, fit={"reused": True, "seconds": 0.2})
-    accept(runner, report, None, value)
+    import dataclasses
+
+    from bench.records import Record
+
+    # a later cell's worker loaded the saved fit (a record as a worker writes it: today's schema)
+    loaded = {**value, "record": dataclasses.replace(Record.from_dict(value["record"]), fit_reused=True).to_dict()}
+    accept(runner, report, None, loaded)
+    accept(runner, report, None, value)  # ... or found it unusable and trained again: it says so
     assert [(r.fit_reused, r.timings) for r in stored] == [(False, {"fit": 12.346, "score": 2.0}),
                                                            (True, {"fit": 0.01, "score": 2.0}),
-                                                           (True, {"fit": 0.01, "score": 2.0})]
-    assert (report.fits, report.fits_reused) == (1, 2) and value["record"]["timings"] == {"fit": 0.01, "score": 2.0}
-    assert checked == [True, True, True]  # a run's cells are stored with the folder's one-set-of-inputs check
+                                                           (True, {"fit": 0.01, "score": 2.0}),
+                                                           (False, {"fit": 0.01, "score": 2.0})]
+    assert (report.fits, report.fits_reused) == (2, 2) and value["record"]["timings"] == {"fit": 0.01, "score": 2.0}
+    assert checked == [True] * 4  # a run's cells are stored with the folder's one-set-of-inputs check
 
 
 def test_slurm_cells_are_handed_over_as_their_jobs_end():

@@ -52,7 +52,8 @@ def accept(runner: Any, report: Any, cell: Any, result: dict[str, Any], fit: dic
 
     ``fit`` is the result of the fit task the cell waited on, given with the first cell of that
     fit only: a fit trained now is said so, with its time, on that cell, as in one process; every
-    other cell reused it. A result whose record is not of ``cell_id`` (a job's stale result file,
+    other cell says what its own worker did (it reused the fit, unless it found it unusable and
+    trained again). A result whose record is not of ``cell_id`` (a job's stale result file,
     another task's output) is refused (``StaleResult``), never stored as this cell's."""
     from bench.errors import StaleResult
     from bench.records import Record, Sample
@@ -60,8 +61,10 @@ def accept(runner: Any, report: Any, cell: Any, result: dict[str, Any], fit: dic
     record = Record.from_dict(result["record"])
     if cell_id and record.cell_id != cell_id:
         raise StaleResult(f"the task for cell {cell_id} returned the result of cell {record.cell_id}; not stored")
-    reused = fit is None or bool(fit["reused"])
-    timings = record.timings if reused else {**record.timings, "fit": round(float(fit["seconds"]), 3)}
+    # the fit's first cell: what the fit task did; any other: what its own worker did (it reuses the
+    # saved fit, unless that proved unusable and it trained again)
+    reused = record.fit_reused is not False if fit is None else bool(fit["reused"])
+    timings = record.timings if reused or fit is None else {**record.timings, "fit": round(float(fit["seconds"]), 3)}
     record = dataclasses.replace(record, fit_reused=reused, timings=timings)
     runner.store.add(record, [Sample.from_dict(s) for s in result["samples"]], same_inputs=True)
     report.completed.append(record)
