@@ -71,7 +71,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     try:
         if path.suffix == ".toml":
-            import tomllib
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli package
+                import tomli as tomllib
 
             return tomllib.loads(text)
         if path.suffix == ".json":

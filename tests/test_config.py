@@ -122,3 +122,18 @@ def test_a_method_table_in_a_config_file_sets_that_method_only(tmp_path):
     path.write_text('methods = ["capdec"]\nsplits = ["coco"]\n[method_options.capdec]\nnoise_varience = 0.1\n')
     with pytest.raises(ConfigError, match="noise_varience"):
         build_grid(resolve_config(RunConfig, {}, path))
+
+
+def test_a_toml_config_on_python_3_10_reads_through_tomli(tmp_path, monkeypatch):
+    """tomllib is 3.11's; on 3.10 the same parser comes as the tomli package (a dependency there):
+    a run.toml must read the same, not fail with an import traceback."""
+    import sys
+    import types
+
+    from bench.config import load_config_file
+
+    path = tmp_path / "run.toml"
+    path.write_text('methods = ["capdec"]\n')
+    monkeypatch.setitem(sys.modules, "tomllib", None)  # as if absent
+    monkeypatch.setitem(sys.modules, "tomli", types.SimpleNamespace(loads=lambda text: {"read_by": "tomli", "text": text}))
+    assert load_config_file(path) == {"read_by": "tomli", "text": 'methods = ["capdec"]\n'}
