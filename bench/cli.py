@@ -267,6 +267,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"complete, {len(report.failed)} failed, in {report.seconds:.1f} s; records: {runner.store.path}")
     for label, error in report.failed:
         _stderr(f"failed: {label}: {error.splitlines()[0]}")
+    if len(config.seed_list) == 1 and len({(c.method, json.dumps(c.config_dict, sort_keys=True)) for c in cells}) > 1:
+        from bench.reporting.collect import ONE_SEED_NOTE
+
+        _stderr(f"note: every cell ran with one seed ({config.seed_list[0]}): {ONE_SEED_NOTE}")
     if args.report and records:
         from bench.reporting import render_report
 

@@ -786,3 +786,21 @@ def test_a_report_says_which_cells_failed_and_are_missing_from_its_tables(run_cl
     assert ("Warning: 1 cell(s) of this folder failed and have no result, so the tables lack them: capdec σ²=0.016 on "
             "coco (seed 1) (first error: MemoryError: out; all in failures.jsonl).") in text
     assert "succeeded since" not in text
+
+
+def test_rows_of_one_seed_each_are_told_that_seed_luck_is_unmeasured(tmp_path):
+    """Intervals over the test images say nothing of how training varies with the seed: with every
+    row on one seed, the significance table says so (and with several seeds it does not)."""
+    from bench.records import Record, RecordStore
+    from bench.reporting.collect import load_run
+    from bench.reporting.tables import significance_table
+
+    for seeds, folder in (((3,), "one"), ((3, 4), "two")):
+        store = RecordStore(tmp_path / folder)
+        for method, value in (("decap", 10.0), ("capdec", 9.0)):
+            for seed in seeds:
+                store.add(Record(method=method, split="coco", train="coco", eval="coco", kind="in-domain", seed=seed, config={},
+                                 metrics={"cider": value, "bleu4": 20.0}))
+        notes = " ".join(significance_table(load_run(tmp_path / folder), "coco").notes)
+        assert ("Every row ran with one seed (3): a difference between rows may be that seed's luck" in notes) == (folder == "one")
+

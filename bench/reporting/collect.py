@@ -106,6 +106,12 @@ def shared_seeds(rows: list[Row]) -> list[int] | None:
     return sorted(shared) if shared and any(s != shared for s in sets) else None
 
 
+#: Said after a run, and under its report's tests, when every row ran with one seed.
+ONE_SEED_NOTE = ("a difference between rows may be that seed's luck (on the embedded default one method's in-domain CIDEr "
+                 "has a seed standard deviation of 3 to 10 points), which intervals over the test images cannot show; "
+                 "--seeds 0,1,2 measures it")
+
+
 def seeds_label(seeds: Collection[int]) -> str:
     """``seed 0`` / ``seeds 0, 1``."""
     return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(str(s) for s in sorted(seeds))}"

@@ -20,6 +20,7 @@ from bench.records import Record, flatten_config, show_value
 from bench.reporting.collect import (
     BEST_TOLERANCE,
     METRIC_NAMES,
+    ONE_SEED_NOTE,
     TABLE_METRICS,
     Row,
     RunData,
@@ -183,6 +184,9 @@ def significance_table(data: RunData, split: str, rows: list[Row] | None = None)
     table.notes.append(f"95% percentile bootstrap intervals {over} ({data.resamples} resamples, seed {data.seed}{coarse}); "
                        "p: one-sided paired bootstrap test that the best row is not better than this one "
                        "(same resamples for every row).")
+    seeds = {s for r in rows for s in r.seeds}
+    if not several and len(rows) > 1 and len(seeds) == 1:
+        table.notes.append(f"Every row ran with one seed ({seeds.pop()}): " + ONE_SEED_NOTE + ".")
     shared = shared_seeds(rows)
     if shared and any(i.p_value is not None for r in rows for i in r.intervals.values()):
         table.notes.append(f"Rows ran with different seeds: the best row is chosen, and tested against, on {seeds_label(shared)}, "
