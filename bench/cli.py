@@ -234,6 +234,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.decoder is not None:
         from bench.decoders import preset
 
+        if args.config:  # the preset is a whole table: it would replace the file's decoder settings, not layer under them
+            from bench.config import load_config_file
+            from bench.options import expand_method_tables, split_option
+
+            table = load_config_file(args.config).get("method_options") or {}
+            mine = [k for k in expand_method_tables(table if isinstance(table, dict) else {})
+                    if split_option(k)[1].split(".")[0] == "decoder"]
+            if mine:
+                raise ConfigError(f"--decoder {args.decoder} would replace the decoder settings of {args.config} ({mine[0]}); "
+                                  "give the preset there (decoder = {...}) or drop the file's decoder settings")
         options = {"decoder": config_to_dict(preset(args.decoder)), **options}
     sweep = parse_sweeps(args.sweeps, options)
     options, encoder_options = split_encoder_options(options)

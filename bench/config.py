@@ -54,8 +54,29 @@ def merge(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are distinct (TOML refuses a repeat; JSON would keep the last)."""
+    keys = [k for k, _ in pairs]
+    twice = [k for i, k in enumerate(keys) if k in keys[:i]]
+    if twice:
+        raise ValueError(f"the key {twice[0]!r} is given twice in one object")
+    return dict(pairs)
+
+
+def _no_nulls(value: Any, where: str) -> None:
+    """A null in a config file would read as "not given" and keep the default: refused instead."""
+    if value is None:
+        raise ConfigError(f"config file: {where} is null; leave it out for the default, or give the value you want")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _no_nulls(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _no_nulls(item, f"{where}[]")
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a ``.toml`` or ``.json`` config file into a dict."""
+    """Read a ``.toml`` or ``.json`` config file into a dict (no null anywhere, no key twice)."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"config file {path} is a folder, not a file")
@@ -76,15 +97,15 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli package
                 import tomli as tomllib
 
-            return tomllib.loads(text)
-        if path.suffix == ".json":
-            data = json.loads(text)
-            if not isinstance(data, dict):
-                raise ConfigError(f"config file {path} must hold a JSON object")
-            return data
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text, object_pairs_hook=_unique_keys)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"config file {path} is not valid {path.suffix[1:].upper()}: {exc}") from None
-    raise ConfigError(f"config file {path} must end in .toml or .json")
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object")
+    _no_nulls(data, "")
+    return data
 
 
 def resolve_config(cls: type, cli: Mapping[str, Any] | None = None, file: str | Path | None = None) -> Any:
@@ -174,7 +195,7 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be {kind}, got {value!r}")
         if not math.isfinite(number):  # no setting of this project means anything at NaN or infinity
             raise ConfigError(f"{where} must be a finite number, got {value!r}")
-        return number
+        return number + 0 if number == 0 else number  # -0.0 is 0.0: one cell, one id, one label
     if hint is Path:
         if not isinstance(value, (str, os.PathLike)) or str(value) == "":
             raise ConfigError(f"{where} must be a path, got {value!r}")

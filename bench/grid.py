@@ -259,6 +259,8 @@ def switch_ablation(switches: tuple[str, ...]) -> list[dict[str, bool]]:
 
 def build_grid(run: RunConfig) -> list[Cell]:
     """Every cell of the run, in execution order, without duplicates; validates every setting."""
+    import dataclasses
+
     from bench.config import switched_off
     from bench.encoders import parse_encoder_spec
     from bench.options import check_options, expand_method_tables, options_for, sweep_combinations
@@ -266,6 +268,9 @@ def build_grid(run: RunConfig) -> list[Cell]:
 
     methods = selected_methods(run)
     method_options = expand_method_tables(run.method_options)  # a config file's [method_options.capdec] table
+    both = sorted(set(method_options) & set(run.sweep))  # a config file's [sweep] beside a --set (or its own table)
+    if both:
+        raise ConfigError(f"{both[0]} is both set and swept; give it once")
     check_options(methods, {**method_options, **run.sweep}, sweep_keys=run.sweep)
     parse_encoder_spec(run.encoder)
     if run.eval_encoder:
@@ -288,13 +293,36 @@ def build_grid(run: RunConfig) -> list[Cell]:
             if hit:
                 raise ConfigError(f"--noise and {key} both set {hit[0]}'s noise variance: give one of them")
 
+    full = run.preset == "full"
+    switches = (sweep_combinations(ABLATION_METHOD, dict.fromkeys(ABLATION_SWITCHES, (True, False))) if full
+                else switch_ablation(ABLATION_SWITCHES))
+    ablations = {ABLATION_METHOD: switches, **{m: sweep_combinations(m, a) for m, a in FULL_ABLATIONS.items() if full}}
+
+    def sometimes_on(method: str) -> set[str]:
+        """The fields of ``method`` owned by a switch that is on in some cell of the grid."""
+        config_cls = METHODS.get(method).Config
+        combos = sweep_combinations(method, run.sweep) + (ablations.get(method, []) if run.embedded else [])
+        out: set[str] = set()
+        for switch, names in getattr(config_cls, "SWITCHED", {}).items():
+            if any(switch not in switched_off_keys(config_cls, {**options_for(method, method_options),
+                                                                 **options_for(method, combo)}) for combo in combos):
+                out.update(names)
+        return out
+
+    def switched_off_keys(config_cls: type, settings: dict[str, Any]) -> set[str]:
+        """The switches ``settings`` turn off (a default of off counts too)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(config_cls)}
+        return {switch for switch in getattr(config_cls, "SWITCHED", {})
+                if switched_off(config_cls, {switch: settings.get(switch, defaults[switch])})}
+
     def add(method: str, split: SplitSpec, seed: int, noise: float | None, combo: dict[str, Any] | None = None,
             role: str = "main") -> None:
         cls = METHODS.get(method)
         # A switch that the sweep or the ablation turns off leaves the settings only it uses out
-        # of that cell (viecap's hard-prompt settings where the prompt is off); set outside a
-        # sweep beside the switch off, they are refused (bench.config.check_switched).
-        unused = switched_off(cls.Config, options_for(method, combo or {}))
+        # of that cell (viecap's hard-prompt settings where the prompt is off); beside a switch
+        # that is off in every cell of the method (set, or swept to off alone) they are refused
+        # (bench.config.check_switched).
+        unused = switched_off(cls.Config, options_for(method, combo or {})) & sometimes_on(method)
         overrides = {k: v for k, v in options_for(method, {**method_options, **(combo or {})}).items() if k not in unused}
         if noise is not None and sweeps(method):
             overrides = {**overrides, cls.noise_field: noise}
@@ -315,10 +343,6 @@ def build_grid(run: RunConfig) -> list[Cell]:
             sweep_split = parse_split(SWEEP_SPLIT)
             for noise in (run.noise or DEFAULT_SWEEP):
                 add(SWEEP_METHOD, sweep_split, seed, noise, role="noise-sweep")
-            full = run.preset == "full"
-            switches = (sweep_combinations(ABLATION_METHOD, dict.fromkeys(ABLATION_SWITCHES, (True, False))) if full
-                        else switch_ablation(ABLATION_SWITCHES))
-            ablations = {ABLATION_METHOD: switches, **{m: sweep_combinations(m, a) for m, a in FULL_ABLATIONS.items() if full}}
             for method, combos in ablations.items():
                 for spec in ABLATION_SPLITS:
                     for combo in combos:

@@ -38,6 +38,9 @@ def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
         if not value.strip():  # an empty value is never read as "the default" (decoder.gpt2_path= would train a random GPT-2)
             raise ConfigError(f"--set {key.strip()}= gives no value; leave the flag out for the default, or give the value you want")
         value = literal(value.strip())
+        if isinstance(value, str) and not value.strip():  # '""': as empty as no value
+            raise ConfigError(f"--set {key.strip()}={item.partition('=')[2].strip()} gives no value; leave the flag out "
+                              "for the default, or give the value you want")
         if value is None:  # a later layer's None means "not given": it would silently keep the setting as it was
             raise ConfigError(f"--set {key.strip()}=null cannot unset a setting; leave the flag out, or give the value you want")
         out[key.strip()] = value
@@ -55,6 +58,9 @@ def parse_sweeps(items: Iterable[str], fixed: dict[str, Any] | None = None) -> d
             raise ConfigError(f"--sweep expects KEY=V1,V2,..., got {item!r}")
         if key in sweep or key in (fixed or {}):
             raise ConfigError(f"--sweep {key} is given twice (or also with --set)")
+        if "[" in values or "]" in values:  # split at commas, a list's own commas would cut it apart
+            raise ConfigError(f"--sweep {key}: a list-valued setting cannot be swept on the command line (its commas "
+                              "separate the sweep's values); give it in a config file's [sweep] table")
         sweep[key] = [literal(v.strip()) for v in values.split(",")]
         if any(v is None or v == "" for v in sweep[key]):
             raise ConfigError(f"--sweep {key}: every value must be given (no empty item and no null), got {values!r}")
@@ -147,6 +153,9 @@ def check_options(methods: list[str], options: dict[str, Any], sweep_keys: Itera
             for other_dotted, other in seen.items():  # an earlier key that this one would overwrite
                 if dotted == other_dotted or other_dotted.startswith(dotted + "."):
                     raise ConfigError(f"{other} and {key} both set {method}'s {other_dotted}; give one")
+                if dotted.startswith(other_dotted + ".") and not isinstance(options[other], dict):
+                    raise ConfigError(f"{other} is {options[other]!r}, not a table of settings: {key} cannot set a "
+                                      f"field inside it")
             seen[dotted] = key
 
 
@@ -154,8 +163,28 @@ def check_sweep(sweep: dict[str, Any]) -> None:
     for key, values in sweep.items():
         if not isinstance(values, (list, tuple)) or not values:
             raise ConfigError(f"sweep {key} needs a non-empty list of values, got {values!r}")
-        if len({json.dumps(v, sort_keys=True, default=str) for v in values}) != len(values):
+        if len({json.dumps(_same(v), sort_keys=True, default=str) for v in values}) != len(values):
             raise ConfigError(f"sweep {key} lists a value twice: {list(values)}")
+        if any(v is None for v in values):
+            raise ConfigError(f"sweep {key}: null is not a value (it would run as the default): {list(values)}")
+
+
+def _same(value: Any) -> Any:
+    """A sweep value as the setting will read it, so that two spellings of one value count once
+    (true and on, 0.01 and "0.01")."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "on", "yes"):
+            return True
+        if text in ("false", "off", "no"):
+            return False
+        try:
+            return float(text)
+        except ValueError:
+            return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def sweep_combinations(method: str, sweep: dict[str, Any]) -> list[dict[str, Any]]:

@@ -137,3 +137,17 @@ def test_a_toml_config_on_python_3_10_reads_through_tomli(tmp_path, monkeypatch)
     monkeypatch.setitem(sys.modules, "tomllib", None)  # as if absent
     monkeypatch.setitem(sys.modules, "tomli", types.SimpleNamespace(loads=lambda text: {"read_by": "tomli", "text": text}))
     assert load_config_file(path) == {"read_by": "tomli", "text": 'methods = ["capdec"]\n'}
+
+
+def test_negative_zero_is_zero_so_one_cell_has_one_id():
+    """-0 and 0 are one noise level: as different floats they gave two cell ids (a fit not reused,
+    a baseline cell "missing") and a label of σ²=-0."""
+    import math
+
+    from bench.config import coerce, resolve_config
+    from bench.grid import RunConfig, build_grid
+
+    assert math.copysign(1.0, coerce("-0", float, "x")) == 1.0 and math.copysign(1.0, coerce(-0.0, float, "x")) == 1.0
+    ids = [build_grid(resolve_config(RunConfig, {"methods": "capdec", "splits": "coco", "noise": noise}))[0].spec_id
+           for noise in ("-0", "0")]
+    assert ids[0] == ids[1]
