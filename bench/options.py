@@ -29,15 +29,12 @@ def literal(text: str) -> Any:
 
 
 def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
-    """``--set KEY=VALUE`` flags as a dict; a key given twice is an error (a typo, or two values
-    of which one would be dropped by the flags' order)."""
+    """``--set KEY=VALUE`` flags as a dict (later flags win)."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        if key.strip() in out:
-            raise ConfigError(f"--set {key.strip()} is given twice; give it once")
         if not value.strip():  # an empty value is never read as "the default" (decoder.gpt2_path= would train a random GPT-2)
             raise ConfigError(f"--set {key.strip()}= gives no value; leave the flag out for the default, or give the value you want")
         value = literal(value.strip())

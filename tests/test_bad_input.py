@@ -188,8 +188,6 @@ CASES = [
      "viecap is not among the selected methods"),
     ("run viecap vocabulary listing a word twice", lambda t: ["run", "--methods", "viecap", "--set", "viecap.vocabulary=dot,dot"],
      "lists 'dot' twice"),
-    ("run a --set key twice", lambda t: ["run", "--methods", "decap", "--set", "decap.tau=0.01", "--set", "decap.tau=0.02"],
-     "--set decap.tau is given twice"),
     # a value where a table of settings belongs, then a field inside it (it was a traceback)
     ("run a field inside a value that is not a table", lambda t: ["run", "--methods", "nonoise", "--set", "decoder=gpt2",
                                                                 "--set", "decoder.width=3"], "not a table of settings"),
