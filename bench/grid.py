@@ -298,22 +298,20 @@ def build_grid(run: RunConfig) -> list[Cell]:
                 else switch_ablation(ABLATION_SWITCHES))
     ablations = {ABLATION_METHOD: switches, **{m: sweep_combinations(m, a) for m, a in FULL_ABLATIONS.items() if full}}
 
-    def sometimes_on(method: str) -> set[str]:
-        """The fields of ``method`` owned by a switch that is on in some cell of the grid."""
-        config_cls = METHODS.get(method).Config
-        combos = sweep_combinations(method, run.sweep) + (ablations.get(method, []) if run.embedded else [])
-        out: set[str] = set()
-        for switch, names in getattr(config_cls, "SWITCHED", {}).items():
-            if any(switch not in switched_off_keys(config_cls, {**options_for(method, method_options),
-                                                                 **options_for(method, combo)}) for combo in combos):
-                out.update(names)
-        return out
+    on_somewhere: dict[str, set[str]] = {}
 
-    def switched_off_keys(config_cls: type, settings: dict[str, Any]) -> set[str]:
-        """The switches ``settings`` turn off (a default of off counts too)."""
-        defaults = {f.name: f.default for f in dataclasses.fields(config_cls)}
-        return {switch for switch in getattr(config_cls, "SWITCHED", {})
-                if switched_off(config_cls, {switch: settings.get(switch, defaults[switch])})}
+    def sometimes_on(method: str) -> set[str]:
+        """The fields of ``method`` owned by a switch that is on in some cell of the grid (its
+        default, the run's settings, then each sweep or ablation combination over them)."""
+        if method not in on_somewhere:
+            config_cls = METHODS.get(method).Config
+            owned = {n for names in getattr(config_cls, "SWITCHED", {}).values() for n in names}
+            defaults = {f.name: f.default for f in dataclasses.fields(config_cls)}
+            combos = sweep_combinations(method, run.sweep) + (ablations.get(method, []) if run.embedded else [])
+            on_somewhere[method] = set().union(*(
+                owned - switched_off(config_cls, {**defaults, **options_for(method, method_options), **options_for(method, c)})
+                for c in combos))
+        return on_somewhere[method]
 
     def add(method: str, split: SplitSpec, seed: int, noise: float | None, combo: dict[str, Any] | None = None,
             role: str = "main") -> None:

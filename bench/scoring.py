@@ -325,7 +325,7 @@ def _spice(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float,
 
     scorer = Spice.__new__(Spice)  # __init__ would try to download CoreNLP
     try:
-        corpus, per = scorer.compute_score(gts, res)
+        _, per = scorer.compute_score(gts, res)  # its corpus mean: see below
     except (subprocess.CalledProcessError, OSError, ValueError) as exc:
         raise ScorerError(f"SPICE failed to run: {exc}") from None
     # pycocoevalcap returns the images' scores in sorted(gts) order (string order: "10" before
@@ -336,5 +336,4 @@ def _spice(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[float,
         raise ScorerError(f"SPICE returned {len(per)} scores for {len(gts)} images")
     by_id = {image_id: 100.0 * float(p["All"]["f"]) for image_id, p in zip(sorted(gts), per)}
     values = [0.0 if math.isnan(by_id[image_id]) else by_id[image_id] for image_id in gts]
-    del corpus
     return (math.fsum(values) / len(values)) if values else 0.0, values

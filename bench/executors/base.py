@@ -70,3 +70,19 @@ def accept(runner: Any, report: Any, cell: Any, result: dict[str, Any], fit: dic
     report.completed.append(record)
     report.fits_reused += bool(record.fit_reused)
     report.fits += not record.fit_reused
+
+
+def store_cell(runner: Any, report: Any, bar: CellProgress, cell: Any, cell_id: str, result: dict[str, Any],
+               fit_done: dict[str, dict[str, Any]], key: str) -> None:
+    """``accept`` a worker's result for ``cell`` (with its fit's result while no cell of that fit
+    has been stored yet), or fail the cell when the result is another cell's (``StaleResult``)."""
+    from bench.errors import StaleResult
+
+    try:
+        accept(runner, report, cell, result, fit=fit_done.get(key), cell_id=cell_id)
+    except StaleResult as exc:
+        runner.record_failure(report, cell, cell_id, str(exc), str(exc))
+        bar.update(failed=1)
+    else:
+        fit_done.pop(key, None)
+        bar.update(finished=1)

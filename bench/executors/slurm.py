@@ -15,8 +15,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from bench.errors import BenchError, StaleResult
-from bench.executors.base import CellProgress, Executor, accept
+from bench.errors import BenchError
+from bench.executors.base import CellProgress, Executor, store_cell
 from bench.executors.tasks import describe_failure, plan, run_task
 
 
@@ -85,14 +85,7 @@ class SlurmExecutor(Executor):
                     runner.record_failure(report, task.cell, cell_id, *describe_failure(outcome))
                     bar.update(failed=1)
                 else:
-                    try:
-                        accept(runner, report, task.cell, outcome, fit=fit_done.get(key), cell_id=cell_id)
-                    except StaleResult as exc:
-                        runner.record_failure(report, task.cell, cell_id, str(exc), str(exc))
-                        bar.update(failed=1)
-                    else:
-                        fit_done.pop(key, None)
-                        bar.update(finished=1)
+                    store_cell(runner, report, bar, task.cell, cell_id, outcome, fit_done, key)
         finally:
             bar.close()
 

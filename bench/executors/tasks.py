@@ -121,8 +121,7 @@ def drive(runner: Any, todo: list[tuple[Cell, str]], report: Any, threads: int, 
     """
     from collections import deque
 
-    from bench.errors import StaleResult
-    from bench.executors.base import CellProgress, accept
+    from bench.executors.base import CellProgress, store_cell
 
     graph = plan(runner, todo, threads)
     bar = CellProgress(len(graph.cells))
@@ -150,18 +149,17 @@ def drive(runner: Any, todo: list[tuple[Cell, str]], report: Any, threads: int, 
             # a fit needs its training captions; each cell its own test images (the fit's cells
             # may be scored on other datasets: coco and coco->flickr30k share one fit)
             blocked = failed_inputs.get(f"{task.cell.split.train}/text")
-            if blocked:
-                fail(cells_of.pop(key), blocked, blocked)
-                continue
-            for cell_task, cell_id in list(cells_of[key]):
+            kept = []
+            for cell_task, cell_id in cells_of.pop(key):
                 assert cell_task.cell is not None
-                if f"{cell_task.cell.split.eval}/image" in failed_inputs:
-                    cells_of[key].remove((cell_task, cell_id))
-                    fail([(cell_task, cell_id)], *[failed_inputs[f"{cell_task.cell.split.eval}/image"]] * 2)
-            if cells_of[key]:
+                reason = blocked or failed_inputs.get(f"{cell_task.cell.split.eval}/image")
+                if reason:
+                    fail([(cell_task, cell_id)], reason, reason)
+                else:
+                    kept.append((cell_task, cell_id))
+            if kept:
+                cells_of[key] = kept
                 waiting_fits.append((task, key))
-            else:
-                del cells_of[key]
         pending: dict[Any, tuple[str, Any]] = {}
 
         def next_fit() -> tuple[Task, str]:
@@ -208,14 +206,7 @@ def drive(runner: Any, todo: list[tuple[Cell, str]], report: Any, threads: int, 
                 ready_cells.extend((cell_task, (cell_task, cell_id, what)) for cell_task, cell_id in cells_of.pop(what))
             else:
                 cell_task, cell_id, key = what
-                try:
-                    accept(runner, report, cell_task.cell, value, fit=fit_done.get(key), cell_id=cell_id)
-                except StaleResult as exc:
-                    runner.record_failure(report, cell_task.cell, cell_id, str(exc), str(exc))
-                    bar.update(failed=1)
-                else:
-                    fit_done.pop(key, None)
-                    bar.update(finished=1)
+                store_cell(runner, report, bar, cell_task.cell, cell_id, value, fit_done, key)
             fill()
     finally:
         bar.close()
