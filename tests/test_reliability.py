@@ -171,18 +171,25 @@ def _plant_payload(folder: Path, marker: Path) -> None:
     (folder / "fit.json").write_text(json.dumps(meta))
 
 
-def test_a_malicious_checkpoint_is_refused_and_its_payload_never_runs(run_cli, tmp_path, tiny_clip_checkpoint, tiny_datasets):
+def _fit_and_photos(run_cli, tmp_path: Path, encoder: str, method: str, photos: dict[str, tuple[int, str]]) -> tuple[Path, Path]:
+    """A run of ``method`` on tiny-coco (it must succeed), its fit's folder, and a folder of
+    photos for ``bench caption`` (name: (side in pixels, colour))."""
     from PIL import Image
 
-    code, _, err = _run(run_cli, tmp_path, tiny_clip_checkpoint, methods="nonoise", split="tiny-coco")
+    code, _, err = _run(run_cli, tmp_path, encoder, methods=method, split="tiny-coco")
     assert code == 0, err
-    record = read_records(tmp_path / "run").records[0]
-    folder = tmp_path / "run" / "checkpoints" / record.fit_key
-    marker = tmp_path / "PWNED"
-    _plant_payload(folder, marker)
+    folder = tmp_path / "run" / "checkpoints" / read_records(tmp_path / "run").records[0].fit_key
     images = tmp_path / "photos"
     images.mkdir()
-    Image.new("RGB", (40, 40), "red").save(images / "a.png")
+    for name, (side, colour) in photos.items():
+        Image.new("RGB", (side, side), colour).save(images / name)
+    return folder, images
+
+
+def test_a_malicious_checkpoint_is_refused_and_its_payload_never_runs(run_cli, tmp_path, tiny_clip_checkpoint, tiny_datasets):
+    folder, images = _fit_and_photos(run_cli, tmp_path, tiny_clip_checkpoint, "nonoise", {"a.png": (40, "red")})
+    marker = tmp_path / "PWNED"
+    _plant_payload(folder, marker)
     code, _, err = run_cli("caption", "--method", "nonoise", "--checkpoint", str(folder), "--images", str(images),
                            "--cache-dir", str(tmp_path / "cache"))
     assert code == 2 and "holds more than tensors; refusing to load it" in _one_line(err)
@@ -197,14 +204,7 @@ def test_caption_uses_a_fit_only_under_the_name_it_is(run_cli, tmp_path, tiny_cl
     """nonoise is capdec at σ² 0, one class: a capdec fit (σ² 0.016) asked for as nonoise would
     caption under the wrong name; a fit.json without its method, or a config.json of another
     class, cannot be checked and is refused."""
-    from PIL import Image
-
-    code, _, err = _run(run_cli, tmp_path, tiny_clip_checkpoint, methods="capdec", split="tiny-coco")
-    assert code == 0, err
-    folder = tmp_path / "run" / "checkpoints" / read_records(tmp_path / "run").records[0].fit_key
-    images = tmp_path / "photos"
-    images.mkdir()
-    Image.new("RGB", (40, 40), "red").save(images / "a.png")
+    folder, images = _fit_and_photos(run_cli, tmp_path, tiny_clip_checkpoint, "capdec", {"a.png": (40, "red")})
 
     def caption(method):
         return run_cli("caption", "--method", method, "--checkpoint", str(folder), "--images", str(images),
@@ -281,13 +281,8 @@ def test_a_decompression_bomb_is_skipped_by_caption_and_named_by_a_run(run_cli, 
                                                                       monkeypatch):
     from PIL import Image
 
-    code, _, err = _run(run_cli, tmp_path, tiny_clip_checkpoint, methods="clipre", split="tiny-coco")
-    assert code == 0, err
-    folder = tmp_path / "run" / "checkpoints" / read_records(tmp_path / "run").records[0].fit_key
-    images = tmp_path / "photos"
-    images.mkdir()
-    Image.new("RGB", (30, 30), "red").save(images / "small.png")
-    Image.new("RGB", (400, 400), "blue").save(images / "huge.png")
+    folder, images = _fit_and_photos(run_cli, tmp_path, tiny_clip_checkpoint, "clipre",
+                                     {"small.png": (30, "red"), "huge.png": (400, "blue")})
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20_000)  # 400 x 400 is now more than twice the limit: a "bomb"
     code, out, err = run_cli("caption", "--method", "clipre", "--checkpoint", str(folder), "--images", str(images), "--json")
     assert code == 0, err
