@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", help=f"{defaults.encoder} (default), NAME:TAG (ViT-B-32:openai), NAME:/path/weights.pt, "
                                      "local-dir:/path")
     p.add_argument("--decoder", help="decoder preset for decoding methods: transformer (default), gpt2, viecap or ifcap")
-    p.add_argument("--preset", help="the embedded grid: default (about 8 minutes fresh on a 2-core CPU, under 5 with its "
+    p.add_argument("--preset", help="the embedded grid: default (about 9 minutes fresh on a 2-core CPU, 6 with its "
                                     "cache filled) or full (adds viecap and ifcap with their ablations, and syntic's other "
                                     "three ablation rows)")
     p.add_argument("--eval-encoder", metavar="SPEC", help="the CLIP that computes CLIP-S and RefCLIP-S (default: --encoder)")

@@ -32,7 +32,7 @@ DEFAULT_METHODS = ("capdec", "nonoise", "clipre", "decap", "syntic")
 DEFAULT_SPLITS = ("shapes-coco", "shapes-coco->shapes-flickr", "shapes-romantic")
 DEFAULT_SEEDS = (0, 1, 2)
 #: 0, the paper's 0.016, and 7 half-decade steps from 0.001 to 1: about a tenth to a hundred
-#: times the shapes CLIP's per-dimension gap variance (0.0087 in its 128-d space; `bench gap`),
+#: times the shapes CLIP's per-dimension gap variance (0.010 in its 128-d space; `bench gap`),
 #: wherever a method's best value falls
 DEFAULT_SWEEP = (0.0, 0.001, 0.003, 0.01, 0.016, 0.03, 0.1, 0.3, 1.0)
 SWEEP_METHOD, SWEEP_SPLIT = "capdec", "shapes-coco"
@@ -97,7 +97,7 @@ class RunConfig:
     #: CLIP-S and RefCLIP-S (``bench.clipscore``) with this encoder spec; empty: the run's encoder
     eval_encoder: str = ""
     clip_score: bool = True
-    #: the embedded grid: ``default`` (about 8 minutes fresh on a 2-core CPU) or ``full`` (``FULL_METHODS``)
+    #: the embedded grid: ``default`` (about 9 minutes fresh on a 2-core CPU) or ``full`` (``FULL_METHODS``)
     preset: str = "default"
 
     def __post_init__(self) -> None:

@@ -426,7 +426,7 @@ def test_a_pretrained_gpt2_takes_the_configs_dropout_and_must_hold_the_captions(
     GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_layer=1, n_head=2, n_embd=32, n_positions=24, resid_pdrop=0.1,
                                embd_pdrop=0.1, attn_pdrop=0.1)).save_pretrained(folder)
     vocab.tokenizer.save_pretrained(folder)
-    shape = dict(kind="gpt2", gpt2_path=str(folder), layers=1, heads=2, width=32, mlp_ratio=4)
+    shape = dict(kind="gpt2", gpt2_path=str(folder), layers=1, heads=2, width=32, mlp_ratio=4, prefix_length=1)
     # 24 positions cannot hold a prefix and 32 caption tokens: refused before anything loads
     with pytest.raises(ConfigError, match="has 24 positions; decoder.prefix_length=1 and decoder.max_length=32 need at least 34"):
         DecoderConfig(**shape).check_resources()
@@ -437,7 +437,7 @@ def test_a_pretrained_gpt2_takes_the_configs_dropout_and_must_hold_the_captions(
     gpt = decoder.net.gpt.config
     assert (gpt.resid_pdrop, gpt.embd_pdrop, gpt.attn_pdrop) == (0.0, 0.0, 0.0)  # the record's 0.0, not the folder's 0.1
     # checked again where the decoder is built (a method's prompt or second input adds positions)
-    long_prefix = CaptionDecoder(DecoderConfig(**shape, max_length=16, prefix_length=8, mapper="mlp"), corpus.dim)
+    long_prefix = CaptionDecoder(DecoderConfig(**{**shape, "prefix_length": 8}, max_length=16, mapper="mlp"), corpus.dim)
     with pytest.raises(ConfigError, match="has 24 positions; this decoder needs 25"):
         long_prefix.build(corpus.captions)
 
