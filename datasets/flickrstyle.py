@@ -40,10 +40,10 @@ def read_image_list(folder: Path) -> list[str]:
     text_list, pickled = folder / "train_images.txt", folder / "train.p"
     if text_list.is_file():
         try:
-            text = text_list.read_text(encoding="utf-8")
+            listing = text_list.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise DataError(f"{text_list} is not a UTF-8 list of image names ({type(exc).__name__}: {exc})") from None
-        return [line.strip() for line in text.splitlines() if line.strip()]
+        return [line.strip() for line in listing.splitlines() if line.strip()]
     if pickled.is_file():
         try:
             with open(pickled, "rb") as fh:

@@ -581,3 +581,21 @@ def test_a_cell_fails_for_its_own_test_images_and_a_result_of_another_cell_is_ne
     assert stored == ["cell0"] and failures == [("cell1", "RuntimeError: shapes-flickr test images could not be encoded")]
     failures, stored = engine("none", lambda mine: "someoneelse")
     assert stored == [] and len(failures) == 2 and all("returned the result of cell someoneelse" in line for _, line in failures)
+
+
+def test_a_cell_is_blocked_by_its_own_training_captions_or_test_images_only():
+    """The rule both engines (the task graph and Slurm's arrays) apply after the encode stage."""
+    from bench.executors.tasks import Task, encode_failure, input_failure
+    from bench.grid import Cell, RunConfig
+    from bench.plugins import load_plugins, method_config
+    from bench.splits import parse_split
+
+    load_plugins()
+    run = RunConfig()
+    same, cross = (Cell("nonoise", parse_split(s), 0, method_config("nonoise", {}))
+                   for s in ("shapes-coco", "shapes-coco->shapes-flickr"))
+    images = dict([encode_failure(Task("encode", run, dataset="shapes-flickr", modality="image"), RuntimeError("bad png"))])
+    assert images == {"shapes-flickr/image": "RuntimeError: bad png"}
+    assert input_failure(images, same) == "" and input_failure(images, cross) == "RuntimeError: bad png"
+    captions = dict([encode_failure(Task("encode", run, dataset="shapes-coco", modality="text"), OSError("disk"))])
+    assert input_failure(captions, same) == input_failure(captions, cross) == "OSError: disk"

@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.executors.base import CellProgress, Executor, store_cell
-from bench.executors.tasks import describe_failure, plan, run_task
+from bench.executors.tasks import describe_failure, encode_failure, input_failure, plan, run_task
 
 
 class SlurmExecutor(Executor):
@@ -53,10 +53,11 @@ class SlurmExecutor(Executor):
             failed_inputs: dict[str, str] = {}
             for task, outcome in self._stage(executor, graph.encodes, bar):
                 if isinstance(outcome, BaseException):
-                    failed_inputs[f"{task.dataset}/{task.modality}"] = describe_failure(outcome)[0]
+                    key, line = encode_failure(task, outcome)
+                    failed_inputs[key] = line
             fits = []
             fit_failures: dict[str, tuple[str, str]] = {}
-            for key, task in graph.fits.items():  # a fit needs its training captions; each cell its own test images
+            for key, task in graph.fits.items():  # a fit needs its training captions (its cells, their test images: below)
                 blocked = failed_inputs.get(f"{task.cell.split.train}/text")
                 if blocked:
                     fit_failures[key] = (blocked, blocked)
@@ -71,7 +72,7 @@ class SlurmExecutor(Executor):
                     fit_done[key] = outcome
             cells = []
             for task, key, cell_id in graph.cells:
-                unreadable = failed_inputs.get(f"{task.cell.split.eval}/image")
+                unreadable = input_failure(failed_inputs, task.cell)
                 if key in fit_failures or unreadable:
                     runner.record_failure(report, task.cell, cell_id, *(fit_failures.get(key) or (unreadable, unreadable)))
                     bar.update(failed=1)

@@ -102,6 +102,19 @@ def run_task(task: Task) -> dict[str, Any]:
     return {"record": record.to_dict(), "samples": [s.to_dict() for s in samples]}
 
 
+def encode_failure(task: Task, outcome: BaseException) -> tuple[str, str]:
+    """(the input an encode task was for, the first line of why it failed): the key
+    ``input_failure`` reads."""
+    return f"{task.dataset}/{task.modality}", describe_failure(outcome)[0]
+
+
+def input_failure(failed_inputs: dict[str, str], cell: Cell) -> str:
+    """Why ``cell`` cannot run because an input failed to encode ("" when none did): its fit needs
+    its training captions, the cell its own test images (``coco`` and ``coco->flickr30k`` share a
+    fit but not their test images)."""
+    return failed_inputs.get(f"{cell.split.train}/text") or failed_inputs.get(f"{cell.split.eval}/image") or ""
+
+
 def drive(runner: Any, todo: list[tuple[Cell, str]], report: Any, threads: int, submit: Callable[[Task], Any],
           first_done: Callable[[list[Any]], Any], result: Callable[[Any], Any], capacity: int | None = None) -> None:
     """Run the task graph of ``todo`` on an engine of workers, the driver writing every record.
@@ -138,21 +151,18 @@ def drive(runner: Any, todo: list[tuple[Cell, str]], report: Any, threads: int, 
             try:
                 result(handle)
             except Exception as exc:  # a dataset that cannot be encoded fails the cells that need it
-                failed_inputs[f"{task.dataset}/{task.modality}"] = describe_failure(exc)[0]
+                key, line = encode_failure(task, exc)
+                failed_inputs[key] = line
         cells_of: dict[str, list[tuple[Task, str]]] = {}
         for task, key, cell_id in graph.cells:
             cells_of.setdefault(key, []).append((task, cell_id))
         ready_cells: deque[tuple[Task, tuple[Task, str, str]]] = deque()
         waiting_fits: deque[tuple[Task, str]] = deque()
         for key, task in graph.fits.items():
-            assert task.cell is not None
-            # a fit needs its training captions; each cell its own test images (the fit's cells
-            # may be scored on other datasets: coco and coco->flickr30k share one fit)
-            blocked = failed_inputs.get(f"{task.cell.split.train}/text")
             kept = []
             for cell_task, cell_id in cells_of.pop(key):
                 assert cell_task.cell is not None
-                reason = blocked or failed_inputs.get(f"{cell_task.cell.split.eval}/image")
+                reason = input_failure(failed_inputs, cell_task.cell)
                 if reason:
                     fail([(cell_task, cell_id)], reason, reason)
                 else:
