@@ -233,8 +233,12 @@ def test_length_pieces_give_the_same_update_as_the_whole_batch():
         nets.append((decoder.net.state_dict(), stats))
     (whole, whole_stats), (pieces, piece_stats) = nets
     assert piece_stats.tokens == whole_stats.tokens and piece_stats.final_loss == pytest.approx(whole_stats.final_loss, rel=1e-5)
+    # The same gradients summed in another order differ in their last bits, and Adam's division
+    # by the root of the squared gradients amplifies that where a gradient is small (the
+    # zero-initialised mapper's first steps: up to 3e-6 here, 7e-7 with a random start); a
+    # wrongly weighted piece moves a weight by about a step, lr = 2e-3.
     for name in whole:
-        assert torch.allclose(whole[name], pieces[name], atol=1e-6), name
+        assert torch.allclose(whole[name], pieces[name], atol=1e-5), name
 
 
 def test_the_moving_average_of_the_weights_replaces_them_after_the_same_training():

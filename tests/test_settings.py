@@ -35,6 +35,48 @@ def test_every_mapper_with_every_decoder_kind(kind, mapper, module):
     assert type(restored.net.mapper) is module and restored.decode(embeddings[:3]) == decoder.decode(embeddings[:3])
 
 
+@pytest.mark.parametrize("kind", ["transformer", "gpt2"])
+@pytest.mark.parametrize("mapper", ["linear", "mlp", "transformer"])
+def test_a_zero_mapper_maps_what_training_never_moved_along_to_nothing(kind, mapper):
+    """``decoder.mapper_init=zero``: the training embeddings span half the space; after the fit,
+    moving an input along the other half changes no prefix vector (and both seeds agree on
+    that), where the network's own initialisation leaves each seed's random response there."""
+    import numpy as np
+    import torch
+
+    from bench.decoders.mappers import first_map
+
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(len(CAPTIONS), 16)).astype(np.float32)
+    embeddings[:, 8:] = 0  # no caption moves along dimensions 8-15
+    probe = torch.as_tensor(rng.normal(size=(3, 16)), dtype=torch.float32)
+    moved = probe.clone()
+    moved[:, 8:] += 0.5
+    responses = {}
+    for init in ("zero", "normal"):
+        for seed in (0, 1):
+            config = DecoderConfig(kind=kind, mapper=mapper, width=32, layers=1, heads=2, prefix_length=2, epochs=2,
+                                   batch_size=8, warmup=1, max_length=12, mapper_init=init)
+            decoder = CaptionDecoder(config, embed_dim=16)
+            decoder.fit(embeddings, decoder.build(CAPTIONS), seed=seed, progress=None)
+            weights = first_map(decoder.net.mapper).weight.detach()
+            assert weights[:, :8].abs().sum() > 0  # it learnt from the directions the captions use
+            with torch.no_grad():
+                responses[init, seed] = decoder.net.mapper(moved) - decoder.net.mapper(probe)
+            assert (weights[:, 8:].abs().max() == 0) == (init == "zero")
+    assert all(responses["zero", s].abs().max() == 0 for s in (0, 1))
+    assert not torch.allclose(responses["normal", 0], responses["normal", 1])
+
+
+def test_the_paper_presets_keep_their_mapper_initialisation():
+    from bench.decoders.config import PRESETS
+
+    assert DecoderConfig().mapper_init == "zero"  # the embedded default's decoder
+    assert {name: PRESETS[name].mapper_init for name in ("gpt2", "viecap", "ifcap")} == dict.fromkeys(("gpt2", "viecap", "ifcap"), "normal")
+    with pytest.raises(ConfigError, match="mapper_init must be one of normal, zero, got 'small'"):
+        method_config("capdec", {"decoder": {"mapper_init": "small"}})
+
+
 def test_detr_tagger_refuses_a_vocabulary():
     load_plugins()
     with pytest.raises(ConfigError, match="detr tagger names its own labels"):

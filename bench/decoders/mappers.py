@@ -45,6 +45,23 @@ def build_mapper(kind: str, embed_dim: int, width: int, prefix_length: int, mlp_
     raise ValueError(f"unknown mapper {kind!r}; known: {', '.join(MAPPERS)}")
 
 
+def first_map(mapper: nn.Module) -> nn.Linear:
+    """The linear map that first reads the embedding, in every mapper."""
+    if isinstance(mapper, nn.Linear):
+        return mapper
+    if isinstance(mapper, nn.Sequential):
+        return mapper[0]
+    return mapper.linear
+
+
+def zero_first_map(mapper: nn.Module) -> None:
+    """``decoder.mapper_init=zero``: the weights of the mapper's first linear map start at zero,
+    so an embedding direction the training inputs never move along maps to what training put
+    there (little, with AdamW's decay), not to each seed's random draw."""
+    with torch.no_grad():
+        first_map(mapper).weight.zero_()
+
+
 def map_prefix(mapper: nn.Module, prefix: torch.Tensor, prefix_length: int, width: int) -> torch.Tensor:
     """(B, D) or (B, P, D) conditioning vectors -> (B, P * prefix_length, width) prefix tokens."""
     if prefix.dim() == 2:

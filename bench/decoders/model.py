@@ -130,6 +130,15 @@ class CaptionDecoder:
 
     def _network(self, gpt2_config: dict | None = None) -> Any:
         cfg = self.config
+        net = self._random_network(gpt2_config)
+        if cfg.mapper_init == "zero":
+            from bench.decoders.mappers import zero_first_map
+
+            zero_first_map(net.mapper)
+        return net
+
+    def _random_network(self, gpt2_config: dict | None = None) -> Any:
+        cfg = self.config
         inputs = self.prefix_inputs
         if cfg.kind == "transformer":
             from bench.decoders.transformer import PrefixTransformer
