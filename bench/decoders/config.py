@@ -40,7 +40,7 @@ class DecoderConfig:
     mlp_ratio: int = 2
     #: 8 prefix vectors, not DeCap's 1 (CapDec's GPT-2 reads 40): at 1.35x a fit's cost the noisy
     #: decoder converges (capdec σ² 0.016: loss 1.11 -> 1.05, seven-seed CIDEr spread 10.2 -> 3.0)
-    #: where doubling the epochs costs 2x; README "Results on the embedded default"
+    #: where doubling the epochs costs 2x; README "The one-prefix default"
     prefix_length: int = 8
     mapper: Literal["linear", "mlp", "transformer"] = "linear"
     mapper_layers: int = field(default=2, metadata=ADDED_LATER)  # the transformer mapper's depth (ClipCap, ViECap: 8)
