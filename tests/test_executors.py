@@ -1,6 +1,6 @@
 """Executors: the same grid through Ray and through Slurm job arrays (submitit's local executor)
 gives the local executor's numbers, and so do local worker processes; a killed worker costs its
-cell only; caches shared by concurrent processes hold one valid entry per key."""
+cell only (a local one: what ran beside it runs again, alone); caches shared by concurrent processes hold one valid entry per key."""
 
 from __future__ import annotations
 
@@ -209,6 +209,16 @@ class CrashOnce(CLIPRe):
             marker.write_text("crashed")
             os.kill(os.getpid(), 9)
         super().fit(corpus, ctx)
+
+
+@register_method("crashalways")
+class CrashAlways(CLIPRe):
+    """Retrieval, but every fit kills its own worker process (counting the kills)."""
+    def fit(self, corpus, ctx):
+        marker = Path(os.environ["CRASH_MARKER"])
+        with open(marker, "a") as fh:
+            fh.write("x")
+        os.kill(os.getpid(), 9)
 '''
 
 
@@ -240,19 +250,30 @@ def test_a_killed_worker_costs_its_cell_only(run_cli, tmp_path, karpathy_root, t
     assert sorted(r.method for r in read_records(tmp_path / "run").records) == ["clipre", "crashonce"]
 
 
-def test_a_killed_local_worker_costs_the_cells_it_ran(run_cli, tmp_path, karpathy_root, tiny_clip_folder, monkeypatch):
+def test_a_local_worker_killed_once_costs_nothing(run_cli, tmp_path, karpathy_root, tiny_clip_folder, monkeypatch):
+    """A dead worker breaks its pool and every task in flight on it; each runs again, alone."""
     _install_crashing_method(tmp_path, monkeypatch)  # local workers inherit the environment
     args = _args(tmp_path, tiny_clip_folder, karpathy_root, "run", methods="clipre,crashonce", decoder=False)
     code, _, err = run_cli(*args, "--workers", "2")
-    assert code == 1 and (tmp_path / "crashed").exists(), err
-    failures = [json.loads(line)["cell"] for line in (tmp_path / "run" / "failures.jsonl").read_text().splitlines()]
-    assert any("crashonce" in cell for cell in failures)  # clipre's cell, if it ran beside it, failed too: recorded
-    recorded = tmp_path / "run" / "records.jsonl"
-    done = [r.method for r in read_records(tmp_path / "run").records] if recorded.exists() else []
-    assert len(done) + len(failures) == 2
-    code, _, err = run_cli(*args, "--workers", "2")  # fresh workers: the re-run finishes what failed
-    assert code == 0, err
+    assert code == 0 and (tmp_path / "crashed").read_text() == "crashed", err  # it did kill its worker
     assert sorted(r.method for r in read_records(tmp_path / "run").records) == ["clipre", "crashonce"]
+    assert not (tmp_path / "run" / "failures.jsonl").exists()
+    again = _args(tmp_path, tiny_clip_folder, karpathy_root, "sequential", methods="clipre,crashonce", decoder=False)
+    assert run_cli(*again, "--workers", "1")[0] == 0  # the retried cells' numbers are a run's without a death
+    assert _metrics(tmp_path / "run") == _metrics(tmp_path / "sequential")
+
+
+def test_a_local_worker_that_dies_every_time_costs_its_own_cell_only(run_cli, tmp_path, karpathy_root, tiny_clip_folder,
+                                                                      monkeypatch):
+    _install_crashing_method(tmp_path, monkeypatch)
+    args = _args(tmp_path, tiny_clip_folder, karpathy_root, "run", methods="clipre,crashalways", decoder=False)
+    code, _, err = run_cli(*args, "--workers", "2")
+    assert code == 1, err
+    assert (tmp_path / "crashed").read_text() == "xx"  # once with the pool, once alone: no third try
+    assert [r.method for r in read_records(tmp_path / "run").records] == ["clipre"]  # its neighbour completes
+    failures = [json.loads(line) for line in (tmp_path / "run" / "failures.jsonl").read_text().splitlines()]
+    assert len(failures) == 1 and "crashalways" in failures[0]["cell"]
+    assert "its worker process died twice, the second time running it alone" in json.dumps(failures[0])
 
 
 def test_slurm_job_arrays_locally_give_the_local_numbers(run_cli, tmp_path, karpathy_root, tiny_clip_folder, single_thread):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from bench.errors import BenchError
 from bench.executors.sequential import SequentialExecutor
 
 #: Worker processes chosen on the CPU when ``--workers`` is not given (each loads the encoder).
@@ -89,6 +90,35 @@ def _worker_start(parent: int) -> None:
     threading.Thread(target=watch, name="bench-driver-watch", daemon=True).start()
 
 
+class WorkerDied(BenchError):
+    """A task's worker process died under it twice, the second time running it alone."""
+
+
+def run_alone(task: Any) -> Any:
+    """Run ``task`` once more on a pool of one fresh worker, and return its value.
+
+    When a worker dies (killed, out of memory), its pool breaks and every task in flight on it
+    fails, the dead worker's and its neighbours' alike, with no word of which was which. Each is
+    run again here, one at a time: a neighbour completes, and a task that kills its worker again
+    kills only its own, and fails with ``WorkerDied``."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from bench.executors.tasks import run_task
+
+    pool = worker_pool(1)
+    try:
+        value = pool.submit(run_task, task).result()
+    except BrokenProcessPool:
+        stop_pool(pool)
+        raise WorkerDied("its worker process died twice, the second time running it alone (killed by a "
+                         "signal, or out of memory?)") from None
+    except BaseException:  # its own error, or an interruption: end the worker, do not wait for it
+        stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+    return value
+
+
 class LocalExecutor(SequentialExecutor):
     def workers(self, device: str) -> int:
         return self.config.workers or auto_workers(device)
@@ -110,21 +140,30 @@ class LocalExecutor(SequentialExecutor):
             return worker_pool(workers)
 
         pools = [new_pool()]
+        task_of: dict[Any, Any] = {}
 
         def submit(task: Any) -> Any:
             try:
-                return pools[-1].submit(run_task, task)
-            except BrokenProcessPool:  # a worker died: its tasks failed (recorded); go on with fresh workers
+                future = pools[-1].submit(run_task, task)
+            except BrokenProcessPool:  # a worker died: its tasks run again (result); go on with fresh workers
                 pools[-1].shutdown(wait=False, cancel_futures=True)
                 pools.append(new_pool())
-                return pools[-1].submit(run_task, task)
+                future = pools[-1].submit(run_task, task)
+            task_of[future] = task
+            return future
 
         def first_done(pending: list[Any]) -> Any:
             return next(iter(wait(pending, return_when=FIRST_COMPLETED)[0]))
 
+        def result(future: Any) -> Any:
+            task = task_of.pop(future)
+            try:
+                return future.result()
+            except BrokenProcessPool:  # its worker died, or a neighbour's took the pool down with it
+                return run_alone(task)
+
         try:
-            drive(runner, todo, report, self.config.threads or 1, submit, first_done, lambda future: future.result(),
-                  capacity=workers)
+            drive(runner, todo, report, self.config.threads or 1, submit, first_done, result, capacity=workers)
         except BaseException:  # interrupted: what finished is stored; end the workers, do not wait for them
             stop_pool(pools[-1])
             raise
