@@ -259,8 +259,9 @@ def test_a_local_worker_killed_once_costs_nothing(run_cli, tmp_path, karpathy_ro
     assert sorted(r.method for r in read_records(tmp_path / "run").records) == ["clipre", "crashonce"]
     assert not (tmp_path / "run" / "failures.jsonl").exists()
     again = _args(tmp_path, tiny_clip_folder, karpathy_root, "sequential", methods="clipre,crashonce", decoder=False)
-    assert run_cli(*again, "--workers", "1")[0] == 0  # the retried cells' numbers are a run's without a death
-    assert _metrics(tmp_path / "run") == _metrics(tmp_path / "sequential")
+    assert run_cli(*again, "--workers", "1", "--threads", "1")[0] == 0  # one thread, as each worker task
+    expected, got = _metrics(tmp_path / "sequential"), _metrics(tmp_path / "run")  # a run without the death
+    assert expected.keys() == got.keys() and all(got[c] == pytest.approx(expected[c], abs=1e-6) for c in expected)
 
 
 def test_a_local_worker_that_dies_every_time_costs_its_own_cell_only(run_cli, tmp_path, karpathy_root, tiny_clip_folder,
@@ -274,6 +275,87 @@ def test_a_local_worker_that_dies_every_time_costs_its_own_cell_only(run_cli, tm
     failures = [json.loads(line) for line in (tmp_path / "run" / "failures.jsonl").read_text().splitlines()]
     assert len(failures) == 1 and "crashalways" in failures[0]["cell"]
     assert "its worker process died twice, the second time running it alone" in json.dumps(failures[0])
+
+
+def test_tasks_lost_with_a_broken_pool_run_again_one_at_a_time_alone(monkeypatch):
+    """Fit A kills its worker on its first attempt, while fit B runs beside it; fit Z kills its
+    worker on every attempt. Each lost task runs once more in a pool of one, never two retries
+    at once and never more processes than workers; Z fails alone, everything else is stored."""
+    import threading
+    import time
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+    from types import SimpleNamespace
+
+    import bench.executors.base
+    import bench.executors.tasks as tasks
+    from bench.executors.local import WorkerPools
+
+    def cell(name):
+        return SimpleNamespace(name=name, split=SimpleNamespace(train="d", eval="e"))
+
+    names = ("A", "B", "C", "Z")
+    graph = tasks.Plan(fits={k: tasks.Task("fit", None, cell(k)) for k in names},
+                       cells=[(tasks.Task("cell", None, cell(f"{k}1")), k, f"{k}1") for k in names])
+    monkeypatch.setattr(tasks, "plan", lambda runner, todo, threads: graph)
+    stored, failures = [], []
+    monkeypatch.setattr(bench.executors.base, "accept", lambda runner, report, c, value, fit=None, cell_id="": stored.append(c.name))
+    runner = SimpleNamespace(record_failure=lambda report, c, cell_id, line, text: failures.append((c.name, line)))
+    deaths = {"A": 1, "Z": 2}  # how many of its attempts kill their worker
+    attempts: dict[str, list[int]] = {}  # task -> the size of the pool each attempt ran in
+    running, peak, alone_peak, alone, made, lock = set(), [0], [0], set(), [], threading.Lock()
+
+    class FakePool:
+        def __init__(self, workers):
+            self.workers, self.broken, self.live = workers, False, {}
+            made.append(self)  # kept alive, so that no two pools share an id()
+            if workers == 1:
+                alone.add(id(self))
+
+        def submit(self, fn, task):
+            if self.broken:
+                raise BrokenProcessPool("a worker died")
+            future, name = Future(), task.cell.name
+            with lock:
+                attempts.setdefault(name, []).append(self.workers)
+                attempt = len(attempts[name])
+                self.live[future] = name
+                running.add((id(self), name))
+                peak[0] = max(peak[0], len(running))
+                if self.workers == 1:
+                    alone_peak[0] = max(alone_peak[0], sum(1 for pool_id, _ in running if pool_id in alone))
+
+            def finish():
+                time.sleep(0.3 if name == "B" else 0.05)
+                with lock:
+                    if future.done():  # its pool broke under it
+                        return
+                    running.discard((id(self), name))
+                    del self.live[future]
+                    if attempt <= deaths.get(name, 0):  # the pool breaks: every task on it is lost
+                        self.broken = True
+                        for other, other_name in list(self.live.items()):
+                            running.discard((id(self), other_name))
+                            other.set_exception(BrokenProcessPool("a worker died"))
+                        self.live.clear()
+                        future.set_exception(BrokenProcessPool("a worker died"))
+                    else:
+                        future.set_result({"reused": False, "seconds": 1.0} if task.kind == "fit"
+                                          else {"record": {"timings": {"fit": 0.0}}})
+
+            threading.Thread(target=finish, daemon=True).start()
+            return future
+
+        def shutdown(self, wait=True, cancel_futures=False):
+            pass
+
+    pools = WorkerPools(2, new_pool=FakePool)
+    tasks.drive(runner, [], None, 1, pools.submit, pools.first_done, pools.result, capacity=2)
+    assert sorted(stored) == ["A1", "B1", "C1"]
+    assert len(failures) == 1 and failures[0][0] == "Z1" and "WorkerDied: its worker process died twice" in failures[0][1]
+    assert attempts["A"] == [2, 1] and attempts["Z"] == [2, 1]  # once with the pool, once alone
+    assert attempts["B"] == [2, 1]  # lost with A's pool, run again alone
+    assert peak[0] <= 2 and alone_peak[0] == 1  # never two retries at once
 
 
 def test_slurm_job_arrays_locally_give_the_local_numbers(run_cli, tmp_path, karpathy_root, tiny_clip_folder, single_thread):

@@ -7,6 +7,8 @@ workers or cores it had)."""
 from __future__ import annotations
 
 import os
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from bench.errors import BenchError
@@ -94,29 +96,102 @@ class WorkerDied(BenchError):
     """A task's worker process died under it twice, the second time running it alone."""
 
 
-def run_alone(task: Any) -> Any:
-    """Run ``task`` once more on a pool of one fresh worker, and return its value.
+LOST = ("its worker process died twice, the second time running it alone (killed by a signal, or out "
+        "of memory?), or its result could not be read back")
+
+
+class WorkerPools:
+    """``drive``'s engine on local worker processes: ``submit``, ``first_done``, ``result``.
 
     When a worker dies (killed, out of memory), its pool breaks and every task in flight on it
-    fails, the dead worker's and its neighbours' alike, with no word of which was which. Each is
-    run again here, one at a time: a neighbour completes, and a task that kills its worker again
-    kills only its own, and fails with ``WorkerDied``."""
+    fails, the dead worker's and its neighbours' alike, with no word of which was which. Each of
+    those runs again, one at a time, on a pool of one fresh worker, while fresh workers take the
+    other tasks (the lost task keeps its place among ``drive``'s pending ones, so no more than
+    ``workers`` processes compute at once): a neighbour completes, and a task that kills its worker
+    again kills only its own and fails with ``WorkerDied``. ``new_pool(n)`` makes a pool of ``n``
+    workers (``worker_pool``; tests pass their own)."""
+
+    def __init__(self, workers: int, new_pool: Callable[[int], Any] = worker_pool) -> None:
+        self.workers, self.new_pool = workers, new_pool
+        self.pool = new_pool(workers)
+        self.task_of: dict[Any, Any] = {}
+        self.retries: dict[Any, tuple[Any, Any]] = {}  # a lost task's handle -> (its pool of one, its future there)
+        self.queued: deque[Any] = deque()  # lost tasks' handles waiting for their turn
+
+    def submit(self, task: Any) -> Any:
+        from concurrent.futures.process import BrokenProcessPool
+
+        from bench.executors.tasks import run_task
+
+        try:
+            future = self.pool.submit(run_task, task)
+        except BrokenProcessPool:  # a worker died: go on with fresh workers
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = self.new_pool(self.workers)
+            future = self.pool.submit(run_task, task)
+        self.task_of[future] = task
+        return future
+
+    def first_done(self, pending: list[Any]) -> Any:
+        """The first of ``pending`` to finish; a task lost with its pool is not finished until it
+        has run again, alone."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        while True:
+            watched = {self.retries[h][1] if h in self.retries else h: h for h in pending if h not in self.queued}
+            lost = []
+            for future in wait(list(watched), return_when=FIRST_COMPLETED)[0]:
+                handle = watched[future]
+                if handle in self.retries or not _lost(future):
+                    return handle
+                lost.append(handle)
+            self.queued.extend(lost)
+            self._next_retry()
+
+    def result(self, handle: Any) -> Any:
+        from concurrent.futures.process import BrokenProcessPool
+
+        from bench.executors.tasks import run_task
+
+        task = self.task_of.pop(handle)
+        if handle in self.retries:
+            pool, future = self.retries.pop(handle)
+        else:
+            try:
+                return handle.result()
+            except BrokenProcessPool:  # waited on directly (drive's encode tasks, in turn): run it again alone now
+                pool = self.new_pool(1)
+                future = pool.submit(run_task, task)
+        try:
+            return future.result()
+        except BrokenProcessPool as exc:
+            raise WorkerDied(LOST) from exc
+        finally:  # done, failed or interrupted: end its worker, and start the next lost task's turn
+            stop_pool(pool)
+            self._next_retry()
+
+    def _next_retry(self) -> None:
+        from bench.executors.tasks import run_task
+
+        if self.queued and not self.retries:
+            handle = self.queued.popleft()
+            pool = self.new_pool(1)
+            self.retries[handle] = (pool, pool.submit(run_task, self.task_of[handle]))
+
+    def stop(self) -> None:
+        """End every worker now (an interruption)."""
+        for pool, _ in list(self.retries.values()):
+            stop_pool(pool)
+        stop_pool(self.pool)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+def _lost(future: Any) -> bool:
     from concurrent.futures.process import BrokenProcessPool
 
-    from bench.executors.tasks import run_task
-
-    pool = worker_pool(1)
-    try:
-        value = pool.submit(run_task, task).result()
-    except BrokenProcessPool:
-        stop_pool(pool)
-        raise WorkerDied("its worker process died twice, the second time running it alone (killed by a "
-                         "signal, or out of memory?)") from None
-    except BaseException:  # its own error, or an interruption: end the worker, do not wait for it
-        stop_pool(pool)
-        raise
-    pool.shutdown(wait=True)
-    return value
+    return not future.cancelled() and isinstance(future.exception(), BrokenProcessPool)
 
 
 class LocalExecutor(SequentialExecutor):
@@ -131,40 +206,13 @@ class LocalExecutor(SequentialExecutor):
             super().run(runner, todo, report)
 
     def _run_workers(self, runner: Any, todo: list[tuple[Any, str]], report: Any, workers: int) -> None:
-        from concurrent.futures import FIRST_COMPLETED, wait
-        from concurrent.futures.process import BrokenProcessPool
+        from bench.executors.tasks import drive
 
-        from bench.executors.tasks import drive, run_task
-
-        def new_pool() -> Any:
-            return worker_pool(workers)
-
-        pools = [new_pool()]
-        task_of: dict[Any, Any] = {}
-
-        def submit(task: Any) -> Any:
-            try:
-                future = pools[-1].submit(run_task, task)
-            except BrokenProcessPool:  # a worker died: its tasks run again (result); go on with fresh workers
-                pools[-1].shutdown(wait=False, cancel_futures=True)
-                pools.append(new_pool())
-                future = pools[-1].submit(run_task, task)
-            task_of[future] = task
-            return future
-
-        def first_done(pending: list[Any]) -> Any:
-            return next(iter(wait(pending, return_when=FIRST_COMPLETED)[0]))
-
-        def result(future: Any) -> Any:
-            task = task_of.pop(future)
-            try:
-                return future.result()
-            except BrokenProcessPool:  # its worker died, or a neighbour's took the pool down with it
-                return run_alone(task)
-
+        pools = WorkerPools(workers)
         try:
-            drive(runner, todo, report, self.config.threads or 1, submit, first_done, result, capacity=workers)
+            drive(runner, todo, report, self.config.threads or 1, pools.submit, pools.first_done, pools.result,
+                  capacity=workers)
         except BaseException:  # interrupted: what finished is stored; end the workers, do not wait for them
-            stop_pool(pools[-1])
+            pools.stop()
             raise
-        pools[-1].shutdown(wait=True)
+        pools.close()
