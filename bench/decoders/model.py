@@ -95,6 +95,10 @@ class CaptionDecoder:
         self.prompt_room = max(map(len, prompts), default=0)
         check_beam(cfg.beam_size, len(self.vocab))
         self.net = self._network()
+        if cfg.mapper_init == "zero":  # how a network to be trained starts; a loaded one gets its saved weights
+            from bench.decoders.mappers import zero_first_map
+
+            zero_first_map(self.net.mapper)
         if cfg.kind == "gpt2":  # a token id past the model's embeddings: another model's tokenizer, or an added token
             rows = self.net.gpt.config.vocab_size
             top = max([self.vocab.eos, *(max(ids) for ids in [*encoded, *prompts] if len(ids))])
@@ -129,15 +133,6 @@ class CaptionDecoder:
         return TagFusion(torch.as_tensor(np.asarray(self.tag_table), dtype=torch.float32), self.fusion_heads)
 
     def _network(self, gpt2_config: dict | None = None) -> Any:
-        cfg = self.config
-        net = self._random_network(gpt2_config)
-        if cfg.mapper_init == "zero":
-            from bench.decoders.mappers import zero_first_map
-
-            zero_first_map(net.mapper)
-        return net
-
-    def _random_network(self, gpt2_config: dict | None = None) -> Any:
         cfg = self.config
         inputs = self.prefix_inputs
         if cfg.kind == "transformer":

@@ -151,8 +151,6 @@ class WorkerPools:
     def result(self, handle: Any) -> Any:
         from concurrent.futures.process import BrokenProcessPool
 
-        from bench.executors.tasks import run_task
-
         task = self.task_of.pop(handle)
         if handle in self.retries:
             pool, future = self.retries.pop(handle)
@@ -160,8 +158,7 @@ class WorkerPools:
             try:
                 return handle.result()
             except BrokenProcessPool:  # waited on directly (drive's encode tasks, in turn): run it again alone now
-                pool = self.new_pool(1)
-                future = pool.submit(run_task, task)
+                pool, future = self._alone(task)
         try:
             return future.result()
         except BrokenProcessPool as exc:
@@ -171,12 +168,16 @@ class WorkerPools:
             self._next_retry()
 
     def _next_retry(self) -> None:
-        from bench.executors.tasks import run_task
-
         if self.queued and not self.retries:
             handle = self.queued.popleft()
-            pool = self.new_pool(1)
-            self.retries[handle] = (pool, pool.submit(run_task, self.task_of[handle]))
+            self.retries[handle] = self._alone(self.task_of[handle])
+
+    def _alone(self, task: Any) -> tuple[Any, Any]:
+        """(a pool of one fresh worker, ``task``'s future on it)."""
+        from bench.executors.tasks import run_task
+
+        pool = self.new_pool(1)
+        return pool, pool.submit(run_task, task)
 
     def stop(self) -> None:
         """End every worker now (an interruption)."""
