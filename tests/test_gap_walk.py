@@ -36,6 +36,29 @@ def test_walk_inputs_are_unit_rows_from_the_caption_to_the_image():
     assert np.allclose(mid, unit(unit(h) + unit(x)), atol=1e-6)
 
 
+def test_kept_inputs_lose_only_the_directions_the_captions_do_not_vary_in():
+    module = _module()
+    rng = np.random.default_rng(1)
+    rotation, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    mean = np.array([2.0, 0, 0, 0, 0, 0]) @ rotation.T
+    # captions vary a lot along the rotation's first column, less along its second (uncorrelated), not at all else
+    angle = np.linspace(0, 2 * np.pi, 400, endpoint=False)[:, None]
+    texts = mean + 3 * np.cos(angle) * rotation[:, 0] + np.sin(angle) * rotation[:, 1]
+    found_mean, basis = module.principal_directions(texts, 2)
+    assert np.allclose(found_mean, texts.mean(axis=0))
+    assert abs(abs(basis[:, 0] @ rotation[:, 0]) - 1) < 1e-6 and abs(abs(basis[:, 1] @ rotation[:, 1]) - 1) < 1e-6
+    along, across = 0.7 * rotation[:, 0] - 0.4 * rotation[:, 1], 0.9 * rotation[:, 3] + 0.2 * rotation[:, 5]
+    image = (found_mean + along + across)[None]
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    assert np.allclose(module.keep_inputs(image, found_mean, basis), unit((found_mean + along)[None]), atol=1e-6)
+    assert np.allclose(module.keep_inputs(image, found_mean, basis[:, :1]), unit((found_mean + 0.7 * rotation[:, 0])[None]), atol=1e-6)
+    captions_kept, image_kept = module.kept_shares(texts, image, found_mean, basis)
+    assert captions_kept == pytest.approx(1.0) and image_kept == pytest.approx(0.65 / 1.5)
+    assert module.kept_shares(texts, image, found_mean, basis[:, :1]) == pytest.approx((0.9, 0.49 / 1.5))
+    everything = module.principal_directions(texts, 6)[1]
+    assert np.allclose(module.keep_inputs(image, found_mean, everything), unit(image), atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def two_seed_run(tmp_path_factory, tiny_clip_checkpoint, tiny_datasets):
     tmp = tmp_path_factory.mktemp("walk")
@@ -64,7 +87,28 @@ def test_the_walk_ends_at_the_runs_own_captions_and_scores_without_the_input_cap
         assert result.cider[record.seed][1] == pytest.approx(expected, abs=1e-6)
 
 
+def test_keeping_every_direction_is_the_runs_own_cell(two_seed_run, tiny_datasets):
+    from bench.plugins import create_dataset
+
+    module = _module()
+    items = create_dataset("tiny-coco").load("test").items
+    dim = module._run_inputs(two_seed_run.out, None, lambda m: None).eval_images("tiny-coco").embeddings.shape[1]
+    result = module.keep(two_seed_run.out, "nonoise", "tiny-coco", [1, dim])
+    store = RecordStore(two_seed_run.out)
+    records = read_records(two_seed_run.out).records
+    assert sorted(result.cider) == sorted(r.seed for r in records) == [0, 1]
+    for record in records:
+        stored = {s["image_id"]: s["prediction"] for s in store.samples(record.cell_id)}
+        kept_all = dict(zip((item.image_id for item in items), result.predictions[(record.seed, float(dim))]))
+        assert kept_all == stored  # scored against all the references, as the cell was
+        assert result.cider[record.seed][1] == pytest.approx(record.metrics["cider"], abs=1e-4)
+        assert len(result.predictions[(record.seed, 1.0)]) == len(items)
+
+
 @pytest.mark.parametrize("argv, fragment", [
+    (["--keep", "a"], "--keep must be whole numbers"),
+    (["--keep", "0,4"], "each must be at least 1"),
+    (["--keep", "100000"], "the embeddings have only"),
     (["--steps", "0,1.5"], "every step must lie in [0, 1]"),
     (["--steps", "a"], "--steps must be numbers"),
     (["--method", "decap"], "has no fitted decap cell trained and tested on tiny-coco"),
