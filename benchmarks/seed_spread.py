@@ -1,0 +1,194 @@
+"""How much of a setting's seed spread the test set's size alone would give, and how much is the seeds'.
+
+For every setting of a run (method, split and config, every seed recorded with per-image scores on
+the same test images), the per-image metric forms a seeds x images table. Two readings of it:
+
+- **floor**: the standard deviation the seed means would show if the seeds differed only image by
+  image, independently (the seed x image interaction's variance over the number of images). A
+  larger test set shrinks it; no training can.
+- **systematic**: what the observed spread adds to the floor (sqrt(observed^2 - floor^2)): seeds
+  that are better or worse on images *in general*. The split-half correlation says the same
+  another way: the seeds' means on one random half of the images against the other half
+  (averaged over 200 splits); near 0 when the spread is the floor's, near 1 when it is systematic.
+
+``--objects`` adds, for the shapes world (whose annotation lists each image's objects), what each
+seed's captions get right, parsed with the world's own caption parser: the number of objects, the
+shapes named and the colour-shape pairs, with each one's correlation with the seeds' metric.
+
+    python benchmarks/seed_spread.py RUN_DIR [--metric cider] [--objects]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Spread:
+    observed: float  # the seed means' standard deviation
+    floor: float  # what independent per-image differences alone give
+    systematic: float  # sqrt(max(0, observed^2 - floor^2))
+    split_half: float  # the seed means' correlation between random halves of the images (nan: < 3 seeds)
+
+
+def decompose(table: np.ndarray, splits: int = 200, seed: int = 0) -> Spread:
+    """``table``: seeds x images, one metric per image (at least 2 seeds and 4 images)."""
+    table = np.asarray(table, dtype=np.float64)
+    seeds, images = table.shape
+    if seeds < 2 or images < 4:
+        raise ValueError(f"a spread needs at least 2 seeds and 4 images, got {seeds} x {images}")
+    means = table.mean(axis=1)
+    residual = table - means[:, None] - table.mean(axis=0)[None, :] + table.mean()
+    interaction = float((residual ** 2).sum() / ((seeds - 1) * (images - 1)))
+    observed = float(means.std(ddof=1))
+    floor = (interaction / images) ** 0.5
+    split_half = float("nan")
+    if seeds >= 3:
+        rng = np.random.default_rng(seed)
+        found = []
+        for _ in range(splits):
+            order = rng.permutation(images)
+            a, b = table[:, order[: images // 2]].mean(axis=1), table[:, order[images // 2:]].mean(axis=1)
+            if a.std() > 0 and b.std() > 0:
+                found.append(float(np.corrcoef(a, b)[0, 1]))
+        split_half = statistics.mean(found) if found else float("nan")
+    return Spread(observed, floor, max(0.0, observed ** 2 - floor ** 2) ** 0.5, split_half)
+
+
+def object_checks(prediction: str, objects: list[list[str]]) -> tuple[bool, int, int, int]:
+    """(the caption names as many objects as the image has, objects named, of them with a shape
+    the image has, of them with a colour-shape pair the image has). ``objects``: [size, colour, shape]."""
+    from bench.shapes.captions import parse
+
+    mentions, _ = parse(prediction)
+    shapes = {o[2] for o in objects}
+    pairs = {(o[1], o[2]) for o in objects}
+    return (len(mentions) == len(objects), len(mentions), sum(m.shape in shapes for m in mentions),
+            sum((m.colour, m.shape) in pairs for m in mentions))
+
+
+def _objects_of(sample_image: str) -> dict[str, list[list[str]]]:
+    """The shapes world's objects of every image of the dataset a sample's image belongs to."""
+    from bench.errors import DataError
+
+    folder = Path(sample_image).parent.parent.parent  # WORLD/DATASET/images/SPLIT/FILE
+    found = sorted(folder.glob("dataset_*.json"))
+    if not found:
+        raise DataError(f"--objects: no dataset_*.json beside {folder / 'images'}: only the shapes world lists its images' objects")
+    data = json.loads(found[0].read_text(encoding="utf-8"))
+    objects = {Path(img["filename"]).stem: img.get("objects") for img in data.get("images", [])}
+    if not any(objects.values()):
+        raise DataError(f"--objects: {found[0]} lists no objects: only the shapes world's annotation does")
+    return objects
+
+
+def settings_of(run_dir: Path, metric: str) -> dict[str, dict[int, list[dict[str, Any]]]]:
+    """Each setting's label and, by seed, its cell's samples (those with ``metric`` per image)."""
+    from bench.records import RecordStore, read_records
+
+    store = RecordStore(run_dir)
+    found: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    for record in read_records(run_dir).records:
+        if metric not in record.metrics or store.samples_problem(record.cell_id):
+            continue
+        samples = store.samples(record.cell_id)
+        if not samples or any(not isinstance(s.get(metric), (int, float)) for s in samples):
+            continue
+        label = f"{record.method} | {record.split} | {json.dumps(record.config, sort_keys=True)}"
+        found.setdefault(label, {})[record.seed] = samples
+    return found
+
+
+def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(config, dict):
+        return {prefix: config}
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _differences(label: str, labels: list[str]) -> str:
+    """The settings of ``label``'s config that not every setting in ``labels`` shares."""
+    flat = [_flat(json.loads(other.split(" | ", 2)[2])) for other in labels]
+    own = _flat(json.loads(label.split(" | ", 2)[2]))
+    keys = sorted({k for f in flat for k in f if len({json.dumps(g.get(k)) for g in flat}) > 1})
+    return ", ".join(f"{k}={own.get(k)}" for k in keys) or "the only setting"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.errors import BenchError
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir")
+    parser.add_argument("--metric", default="cider")
+    parser.add_argument("--objects", action="store_true", help="what each seed's captions name right (the shapes world only)")
+    args = parser.parse_args(argv)
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "records.jsonl").is_file():
+        print(f"error: {run_dir} is not a run folder (no records.jsonl)", file=sys.stderr)
+        return 2
+    try:
+        settings = {k: v for k, v in settings_of(run_dir, args.metric).items() if len(v) >= 2}
+        if not settings:
+            raise BenchError(f"{run_dir} has no setting with per-image {args.metric} for two seeds or more")
+        labels = {label: i + 1 for i, label in enumerate(sorted(settings))}
+        print(f"Seed spread of {args.metric} in {run_dir}: observed (the seed means' standard deviation), the floor "
+              "independent per-image differences give, the systematic rest, and the split-half correlation")
+        print("| setting | method | split | seeds | images | mean | observed | floor | systematic | split-half |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        checks: dict[str, list[tuple[int, float, tuple[float, float, float]]]] = {}
+        for label in sorted(settings):
+            by_seed = settings[label]
+            seeds = sorted(by_seed)
+            ids = sorted(s["image_id"] for s in by_seed[seeds[0]])
+            if any(sorted(s["image_id"] for s in by_seed[seed]) != ids for seed in seeds):
+                raise BenchError(f"the seeds of setting {labels[label]} ({label.split(' | ')[0]}) were scored on different images")
+            table = np.array([[{s["image_id"]: s[args.metric] for s in by_seed[seed]}[i] for i in ids] for seed in seeds])
+            spread = decompose(table)
+            method, split, _ = label.split(" | ", 2)
+            half = "" if np.isnan(spread.split_half) else f"{spread.split_half:.2f}"
+            print(f"| {labels[label]} | {method} | {split} | {len(seeds)} | {len(ids)} | {table.mean():.2f} | "
+                  f"{spread.observed:.2f} | {spread.floor:.2f} | {spread.systematic:.2f} | {half} |")
+            if args.objects:
+                objects = _objects_of(by_seed[seeds[0]][0]["image"])
+                rows = []
+                for seed, mean in zip(seeds, table.mean(axis=1)):
+                    right = [object_checks(s["prediction"], objects.get(s["image_id"]) or []) for s in by_seed[seed]]
+                    named = max(1, sum(r[1] for r in right))
+                    rows.append((seed, float(mean), (100 * sum(r[0] for r in right) / len(right),
+                                                     100 * sum(r[2] for r in right) / named, 100 * sum(r[3] for r in right) / named)))
+                checks[label] = rows
+        if args.objects:
+            print("\nWhat each seed's captions name right (%): the object count; of the objects named, those with a shape "
+                  "the image has, and with a colour-shape pair it has (mean ± std over seeds; r: the correlation with the "
+                  f"seeds' {args.metric})")
+            print("| setting | count | shape | colour-shape |")
+            print("|---|---|---|---|")
+        for label, rows in checks.items():
+            means = np.array([r[1] for r in rows])
+            cells = []
+            for j in range(3):
+                values = np.array([r[2][j] for r in rows])
+                r = np.corrcoef(means, values)[0, 1] if len(rows) >= 3 and values.std() > 0 and means.std() > 0 else float("nan")
+                cells.append(f"{values.mean():.1f} ± {values.std(ddof=1):.1f}" + ("" if np.isnan(r) else f" (r {r:+.2f})"))
+            print(f"| {labels[label]} | " + " | ".join(cells) + " |")
+        print("\nSettings (what sets them apart):")
+        for label, i in labels.items():
+            print(f"{i}: {label.split(' | ')[0]} on {label.split(' | ')[1]}, {_differences(label, list(labels))}")
+    except (BenchError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
