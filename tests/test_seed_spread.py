@@ -35,6 +35,12 @@ def test_independent_per_image_differences_are_all_floor_and_seed_offsets_are_sy
     assert skewed.split_half > 0.8
 
 
+def test_seeds_that_agree_have_no_spread_and_no_correlation():
+    images = np.random.default_rng(2).gamma(2.0, 50.0, size=300)
+    same = _module().decompose(np.stack([images, images + 1e-12, images]))  # a deterministic method, seeds to rounding
+    assert same.observed < 1e-9 and same.floor < 1e-9 and np.isnan(same.split_half)
+
+
 def test_a_spread_needs_two_seeds():
     with pytest.raises(ValueError, match="at least 2 seeds"):
         _module().decompose(np.ones((1, 10)))
