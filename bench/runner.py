@@ -70,6 +70,7 @@ class Runner:
             executor = SequentialExecutor(run.executor)
         self.executor = executor
         self._fits: dict[str, Captioner] = {}
+        self.recovered: set[str] = set()  # fit keys an earlier try of the same fit task trained (``fitted``)
         self._provenance: dict[str, Any] | None = None
 
     @property
@@ -95,8 +96,12 @@ class Runner:
         return self._provenance
 
     # -- cells ------------------------------------------------------------------------------
-    def fitted(self, cell: Cell, corpus: Corpus, content: str) -> tuple[Captioner, str, bool]:
-        """The cell's fitted method, its fit key, and whether the fit was reused."""
+    def fitted(self, cell: Cell, corpus: Corpus, content: str, invocation: str = "") -> tuple[Captioner, str, bool]:
+        """The cell's fitted method, its fit key, and whether the fit was reused.
+
+        ``invocation`` (a worker's fit task): written into the fit this trains; a saved fit that
+        carries it was trained by an earlier try of the same task in this run (its worker died
+        after saving it), so it is not "reused" (its key joins ``recovered``)."""
         from bench.plugins import METHODS, create_method
 
         cls = METHODS.get(cell.method)
@@ -107,7 +112,10 @@ class Runner:
         problem = fit_problem(folder)
         if problem is None:
             try:
-                self._fits[key], _ = load_fit(folder, cls)
+                self._fits[key], meta = load_fit(folder, cls)
+                if invocation and meta.get("invocation") == invocation:
+                    self.recovered.add(key)
+                    return self._fits[key], key, False
                 return self._fits[key], key, True
             except BenchError as exc:
                 problem = str(exc)
@@ -123,6 +131,8 @@ class Runner:
         method.fit(corpus, ctx)
         meta = {"method": cell.method, "encoder": self.run.encoder, "encoder_id": self.encoder.id,
                 "cache_dir": str(Path(self.run.cache_dir).resolve()), "fit_info": method.fit_info}
+        if invocation:
+            meta["invocation"] = invocation
         clip_weight = self.inputs.encoder_config.shapes_text_attribute_weight
         if clip_weight is not None:  # which world CLIP "shapes" was: bench caption builds the same one
             meta["encoder_options"] = {"shapes_text_attribute_weight": clip_weight}

@@ -33,6 +33,10 @@ class Task:
     dataset: str = ""  # encode: the dataset and what of it
     modality: str = ""  # encode: "text" (training captions) or "image" (test images)
     threads: int = 1
+    #: fit: the same for every try of every task of one ``plan``, written into the fit it saves:
+    #: a fit found on disk with it was trained by this task in this run, by a worker that died
+    #: before it could say so (not a fit reused from another run)
+    invocation: str = ""
 
 
 @dataclass
@@ -47,9 +51,12 @@ class Plan:
 
 def plan(runner: Any, todo: list[tuple[Cell, str]], threads: int) -> Plan:
     """The tasks that complete ``todo`` (cells with their ids), each input and fit once."""
+    import uuid
+
     from bench.plugins import METHODS
 
     out = Plan()
+    invocation = uuid.uuid4().hex
     seen: set[tuple[str, str]] = set()
     for cell, cell_id in todo:
         for dataset, modality in ((cell.split.train, "text"), (cell.split.eval, "image")):
@@ -58,7 +65,7 @@ def plan(runner: Any, todo: list[tuple[Cell, str]], threads: int) -> Plan:
                 out.encodes.append(Task("encode", runner.run, dataset=dataset, modality=modality, threads=threads))
         method = METHODS.get(cell.method)
         key = cell.fit_key(method, runner.encoder.id, runner.inputs.train_fingerprint(cell.split.train))
-        out.fits.setdefault(key, Task("fit", runner.run, cell, threads=threads))
+        out.fits.setdefault(key, Task("fit", runner.run, cell, threads=threads, invocation=invocation))
         shared = method.shared_decoder(cell.config)
         if shared is not None:
             out.shares[key] = (cell.split.train, cell.seed, shared)
@@ -96,8 +103,11 @@ def run_task(task: Task) -> dict[str, Any]:
     if task.kind == "fit":
         start = time.perf_counter()
         corpus, content = runner.inputs.corpus(task.cell.split.train)
-        _, key, reused = runner.fitted(task.cell, corpus, content)
-        return {"fit_key": key, "reused": reused, "seconds": time.perf_counter() - start}
+        fitted, key, reused = runner.fitted(task.cell, corpus, content, invocation=task.invocation)
+        seconds = time.perf_counter() - start
+        if key in runner.recovered:  # trained by this task's earlier try: the time that try took
+            seconds = float((getattr(fitted, "fit_info", None) or {}).get("seconds", seconds))
+        return {"fit_key": key, "reused": reused, "seconds": seconds}
     record, samples = runner.compute_cell(task.cell)
     return {"record": record.to_dict(), "samples": [s.to_dict() for s in samples]}
 
