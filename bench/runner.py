@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -31,6 +31,17 @@ from bench.records import SAMPLES_DIR, Record, RecordStore, Sample, git_commit, 
 
 #: The share of a decoder's training captions cut to decoder.max_length above which its cells warn.
 TRUNCATION_WARNING = 0.01
+
+
+class Fitted(NamedTuple):
+    """A cell's fitted method (``Runner.fitted``)."""
+
+    method: Captioner
+    key: str  # its fit key: the folder under RUN_DIR/checkpoints
+    reused: bool  # from memory or from an earlier run's (or another invocation's) saved fit
+    #: how long training it took: now, or in an earlier try of the same fit task of this run
+    #: whose worker died after saving it; None when reused
+    seconds: float | None = None
 
 
 @dataclass
@@ -70,7 +81,6 @@ class Runner:
             executor = SequentialExecutor(run.executor)
         self.executor = executor
         self._fits: dict[str, Captioner] = {}
-        self.recovered: set[str] = set()  # fit keys an earlier try of the same fit task trained (``fitted``)
         self._provenance: dict[str, Any] | None = None
 
     @property
@@ -96,31 +106,31 @@ class Runner:
         return self._provenance
 
     # -- cells ------------------------------------------------------------------------------
-    def fitted(self, cell: Cell, corpus: Corpus, content: str, invocation: str = "") -> tuple[Captioner, str, bool]:
-        """The cell's fitted method, its fit key, and whether the fit was reused.
+    def fitted(self, cell: Cell, corpus: Corpus, content: str, invocation: str = "") -> Fitted:
+        """The cell's fitted method, trained now or reused.
 
-        ``invocation`` (a worker's fit task): written into the fit this trains; a saved fit that
-        carries it was trained by an earlier try of the same task in this run (its worker died
-        after saving it), so it is not "reused" (its key joins ``recovered``)."""
+        ``invocation`` (a worker's fit task): written into the fit this trains, with how long it
+        took; a saved fit that carries it was trained by an earlier try of the same task in this
+        run (its worker died after saving it), so it is not "reused" and its time is that try's."""
         from bench.plugins import METHODS, create_method
 
         cls = METHODS.get(cell.method)
         key = cell.fit_key(cls, self.encoder.id, content)
         if key in self._fits:
-            return self._fits[key], key, True
+            return Fitted(self._fits[key], key, True)
         folder = self.out / "checkpoints" / key
         problem = fit_problem(folder)
         if problem is None:
             try:
                 self._fits[key], meta = load_fit(folder, cls)
-                if invocation and meta.get("invocation") == invocation:
-                    self.recovered.add(key)
-                    return self._fits[key], key, False
-                return self._fits[key], key, True
+                if invocation and meta.get("invocation") == invocation and isinstance(meta.get("fit_seconds"), (int, float)):
+                    return Fitted(self._fits[key], key, False, float(meta["fit_seconds"]))
+                return Fitted(self._fits[key], key, True)
             except BenchError as exc:
                 problem = str(exc)
         if problem != "missing":
             self.log(f"warning: the saved fit {folder} is not usable ({problem}); fitting it again")
+        start = time.perf_counter()
         method = create_method(cell.method, cell.config)
         import torch
 
@@ -129,8 +139,9 @@ class Runner:
         ctx = FitContext(encoder=self.encoder, cache=self.cache, device=self.run.device, seed=cell.seed,
                          progress=progress, log=self.log, cache_dir=Path(self.run.cache_dir), decoders=self.decoders)
         method.fit(corpus, ctx)
+        seconds = time.perf_counter() - start
         meta = {"method": cell.method, "encoder": self.run.encoder, "encoder_id": self.encoder.id,
-                "cache_dir": str(Path(self.run.cache_dir).resolve()), "fit_info": method.fit_info}
+                "cache_dir": str(Path(self.run.cache_dir).resolve()), "fit_info": method.fit_info, "fit_seconds": round(seconds, 3)}
         if invocation:
             meta["invocation"] = invocation
         clip_weight = self.inputs.encoder_config.shapes_text_attribute_weight
@@ -138,7 +149,7 @@ class Runner:
             meta["encoder_options"] = {"shapes_text_attribute_weight": clip_weight}
         save_fit(folder, method, meta)
         self._fits[key] = method
-        return method, key, False
+        return Fitted(method, key, False, round(seconds, 3))
 
     # -- inputs and identities -----------------------------------------------------------------
     def resolve(self, cells: list[Cell]) -> list[tuple[Cell, str]]:
@@ -230,7 +241,7 @@ class Runner:
         test = self.inputs.eval_images(cell.split.eval)
         timings["encode"] = time.perf_counter() - t
         t = time.perf_counter()
-        method, fit_key, reused = self.fitted(cell, corpus, content)
+        method, fit_key, reused, _ = self.fitted(cell, corpus, content)
         timings["fit"] = time.perf_counter() - t
         t = time.perf_counter()
         predictions = method.caption_images(np.asarray(test.embeddings), test.paths)

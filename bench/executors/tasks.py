@@ -101,13 +101,12 @@ def run_task(task: Task) -> dict[str, Any]:
         return {"ok": True}
     assert task.cell is not None
     if task.kind == "fit":
-        start = time.perf_counter()
         corpus, content = runner.inputs.corpus(task.cell.split.train)
-        fitted, key, reused = runner.fitted(task.cell, corpus, content, invocation=task.invocation)
-        seconds = time.perf_counter() - start
-        if key in runner.recovered:  # trained by this task's earlier try: the time that try took
-            seconds = float((getattr(fitted, "fit_info", None) or {}).get("seconds", seconds))
-        return {"fit_key": key, "reused": reused, "seconds": seconds}
+        start = time.perf_counter()
+        fit = runner.fitted(task.cell, corpus, content, invocation=task.invocation)
+        # the training's time, now or in this task's earlier try (its worker died after saving it)
+        seconds = fit.seconds if fit.seconds is not None else time.perf_counter() - start
+        return {"fit_key": fit.key, "reused": fit.reused, "seconds": seconds}
     record, samples = runner.compute_cell(task.cell)
     return {"record": record.to_dict(), "samples": [s.to_dict() for s in samples]}
 
