@@ -44,14 +44,19 @@ def walk_inputs(captions: np.ndarray, images: np.ndarray, t: float) -> np.ndarra
     return unit_rows((1.0 - t) * unit_rows(captions) + t * unit_rows(images))
 
 
-def principal_directions(texts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The mean of ``texts`` (N, D) and an orthonormal basis (D, k) of their k directions of most
-    variance about it, most first."""
-    texts = np.asarray(texts, dtype=np.float64)
-    mean = texts.mean(axis=0)
-    centred = texts - mean
-    values, vectors = np.linalg.eigh(centred.T @ centred)
-    return mean, vectors[:, np.argsort(values)[::-1][:k]]
+def principal_directions(texts: np.ndarray, k: int, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mean of ``texts`` (N, D), an orthonormal basis (D, k) of their k directions of most
+    variance about it (most first), and the variance along every direction (D, most first).
+    Reads ``texts`` a chunk at a time: no copy of the whole corpus is made."""
+    texts = np.asarray(texts)
+    mean = texts.sum(axis=0, dtype=np.float64) / len(texts)
+    scatter = np.zeros((texts.shape[1], texts.shape[1]))
+    for start in range(0, len(texts), chunk):
+        centred = texts[start:start + chunk].astype(np.float64) - mean
+        scatter += centred.T @ centred
+    values, vectors = np.linalg.eigh(scatter / len(texts))
+    order = np.argsort(values)[::-1]
+    return mean, vectors[:, order[:k]], np.maximum(values[order], 0.0)
 
 
 def keep_inputs(images: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> np.ndarray:
@@ -65,11 +70,12 @@ def keep_inputs(images: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> np.n
     return unit_rows(mean + ((x - mean) @ basis) @ basis.T)
 
 
-def kept_shares(texts: np.ndarray, images: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> tuple[float, float]:
-    """How much of the captions' variance, and of the images' squared distance from the captions'
-    mean, lies along ``basis``'s directions (fractions)."""
-    texts, images = np.asarray(texts, dtype=np.float64) - mean, np.asarray(images, dtype=np.float64) - mean
-    return (float(((texts @ basis) ** 2).sum() / (texts ** 2).sum()),
+def kept_shares(variances: np.ndarray, images: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> tuple[float, float]:
+    """How much of the captions' variance (``variances``: along each principal direction, most
+    first, as ``principal_directions`` gives them) and of the images' squared distance from the
+    captions' mean lies along ``basis``'s directions (the first principal directions; fractions)."""
+    images = np.asarray(images, dtype=np.float64) - mean
+    return (float(np.sum(variances[:basis.shape[1]]) / np.sum(variances)),
             float(((images @ basis) ** 2).sum() / (images ** 2).sum()))
 
 
@@ -185,17 +191,18 @@ def keep(run_dir: Path, method: str, dataset: str, kept: list[int], cache_dir: P
     run_dir = Path(run_dir)
     inputs = _run_inputs(run_dir, cache_dir, log)
     fits_of(run_dir, method, dataset)
+    dim = inputs.encoder.dim
+    if max(kept) > dim:  # said before anything is encoded
+        raise DataError(f"--keep {max(kept)}: the embeddings have only {dim} directions")
     test = inputs.eval_images(dataset)
     items = test.data.items
     corpus, _ = inputs.corpus(dataset)
     images = np.asarray(test.embeddings)
-    if max(kept) > images.shape[1]:
-        raise DataError(f"--keep {max(kept)}: the embeddings have only {images.shape[1]} directions")
-    mean, basis = principal_directions(np.asarray(corpus.embeddings), images.shape[1])
+    mean, basis, variances = principal_directions(corpus.embeddings, dim)
     inputs_at = {float(k): keep_inputs(images, mean, basis[:, :k]) for k in kept}
     references = {item.image_id: list(item.captions) for item in items}
     result = _decode_each(run_dir, method, dataset, inputs, items, [float(k) for k in kept], inputs_at, references, log)
-    result.shares = [kept_shares(corpus.embeddings, images, mean, basis[:, :k]) for k in kept]
+    result.shares = [kept_shares(variances, images, mean, basis[:, :k]) for k in kept]
     return result
 
 
@@ -206,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir")
     parser.add_argument("--method", default="nonoise")
     parser.add_argument("--dataset", default="shapes-coco")
-    parser.add_argument("--steps", default="0,0.25,0.5,0.75,1")
+    parser.add_argument("--steps", default=None, help="the walk's steps t (default 0,0.25,0.5,0.75,1)")
     parser.add_argument("--keep", default="", help="numbers of the training captions' principal directions each image "
                         "keeps, instead of the walk (e.g. 16,32,64,128)")
     parser.add_argument("--cache-dir", default=None, help="the run's cache folder (default: the one run.json names)")
@@ -221,8 +228,13 @@ def main(argv: list[str] | None = None) -> int:
         if any(k < 1 for k in kept):
             print(f"error: --keep counts directions: each must be at least 1, got {args.keep!r}", file=sys.stderr)
             return 2
+    if kept and args.steps is not None:
+        print("error: --steps walks from captions to images and --keep keeps directions of the images: give one of them",
+              file=sys.stderr)
+        return 2
+    steps_text = "0,0.25,0.5,0.75,1" if args.steps is None else args.steps
     try:
-        steps = [float(s) for s in args.steps.split(",")]
+        steps = [float(s) for s in steps_text.split(",")]
     except ValueError:
         print(f"error: --steps must be numbers separated by commas, got {args.steps!r}", file=sys.stderr)
         return 2

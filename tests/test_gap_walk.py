@@ -44,7 +44,8 @@ def test_kept_inputs_lose_only_the_directions_the_captions_do_not_vary_in():
     # captions vary a lot along the rotation's first column, less along its second (uncorrelated), not at all else
     angle = np.linspace(0, 2 * np.pi, 400, endpoint=False)[:, None]
     texts = mean + 3 * np.cos(angle) * rotation[:, 0] + np.sin(angle) * rotation[:, 1]
-    found_mean, basis = module.principal_directions(texts, 2)
+    found_mean, basis, variances = module.principal_directions(texts, 2, chunk=7)  # chunks of 7: the same as one
+    assert np.allclose(variances, [4.5, 0.5, 0, 0, 0, 0], atol=1e-9)
     assert np.allclose(found_mean, texts.mean(axis=0))
     assert abs(abs(basis[:, 0] @ rotation[:, 0]) - 1) < 1e-6 and abs(abs(basis[:, 1] @ rotation[:, 1]) - 1) < 1e-6
     along, across = 0.7 * rotation[:, 0] - 0.4 * rotation[:, 1], 0.9 * rotation[:, 3] + 0.2 * rotation[:, 5]
@@ -52,9 +53,9 @@ def test_kept_inputs_lose_only_the_directions_the_captions_do_not_vary_in():
     unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
     assert np.allclose(module.keep_inputs(image, found_mean, basis), unit((found_mean + along)[None]), atol=1e-6)
     assert np.allclose(module.keep_inputs(image, found_mean, basis[:, :1]), unit((found_mean + 0.7 * rotation[:, 0])[None]), atol=1e-6)
-    captions_kept, image_kept = module.kept_shares(texts, image, found_mean, basis)
+    captions_kept, image_kept = module.kept_shares(variances, image, found_mean, basis)
     assert captions_kept == pytest.approx(1.0) and image_kept == pytest.approx(0.65 / 1.5)
-    assert module.kept_shares(texts, image, found_mean, basis[:, :1]) == pytest.approx((0.9, 0.49 / 1.5))
+    assert module.kept_shares(variances, image, found_mean, basis[:, :1]) == pytest.approx((0.9, 0.49 / 1.5))
     everything = module.principal_directions(texts, 6)[1]
     assert np.allclose(module.keep_inputs(image, found_mean, everything), unit(image), atol=1e-6)
 
@@ -109,6 +110,7 @@ def test_keeping_every_direction_is_the_runs_own_cell(two_seed_run, tiny_dataset
     (["--keep", "a"], "--keep must be whole numbers"),
     (["--keep", "0,4"], "each must be at least 1"),
     (["--keep", "100000"], "the embeddings have only"),
+    (["--keep", "4", "--steps", "0,1"], "give one of them"),
     (["--steps", "0,1.5"], "every step must lie in [0, 1]"),
     (["--steps", "a"], "--steps must be numbers"),
     (["--method", "decap"], "has no fitted decap cell trained and tested on tiny-coco"),
