@@ -5,11 +5,16 @@ the same test images), the per-image metric forms a seeds x images table. Two re
 
 - **floor**: the standard deviation the seed means would show if the seeds differed only image by
   image, independently (the seed x image interaction's variance over the number of images). A
-  larger test set shrinks it; no training can.
+  larger test set shrinks it, and so do seeds whose captions agree image by image.
 - **systematic**: what the observed spread adds to the floor (sqrt(observed^2 - floor^2)): seeds
   that are better or worse on images *in general*. The split-half correlation says the same
   another way: the seeds' means on one random half of the images against the other half
-  (averaged over 200 splits); near 0 when the spread is the floor's, near 1 when it is systematic.
+  (averaged over 200 splits); near 0 when the spread is the floor's, near 1 when it is systematic
+  (not separate evidence: it is about systematic^2 / (systematic^2 + 2 floor^2)).
+
+A spread over three seeds has two degrees of freedom: a setting whose spread is all floor reads
+anywhere from well under it to well over it (a floor of 2.2 reads under 1.5 about a third of the
+time and over 3 about one time in six), so read three-seed rows with that in mind.
 
 ``--objects`` adds, for the shapes world (whose annotation lists each image's objects), what each
 seed's captions get right, parsed with the world's own caption parser: the number of objects, the
@@ -75,16 +80,30 @@ def object_checks(prediction: str, objects: list[list[str]]) -> tuple[bool, int,
             sum((m.colour, m.shape) in pairs for m in mentions))
 
 
-def _objects_of(sample_image: str) -> dict[str, list[list[str]]]:
+def _objects_of(sample_image: Any) -> dict[str, Any]:
     """The shapes world's objects of every image of the dataset a sample's image belongs to."""
     from bench.errors import DataError
 
+    if not isinstance(sample_image, str) or not sample_image:
+        raise DataError("--objects: the samples name no image file, so no annotation beside it")
     folder = Path(sample_image).parent.parent.parent  # WORLD/DATASET/images/SPLIT/FILE
     found = sorted(folder.glob("dataset_*.json"))
     if not found:
         raise DataError(f"--objects: no dataset_*.json beside {folder / 'images'}: only the shapes world lists its images' objects")
-    data = json.loads(found[0].read_text(encoding="utf-8"))
-    objects = {Path(img["filename"]).stem: img.get("objects") for img in data.get("images", [])}
+    try:
+        data = json.loads(found[0].read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"--objects: {found[0]} is unreadable ({type(exc).__name__}: {exc})") from None
+    images = data.get("images") if isinstance(data, dict) else None
+    if not isinstance(images, list) or not all(isinstance(i, dict) and isinstance(i.get("filename"), str) for i in images):
+        raise DataError(f"--objects: {found[0]} is not an annotation of images (an object whose images each name a filename)")
+    objects: dict[str, Any] = {}
+    for image in images:
+        listed = image.get("objects")
+        if listed is not None and not (isinstance(listed, list) and all(
+                isinstance(o, list) and len(o) == 3 and all(isinstance(w, str) for w in o) for o in listed)):
+            raise DataError(f"--objects: {found[0]}: the objects of {image['filename']} are not [size, colour, shape] triples")
+        objects[Path(image["filename"]).stem] = listed
     if not any(objects.values()):
         raise DataError(f"--objects: {found[0]} lists no objects: only the shapes world's annotation does")
     return objects
@@ -142,46 +161,65 @@ def main(argv: list[str] | None = None) -> int:
         if not settings:
             raise BenchError(f"{run_dir} has no setting with per-image {args.metric} for two seeds or more")
         labels = {label: i + 1 for i, label in enumerate(sorted(settings))}
+        rows: list[str] = []
+        notes: list[str] = []
+        checks: dict[str, list[tuple[int, float, tuple[float, float, float]]]] = {}
+        object_problems: list[str] = []
+        for label in sorted(settings):  # everything is computed before anything is printed
+            by_seed = settings[label]
+            seeds = sorted(by_seed)
+            method, split, _ = label.split(" | ", 2)
+            ids = sorted(s["image_id"] for s in by_seed[seeds[0]])
+            if any(sorted(s["image_id"] for s in by_seed[seed]) != ids for seed in seeds):
+                notes.append(f"setting {labels[label]} ({method} on {split}): its seeds were scored on different images; left out")
+                continue
+            if len(ids) < 4:
+                notes.append(f"setting {labels[label]} ({method} on {split}): {len(ids)} images, too few for a spread; left out")
+                continue
+            table = np.array([[{s["image_id"]: s[args.metric] for s in by_seed[seed]}[i] for i in ids] for seed in seeds])
+            spread = decompose(table)
+            half = "" if np.isnan(spread.split_half) else f"{spread.split_half:.2f}"
+            rows.append(f"| {labels[label]} | {method} | {split} | {len(seeds)} | {len(ids)} | {table.mean():.2f} | "
+                        f"{spread.observed:.2f} | {spread.floor:.2f} | {spread.systematic:.2f} | {half} |")
+            if args.objects:
+                try:
+                    objects = _objects_of(by_seed[seeds[0]][0].get("image"))
+                except BenchError as exc:
+                    object_problems.append(str(exc))
+                    notes.append(f"setting {labels[label]} ({method} on {split}): no objects ({exc})")
+                    continue
+                per_seed = []
+                for seed, mean in zip(seeds, table.mean(axis=1)):
+                    right = [object_checks(s["prediction"], objects.get(s["image_id"]) or []) for s in by_seed[seed]]
+                    named = max(1, sum(r[1] for r in right))
+                    per_seed.append((seed, float(mean), (100 * sum(r[0] for r in right) / len(right),
+                                                         100 * sum(r[2] for r in right) / named, 100 * sum(r[3] for r in right) / named)))
+                checks[label] = per_seed
+        if not rows:
+            raise BenchError(f"no setting of {run_dir} gives a spread: {notes[0]}")
+        if args.objects and not checks:
+            raise BenchError(object_problems[0])
         print(f"Seed spread of {args.metric} in {run_dir}: observed (the seed means' standard deviation), the floor "
               "independent per-image differences give, the systematic rest, and the split-half correlation")
         print("| setting | method | split | seeds | images | mean | observed | floor | systematic | split-half |")
         print("|---|---|---|---|---|---|---|---|---|---|")
-        checks: dict[str, list[tuple[int, float, tuple[float, float, float]]]] = {}
-        for label in sorted(settings):
-            by_seed = settings[label]
-            seeds = sorted(by_seed)
-            ids = sorted(s["image_id"] for s in by_seed[seeds[0]])
-            if any(sorted(s["image_id"] for s in by_seed[seed]) != ids for seed in seeds):
-                raise BenchError(f"the seeds of setting {labels[label]} ({label.split(' | ')[0]}) were scored on different images")
-            table = np.array([[{s["image_id"]: s[args.metric] for s in by_seed[seed]}[i] for i in ids] for seed in seeds])
-            spread = decompose(table)
-            method, split, _ = label.split(" | ", 2)
-            half = "" if np.isnan(spread.split_half) else f"{spread.split_half:.2f}"
-            print(f"| {labels[label]} | {method} | {split} | {len(seeds)} | {len(ids)} | {table.mean():.2f} | "
-                  f"{spread.observed:.2f} | {spread.floor:.2f} | {spread.systematic:.2f} | {half} |")
-            if args.objects:
-                objects = _objects_of(by_seed[seeds[0]][0]["image"])
-                rows = []
-                for seed, mean in zip(seeds, table.mean(axis=1)):
-                    right = [object_checks(s["prediction"], objects.get(s["image_id"]) or []) for s in by_seed[seed]]
-                    named = max(1, sum(r[1] for r in right))
-                    rows.append((seed, float(mean), (100 * sum(r[0] for r in right) / len(right),
-                                                     100 * sum(r[2] for r in right) / named, 100 * sum(r[3] for r in right) / named)))
-                checks[label] = rows
+        print("\n".join(rows))
         if args.objects:
             print("\nWhat each seed's captions name right (%): the object count; of the objects named, those with a shape "
                   "the image has, and with a colour-shape pair it has (mean ± std over seeds; r: the correlation with the "
                   f"seeds' {args.metric})")
             print("| setting | count | shape | colour-shape |")
             print("|---|---|---|---|")
-        for label, rows in checks.items():
-            means = np.array([r[1] for r in rows])
+        for label, per_seed in checks.items():
+            means = np.array([r[1] for r in per_seed])
             cells = []
             for j in range(3):
-                values = np.array([r[2][j] for r in rows])
-                r = np.corrcoef(means, values)[0, 1] if len(rows) >= 3 and values.std() > 0 and means.std() > 0 else float("nan")
+                values = np.array([r[2][j] for r in per_seed])
+                r = np.corrcoef(means, values)[0, 1] if len(per_seed) >= 3 and values.std() > 0 and means.std() > 0 else float("nan")
                 cells.append(f"{values.mean():.1f} ± {values.std(ddof=1):.1f}" + ("" if np.isnan(r) else f" (r {r:+.2f})"))
             print(f"| {labels[label]} | " + " | ".join(cells) + " |")
+        if notes:
+            print("\n" + "\n".join(notes))
         print("\nSettings (what sets them apart):")
         for label, i in labels.items():
             print(f"{i}: {label.split(' | ')[0]} on {label.split(' | ')[1]}, {_differences(label, list(labels))}")

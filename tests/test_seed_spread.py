@@ -108,14 +108,38 @@ def test_objects_come_from_the_shapes_worlds_annotation(tmp_path, capsys):
     assert count.startswith("66.7 ± 57.7") and shape.startswith("83.3 ± 28.9") and pair.startswith("50.0 ± 50.0")
 
 
+def test_a_setting_that_gives_no_spread_is_left_out_with_a_note_and_the_others_are_reported(tmp_path, capsys):
+    from bench.records import Record, RecordStore, Sample
+
+    _write_run(tmp_path, {"a": ({"decoder": {"lr": 1}}, {0: (0.0, "a cat"), 1: (2.0, "a cat")})})
+    store = RecordStore(tmp_path)
+    for seed, first in ((0, 0), (1, 5)):  # the second seed scored on other images
+        record = Record(method="nonoise", split="coco", train="coco", eval="coco", kind="in-domain", seed=seed,
+                        config={"decoder": {"lr": 2}}, metrics={"cider": 50.0}, n_images=10)
+        store.add(record, [Sample(f"im{i}", f"{i}.png", "a cat", ("a cat",), {"cider": 50.0}) for i in range(first, first + 10)])
+    assert _module().main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| nonoise | coco |") == 1 and "| 1 | nonoise | coco | 2 | 40 |" in out
+    assert "setting 2 (nonoise on coco): its seeds were scored on different images; left out" in out
+
+
 @pytest.mark.parametrize("case, fragment", [
     ("empty", "is not a run folder"),
     ("one-seed", "no setting with per-image cider for two seeds"),
     ("not-shapes", "only the shapes world"),
+    ("list-annotation", "is not an annotation of images"),
+    ("bad-objects", "are not [size, colour, shape] triples"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, fragment):
     argv = [str(tmp_path)]
-    if case == "one-seed":
+    if case in ("list-annotation", "bad-objects"):
+        world = tmp_path / "world" / "shapes-x"
+        world.mkdir(parents=True)
+        content = [1, 2] if case == "list-annotation" else {"images": [{"filename": "im0.png", "objects": [["red", "circle"]]}]}
+        (world / "dataset_shapes-x.json").write_text(json.dumps(content))
+        _write_run(tmp_path / "run", {"a": ({}, {0: (0.0, "a cat"), 1: (0.0, "a cat")})}, shapes_world=world)
+        argv = [str(tmp_path / "run"), "--objects"]
+    elif case == "one-seed":
         _write_run(tmp_path, {"a": ({}, {0: (0.0, "a cat")}), "b": ({"x": 1}, {0: (0.0, "a cat")})})
     elif case == "not-shapes":
         _write_run(tmp_path, {"a": ({}, {0: (0.0, "a cat"), 1: (0.0, "a cat")})})
