@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,38 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+#: what ``atomic_path`` names its temporary files: ``.NAME.`` + mkstemp's 8 random characters + ``.tmp``
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temporaries(folder: str | Path, older_than: float = 3600.0, recursive: bool = True) -> tuple[int, int]:
+    """Delete, in ``folder`` (and its subfolders when ``recursive``), the temporary files of
+    ``atomic_path`` writes that a killed process left behind (no write lasts ``older_than``
+    seconds: a younger one may be another process's write in progress, and is kept). Returns
+    (files removed, bytes freed)."""
+    import time
+
+    removed = freed = 0
+    now = time.time()
+    for root, folders, files in os.walk(folder):
+        if not recursive:
+            folders.clear()
+        for name in files:
+            if not _TEMPORARY.match(name):
+                continue
+            path = Path(root) / name
+            try:
+                stat = path.stat()
+                if now - stat.st_mtime < older_than:
+                    continue
+                path.unlink()
+            except OSError:  # gone meanwhile (its writer finished), or not ours to remove
+                continue
+            removed += 1
+            freed += stat.st_size
+    return removed, freed
 
 
 def _umask() -> int:

@@ -50,6 +50,8 @@ RECORDS_FILE = "records.jsonl"
 FAILURES_FILE = "failures.jsonl"
 LOCK_FILE = ".records.lock"
 SAMPLES_DIR = "samples"
+#: the folders a run folder holds, all written by this tool
+RUN_FOLDERS = (SAMPLES_DIR, "checkpoints", "decoders", "figures")
 TRACKED_PACKAGES = ("textcap-bench", "torch", "open_clip_torch", "transformers", "diffusers", "pycocoevalcap", "numpy")
 
 
@@ -334,7 +336,7 @@ def check_run_folder(folder: Path) -> None:
     for name in (RECORDS_FILE, FAILURES_FILE, LOCK_FILE, "run.json", "report.md", "report.html"):
         if (folder / name).exists() and not (folder / name).is_file():
             raise BenchError(f"run folder --out {folder}: {name} there is not a file; choose another --out")
-    for name in (SAMPLES_DIR, "checkpoints", "decoders", "figures"):
+    for name in RUN_FOLDERS:
         if (folder / name).exists() and not (folder / name).is_dir():
             raise BenchError(f"run folder --out {folder}: {name} there is not a folder; choose another --out")
 

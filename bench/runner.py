@@ -27,7 +27,7 @@ from bench.grid import Cell, RunConfig, resource_folders, resources_fingerprint
 from bench.inputs import RunInputs
 from bench.io import write_json_atomic
 from bench.progress import progress
-from bench.records import SAMPLES_DIR, Record, RecordStore, Sample, git_commit, library_versions
+from bench.records import RUN_FOLDERS, SAMPLES_DIR, Record, RecordStore, Sample, git_commit, library_versions
 
 #: The share of a decoder's training captions cut to decoder.max_length above which its cells warn.
 TRUNCATION_WARNING = 0.01
@@ -286,6 +286,24 @@ class Runner:
                    for k, (image_id, path, prediction, item) in enumerate(zip(ids, test.paths, predictions, items))]
         return record, samples
 
+    def _remove_stale_temporaries(self) -> None:
+        """Half-written files of writes a killed process never finished, in the run folder and the
+        cache (an embedding of a large corpus is a gigabyte): said, then removed."""
+        from bench.io import remove_stale_temporaries
+
+        removed = freed = 0
+        cache = Path(self.run.cache_dir).expanduser()
+        # only what this tool writes: the run folder's own files and folders, the cache's entries
+        places = [(self.out, False), *((self.out / name, True) for name in RUN_FOLDERS),
+                  *((cache / name, True) for name in ("embeddings", "generated", "shapes"))]
+        for folder, recursive in places:
+            if folder.is_dir():
+                files, size = remove_stale_temporaries(folder, recursive=recursive)
+                removed, freed = removed + files, freed + size
+        if removed:
+            self.log(f"removed {removed} temporary file(s) ({freed / 1e6:.1f} MB) that interrupted writes left in "
+                     f"{self.out} or {self.run.cache_dir}")
+
     def execute(self, cells: list[Cell], resolved: list[tuple[Cell, str]] | None = None) -> RunReport:
         """Run every cell not complete in the run folder; bad inputs fail before the first cell.
         ``resolved`` is what :meth:`resolve` returned for ``cells``, when the caller has it."""
@@ -314,6 +332,7 @@ class Runner:
         info["encoder"] = {"spec": self.run.encoder, "id": self.encoder.id, **getattr(self.encoder, "card", {})}
         info["history"] = _history(self.out / "run.json")  # the earlier runs into this folder, kept
         write_json_atomic(self.out / "run.json", info)
+        self._remove_stale_temporaries()
         try:
             if todo:
                 self.executor.run(self, todo, report)

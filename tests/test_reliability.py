@@ -514,3 +514,33 @@ def test_captions_cut_by_max_length_are_a_warning_in_the_record(run_cli, tmp_pat
     cut, total = record.fit_info["truncated_captions"], record.fit_info["captions"]
     assert cut > 0.01 * total
     assert f"{cut} of {total} training captions were longer than decoder.max_length allows and were cut" in record.warnings
+
+
+def test_temporaries_of_killed_writes_are_removed_where_this_tool_writes_and_nowhere_else(run_cli, tmp_path, karpathy_root,
+                                                                                          tiny_clip_folder):
+    """A process killed mid-write leaves its ``atomic_path`` temporary behind (an embedding of a
+    large corpus is a gigabyte); the next run removes those older than an hour in the run folder
+    and the cache, keeps younger ones (another process may be writing them) and touches no folder
+    it does not write."""
+    import time
+
+    from bench.io import remove_stale_temporaries
+
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=karpathy_root, methods="clipre")
+    assert code == 0, err
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    old = time.time() - 2 * 3600
+    stale = [run / ".records.jsonl.ab12cd_3.tmp", run / "samples" / ".x.json.zzzzzzzz.tmp",
+             cache / "embeddings" / ".embeddings.npy.a1b2c3d4.tmp"]
+    kept = [run / ".records.jsonl.youngone.tmp", run / "notes" / ".mine.json.abcdefgh.tmp", run / "a.tmp",
+            run / ".plain.tmp", cache / "open_clip" / ".weights.bin.abcdefgh.tmp"]
+    for path in stale + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 1000)
+        if path.name != ".records.jsonl.youngone.tmp":
+            os.utime(path, (old, old))
+    code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=karpathy_root, methods="clipre")
+    assert code == 0, err
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+    assert "removed 3 temporary file(s) (0.0 MB) that interrupted writes left" in err
+    assert remove_stale_temporaries(run / "notes", older_than=0.0) == (1, 1000)  # the function itself, where asked
