@@ -35,6 +35,20 @@ def array_digest(array: Any) -> str:
     return hashlib.sha256(f"{a.dtype}{a.shape}".encode() + a.view(np.uint8).reshape(-1).data).hexdigest()
 
 
+#: starts an item ``record_item`` wrote as JSON; no plain item starts with it
+ESCAPE = "\x01"
+
+
+def record_item(*fields: str) -> str:
+    """``fields`` as one item of a ``fingerprint``: joined with tabs, or, when a field holds a tab
+    or a NUL (the separators) or starts with ``ESCAPE``, ``ESCAPE`` and their JSON list. Plain
+    text gives the tab-joined string it always gave (so no fingerprint of such data changes), and
+    no two different field lists give one item."""
+    if any("\t" in f or "\0" in f or f.startswith(ESCAPE) for f in fields):
+        return ESCAPE + json.dumps(list(fields))
+    return "\t".join(fields)
+
+
 def images_fingerprint(paths: Sequence[Path], resolve: bool = False) -> str:
     """A fingerprint of image files: each one's path and the SHA-256 of its bytes (remembered per
     path, size and modification time within a process), so a file replaced by another of the

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.cache import EmbeddingCache, encoder_key, fingerprint, images_fingerprint
+from bench.cache import EmbeddingCache, encoder_key, fingerprint, images_fingerprint, record_item
 from bench.captioner import Corpus
 from bench.progress import progress
 from bench.records import InputIdentity
@@ -66,7 +66,7 @@ class RunInputs:
         """The content fingerprint of ``dataset``'s training captions (part of a cell's identity)."""
         key = ("train", dataset)
         if key not in self._fingerprints:
-            self._fingerprints[key] = fingerprint(self.dataset_split(dataset, "train").captions())
+            self._fingerprints[key] = fingerprint(record_item(c) for c in self.dataset_split(dataset, "train").captions())
         return self._fingerprints[key]
 
     def eval_fingerprint(self, dataset: str) -> str:
@@ -82,7 +82,8 @@ class RunInputs:
             data = self.dataset_split(dataset, "test")
             paths = data.require_readable_images()
             self._fingerprints[key] = EVAL_FINGERPRINT_VERSION + fingerprint(
-                f"{i.image_id}\t{p.name}\t{sha256_file(p)}\t" + "\t".join(i.captions) for i, p in zip(data.items, paths))
+                record_item(i.image_id, p.name, sha256_file(p), *(i.captions or ("",)))  # none: one empty, as ever
+                for i, p in zip(data.items, paths))
         return self._fingerprints[key]
 
     def training_data(self, dataset: str, dim: int = 0) -> Any:

@@ -44,6 +44,41 @@ def test_cell_identity_covers_encoder_and_data():
     assert len(ids) == 4 and cell.id(base) == cell.id(InputIdentity("shapes@aaa", "t1", "e1"))
 
 
+def test_a_fingerprint_item_is_its_fields_and_nothing_else():
+    """Fields that hold a separator (a tab in a reference, a NUL in a caption) cannot make two
+    different test splits or corpora fingerprint alike; plain fields fingerprint as they always did."""
+    from bench.cache import fingerprint, record_item
+
+    assert record_item("img1", "a.png", "f00d", "a cat", "a dog") == "img1\ta.png\tf00d\ta cat\ta dog"
+    assert record_item("a cat") == "a cat"
+    pairs = [(("id", "a\tb"), ("id", "a", "b")), (("id\tx", "y"), ("id", "x\ty")), (("a\0b",), ("a", "b")),
+             (("\x01[\"a\"]",), ("a",))]
+    for one, other in pairs:
+        assert record_item(*one) != record_item(*other)
+    assert fingerprint([record_item("a\0b")]) != fingerprint([record_item("a"), record_item("b")])
+    assert fingerprint([record_item("a cat")]) == fingerprint(["a cat"])
+
+
+def test_references_differing_only_where_a_tab_splits_them_are_another_test_split(tmp_path, tiny_clip_folder):
+    from bench.grid import encoder_config
+    from bench.inputs import RunInputs
+    from bench.plugins import load_plugins
+    from tests.fixtures import karpathy_images, write_images, write_karpathy
+
+    load_plugins()
+    prints = []
+    for name, first in (("a", ["x\ty"]), ("b", ["x", "y"])):
+        images = karpathy_images()
+        test = next(i for i in images if i["split"] == "test")
+        test["sentences"] = [{"raw": c, "tokens": c.split()} for c in first] + test["sentences"][1:]
+        root = tmp_path / name
+        write_karpathy(root, "coco", images)
+        write_images(root, images, "coco")
+        inputs = RunInputs(encoder_config(tiny_clip_folder, {}), "cpu", root, tmp_path / "cache", log=lambda m: None)
+        prints.append(inputs.eval_fingerprint("coco"))
+    assert prints[0] != prints[1]
+
+
 def test_another_encoder_on_the_same_run_folder_is_refused(run_cli, tmp_path, karpathy_root, tiny_clip_folder):
     code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=karpathy_root, methods="clipre")
     assert code == 0, err
