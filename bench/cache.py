@@ -39,14 +39,18 @@ def array_digest(array: Any) -> str:
 ESCAPE = "\x01"
 
 
-def record_item(*fields: str) -> str:
-    """``fields`` as one item of a ``fingerprint``: joined with tabs, or, when a field holds a tab
-    or a NUL (the separators) or starts with ``ESCAPE``, ``ESCAPE`` and their JSON list. Plain
-    text gives the tab-joined string it always gave (so no fingerprint of such data changes), and
-    no two different field lists give one item."""
-    if any("\t" in f or "\0" in f or f.startswith(ESCAPE) for f in fields):
-        return ESCAPE + json.dumps(list(fields))
-    return "\t".join(fields)
+def record_item(*fields: object) -> str:
+    """``fields`` (at least one, as strings) as one item of a ``fingerprint``, which ends each item
+    with a NUL: joined with tabs, or, where that could be read two ways (a NUL in a field, a tab in
+    a field of several, a first field starting with ``ESCAPE``), ``ESCAPE`` and their JSON list.
+    No two different field lists give one item, and plain text gives the string it always gave
+    (a single caption as itself, tabs and all), so no fingerprint of such data changes."""
+    text = tuple(str(f) for f in fields)
+    if not text:
+        raise ValueError("record_item needs at least one field")
+    if text[0].startswith(ESCAPE) or any("\0" in f for f in text) or (len(text) > 1 and any("\t" in f for f in text)):
+        return ESCAPE + json.dumps(list(text))
+    return "\t".join(text)
 
 
 def images_fingerprint(paths: Sequence[Path], resolve: bool = False) -> str:

@@ -12,13 +12,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+#: what ``atomic_path`` names its temporary files: ``.NAME.`` + mkstemp's 8 random characters + this
+#: suffix, which no other tool writes (``remove_stale_temporaries`` goes by it)
+TEMPORARY_SUFFIX = ".textcap-bench.tmp"
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}" + re.escape(TEMPORARY_SUFFIX) + "$")
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -30,10 +35,6 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
-
-
-#: what ``atomic_path`` names its temporary files: ``.NAME.`` + mkstemp's 8 random characters + ``.tmp``
-_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
 def remove_stale_temporaries(folder: str | Path, older_than: float = 3600.0, recursive: bool = True) -> tuple[int, int]:

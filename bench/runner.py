@@ -39,8 +39,8 @@ class Fitted(NamedTuple):
     method: Captioner
     key: str  # its fit key: the folder under RUN_DIR/checkpoints
     reused: bool  # from memory or from an earlier run's (or another invocation's) saved fit
-    #: how long training it took: now, or in an earlier try of the same fit task of this run
-    #: whose worker died after saving it; None when reused
+    #: how long it took: training and saving it now, or training it in an earlier try of the same
+    #: fit task of this run whose worker died after saving it (``fit_seconds``); None when reused
     seconds: float | None = None
 
 
@@ -149,7 +149,7 @@ class Runner:
             meta["encoder_options"] = {"shapes_text_attribute_weight": clip_weight}
         save_fit(folder, method, meta)
         self._fits[key] = method
-        return Fitted(method, key, False, round(seconds, 3))
+        return Fitted(method, key, False, round(time.perf_counter() - start, 3))  # training and saving, as a cell times it
 
     # -- inputs and identities -----------------------------------------------------------------
     def resolve(self, cells: list[Cell]) -> list[tuple[Cell, str]]:

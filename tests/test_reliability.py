@@ -50,7 +50,8 @@ def test_a_fingerprint_item_is_its_fields_and_nothing_else():
     from bench.cache import fingerprint, record_item
 
     assert record_item("img1", "a.png", "f00d", "a cat", "a dog") == "img1\ta.png\tf00d\ta cat\ta dog"
-    assert record_item("a cat") == "a cat"
+    assert record_item("a cat") == "a cat" and record_item("a\tcat") == "a\tcat"  # one field: a tab is no separator
+    assert record_item(7, "a.png") == "7\ta.png"  # a plugin's int id, as the f-string gave it
     pairs = [(("id", "a\tb"), ("id", "a", "b")), (("id\tx", "y"), ("id", "x\ty")), (("a\0b",), ("a", "b")),
              (("\x01[\"a\"]",), ("a",))]
     for one, other in pairs:
@@ -565,14 +566,15 @@ def test_temporaries_of_killed_writes_are_removed_where_this_tool_writes_and_now
     assert code == 0, err
     run, cache = tmp_path / "run", tmp_path / "cache"
     old = time.time() - 2 * 3600
-    stale = [run / ".records.jsonl.ab12cd_3.tmp", run / "samples" / ".x.json.zzzzzzzz.tmp",
-             cache / "embeddings" / ".embeddings.npy.a1b2c3d4.tmp"]
-    kept = [run / ".records.jsonl.youngone.tmp", run / "notes" / ".mine.json.abcdefgh.tmp", run / "a.tmp",
-            run / ".plain.tmp", cache / "open_clip" / ".weights.bin.abcdefgh.tmp"]
+    mark = ".textcap-bench.tmp"  # what this tool's temporaries end with
+    stale = [run / f".records.jsonl.ab12cd_3{mark}", run / "samples" / f".x.json.zzzzzzzz{mark}",
+             cache / "embeddings" / f".embeddings.npy.a1b2c3d4{mark}"]
+    kept = [run / f".records.jsonl.youngone{mark}", run / "notes" / f".mine.json.abcdefgh{mark}", run / "a.tmp",
+            run / ".plain.tmp", run / "samples" / ".notes.20240101.tmp", cache / "open_clip" / f".weights.bin.abcdefgh{mark}"]
     for path in stale + kept:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x" * 1000)
-        if path.name != ".records.jsonl.youngone.tmp":
+        if not path.name.startswith(".records.jsonl.youngone"):
             os.utime(path, (old, old))
     code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=karpathy_root, methods="clipre")
     assert code == 0, err

@@ -62,9 +62,14 @@ def accept(runner: Any, report: Any, cell: Any, result: dict[str, Any], fit: dic
     if cell_id and record.cell_id != cell_id:
         raise StaleResult(f"the task for cell {cell_id} returned the result of cell {record.cell_id}; not stored")
     # the fit's first cell: what the fit task did; any other: what its own worker did (it reuses the
-    # saved fit, unless that proved unusable and it trained again)
-    reused = record.fit_reused is not False if fit is None else bool(fit["reused"])
-    timings = record.timings if reused or fit is None else {**record.timings, "fit": round(float(fit["seconds"]), 3)}
+    # saved fit, unless that proved unusable and it trained again). A first cell whose worker
+    # trained the fit again (the fit task reused one that its worker then found unusable) says so.
+    if fit is None or (fit["reused"] and record.fit_reused is False):
+        reused = record.fit_reused is not False
+        timings = record.timings
+    else:
+        reused = bool(fit["reused"])
+        timings = record.timings if reused else {**record.timings, "fit": round(float(fit["seconds"]), 3)}
     record = dataclasses.replace(record, fit_reused=reused, timings=timings)
     runner.store.add(record, [Sample.from_dict(s) for s in result["samples"]], same_inputs=True)
     report.completed.append(record)
