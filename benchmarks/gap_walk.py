@@ -132,7 +132,18 @@ def _run_inputs(run_dir: Path, cache_dir: Path | None, log: Any) -> Any:
     return RunInputs(encoder, "cpu", Path(root) if root else None, Path(cache_dir or cache), log=log)
 
 
-def _decode_each(run_dir: Path, method: str, dataset: str, inputs: Any, items: list[Any], steps: list[float],
+def _prepare(run_dir: Path, method: str, dataset: str, cache_dir: Path | None, log: Any) -> tuple[Path, Any, dict[int, str]]:
+    """(the run folder, its inputs, the fit of each seed of ``method`` on ``dataset``): said before
+    anything is encoded when there is no such fit."""
+    from bench.plugins import load_plugins
+
+    load_plugins()
+    run_dir = Path(run_dir)
+    inputs = _run_inputs(run_dir, cache_dir, log)
+    return run_dir, inputs, fits_of(run_dir, method, dataset)
+
+
+def _decode_each(run_dir: Path, method: str, fits: dict[int, str], inputs: Any, items: list[Any], steps: list[float],
                  decoded: dict[float, np.ndarray], references: dict[str, list[str]], log: Any) -> Walk:
     """Every seed's fit captions each step's inputs; CIDEr against ``references``."""
     from bench.errors import DataError
@@ -140,7 +151,6 @@ def _decode_each(run_dir: Path, method: str, dataset: str, inputs: Any, items: l
     from bench.plugins import METHODS
     from bench.scoring import score
 
-    fits = fits_of(run_dir, method, dataset)
     result = Walk(steps=list(steps))
     for seed, key in fits.items():
         folder = run_dir / "checkpoints" / key
@@ -164,12 +174,8 @@ def _decode_each(run_dir: Path, method: str, dataset: str, inputs: Any, items: l
 def walk(run_dir: Path, method: str, dataset: str, steps: list[float], cache_dir: Path | None = None,
          log: Any = lambda message: None) -> Walk:
     from bench.errors import DataError
-    from bench.plugins import load_plugins
 
-    load_plugins()
-    run_dir = Path(run_dir)
-    inputs = _run_inputs(run_dir, cache_dir, log)
-    fits_of(run_dir, method, dataset)  # no fit: said before anything is encoded
+    run_dir, inputs, fits = _prepare(run_dir, method, dataset, cache_dir, log)
     test = inputs.eval_images(dataset)
     items = test.data.items
     if any(len(item.captions) < 2 for item in items):
@@ -177,7 +183,7 @@ def walk(run_dir: Path, method: str, dataset: str, steps: list[float], cache_dir
     held = inputs.encoder.encode_texts([item.captions[0] for item in items], progress=None)
     references = {item.image_id: list(item.captions[1:]) for item in items}
     walked = {t: walk_inputs(np.asarray(held), np.asarray(test.embeddings), t) for t in steps}  # the same for every fit
-    return _decode_each(run_dir, method, dataset, inputs, items, steps, walked, references, log)
+    return _decode_each(run_dir, method, fits, inputs, items, steps, walked, references, log)
 
 
 def keep(run_dir: Path, method: str, dataset: str, kept: list[int], cache_dir: Path | None = None,
@@ -185,12 +191,8 @@ def keep(run_dir: Path, method: str, dataset: str, kept: list[int], cache_dir: P
     """Each seed's CIDEr on the test images when each image keeps only its components along the
     ``k`` principal directions of ``dataset``'s training captions' embeddings, for each ``k``."""
     from bench.errors import DataError
-    from bench.plugins import load_plugins
 
-    load_plugins()
-    run_dir = Path(run_dir)
-    inputs = _run_inputs(run_dir, cache_dir, log)
-    fits_of(run_dir, method, dataset)
+    run_dir, inputs, fits = _prepare(run_dir, method, dataset, cache_dir, log)
     dim = inputs.encoder.dim
     if max(kept) > dim:  # said before anything is encoded
         raise DataError(f"--keep {max(kept)}: the embeddings have only {dim} directions")
@@ -201,7 +203,7 @@ def keep(run_dir: Path, method: str, dataset: str, kept: list[int], cache_dir: P
     mean, basis, variances = principal_directions(corpus.embeddings, dim)
     inputs_at = {float(k): keep_inputs(images, mean, basis[:, :k]) for k in kept}
     references = {item.image_id: list(item.captions) for item in items}
-    result = _decode_each(run_dir, method, dataset, inputs, items, [float(k) for k in kept], inputs_at, references, log)
+    result = _decode_each(run_dir, method, fits, inputs, items, [float(k) for k in kept], inputs_at, references, log)
     result.shares = [kept_shares(variances, images, mean, basis[:, :k]) for k in kept]
     return result
 

@@ -6,6 +6,20 @@ import json
 import pickle
 from pathlib import Path
 
+
+def load_benchmark(name: str):
+    """The script ``benchmarks/NAME.py`` as a module (registered in ``sys.modules``, where its
+    dataclasses look their module up)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 CAPTIONS = [
     "a dog runs on the grass",
     "a brown dog running across a green lawn",

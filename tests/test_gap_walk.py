@@ -1,8 +1,5 @@
 """benchmarks/gap_walk.py: decoding inputs moved from a caption's embedding to its image's."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,16 +8,11 @@ from bench.grid import RunConfig, build_grid
 from bench.records import RecordStore, read_records
 from bench.runner import Runner
 from tests.conftest import TINY_DECODER
-
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gap_walk.py"
+from tests.fixtures import load_benchmark
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("gap_walk", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("gap_walk")
 
 
 def test_walk_inputs_are_unit_rows_from_the_caption_to_the_image():

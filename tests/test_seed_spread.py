@@ -1,22 +1,16 @@
 """benchmarks/seed_spread.py: how much of a seed spread the test set's size gives, and how much is the seeds'."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "seed_spread.py"
+from tests.fixtures import load_benchmark
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("seed_spread", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("seed_spread")
 
 
 def test_independent_per_image_differences_are_all_floor_and_seed_offsets_are_systematic():

@@ -154,14 +154,9 @@ def test_seed_interval_uses_student_t():
 
 
 def test_metric_agreement_kendall_tau_b_against_a_hand_count():
-    import importlib.util
-    from pathlib import Path
+    from tests.fixtures import load_benchmark
 
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "metric_agreement.py"
-    spec = importlib.util.spec_from_file_location("metric_agreement", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    tau = module.kendall_tau
+    tau = load_benchmark("metric_agreement").kendall_tau
     assert tau([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert tau([1, 2, 3, 4], [40, 30, 20, 10]) == pytest.approx(-1.0)
     # one swapped pair of six: (5 - 1) / 6
