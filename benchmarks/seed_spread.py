@@ -31,7 +31,7 @@ import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -109,20 +109,26 @@ def _objects_of(sample_image: Any) -> dict[str, Any]:
     return objects
 
 
-def settings_of(run_dir: Path, metric: str) -> dict[str, dict[int, list[dict[str, Any]]]]:
-    """Each setting's label and, by seed, its cell's samples (those with ``metric`` per image)."""
+class Setting(NamedTuple):
+    method: str
+    split: str
+    config: str  # its config as sorted JSON
+
+
+def settings_of(run_dir: Path, metric: str) -> dict[Setting, dict[int, list[dict[str, Any]]]]:
+    """Each setting and, by seed, its cell's samples (those with ``metric`` per image)."""
     from bench.records import RecordStore, read_records
 
     store = RecordStore(run_dir)
-    found: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    found: dict[Setting, dict[int, list[dict[str, Any]]]] = {}
     for record in read_records(run_dir).records:
         if metric not in record.metrics or store.samples_problem(record.cell_id):
             continue
         samples = store.samples(record.cell_id)
         if not samples or any(not isinstance(s.get(metric), (int, float)) for s in samples):
             continue
-        label = f"{record.method} | {record.split} | {json.dumps(record.config, sort_keys=True)}"
-        found.setdefault(label, {})[record.seed] = samples
+        setting = Setting(record.method, record.split, json.dumps(record.config, sort_keys=True))
+        found.setdefault(setting, {})[record.seed] = samples
     return found
 
 
@@ -135,11 +141,10 @@ def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _differences(label: str, labels: list[str]) -> str:
-    """The settings of ``label``'s config that not every setting of the same method and split shares."""
-    method_split = label.rsplit(" | ", 1)[0]
-    flat = [_flat(json.loads(other.split(" | ", 2)[2])) for other in labels if other.rsplit(" | ", 1)[0] == method_split]
-    own = _flat(json.loads(label.split(" | ", 2)[2]))
+def _differences(setting: Setting, settings: list[Setting]) -> str:
+    """The settings of ``setting``'s config that not every setting of the same method and split shares."""
+    flat = [_flat(json.loads(other.config)) for other in settings if other[:2] == setting[:2]]
+    own = _flat(json.loads(setting.config))
     keys = sorted({k for f in flat for k in f if len({json.dumps(g.get(k)) for g in flat}) > 1})
     return ", ".join(f"{k}={own.get(k)}" for k in keys) or "its only setting"
 
@@ -160,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = {k: v for k, v in settings_of(run_dir, args.metric).items() if len(v) >= 2}
         if not settings:
             raise BenchError(f"{run_dir} has no setting with per-image {args.metric} for two seeds or more")
-        labels = {label: i + 1 for i, label in enumerate(sorted(settings))}
+        labels = {setting: i + 1 for i, setting in enumerate(sorted(settings))}
         rows: list[str] = []
         notes: list[str] = []
         checks: dict[str, list[tuple[int, float, tuple[float, float, float]]]] = {}
@@ -168,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         for label in sorted(settings):  # everything is computed before anything is printed
             by_seed = settings[label]
             seeds = sorted(by_seed)
-            method, split, _ = label.split(" | ", 2)
+            method, split = label.method, label.split
             ids = sorted(s["image_id"] for s in by_seed[seeds[0]])
             if any(sorted(s["image_id"] for s in by_seed[seed]) != ids for seed in seeds):
                 notes.append(f"setting {labels[label]} ({method} on {split}): its seeds were scored on different images; left out")
@@ -222,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n" + "\n".join(notes))
         print("\nSettings (what sets them apart):")
         for label, i in labels.items():
-            print(f"{i}: {label.split(' | ')[0]} on {label.split(' | ')[1]}, {_differences(label, list(labels))}")
+            print(f"{i}: {label.method} on {label.split}, {_differences(label, list(labels))}")
     except (BenchError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -72,8 +72,9 @@ def _write_run(folder: Path, settings: dict, images: int = 40, seed: int = 0, sh
 def test_the_table_gives_each_settings_spread_and_names_what_sets_them_apart(tmp_path, capsys):
     module = _module()
     tables = _write_run(tmp_path, {
-        "lr2": ({"decoder": {"lr": 0.002, "layers": 2}}, {0: (0.0, "a cat"), 1: (8.0, "a cat"), 2: (-5.0, "a cat")}),
-        "lr4": ({"decoder": {"lr": 0.004, "layers": 2}}, {0: (0.0, "a cat"), 1: (1.0, "a cat")}),
+        # a value holding " | " (a path, a note) is part of the config, not a separator of anything
+        "lr2": ({"decoder": {"lr": 0.002, "layers": 2}, "note": "a | b"}, {0: (0.0, "a cat"), 1: (8.0, "a cat"), 2: (-5.0, "a cat")}),
+        "lr4": ({"decoder": {"lr": 0.004, "layers": 2}, "note": "a | b"}, {0: (0.0, "a cat"), 1: (1.0, "a cat")}),
     })
     assert module.main([str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -85,7 +86,7 @@ def test_the_table_gives_each_settings_spread_and_names_what_sets_them_apart(tmp
         assert int(cells[3]) == len(tables[label]) and float(cells[6]) == pytest.approx(spread.observed, abs=0.006)
         assert float(cells[7]) == pytest.approx(spread.floor, abs=0.006)
     assert "1: nonoise on coco, decoder.lr=0.002" in out and "2: nonoise on coco, decoder.lr=0.004" in out
-    assert "layers" not in out.split("Settings")[1]  # shared by both: not what sets them apart
+    assert "layers" not in out.split("Settings")[1] and "note" not in out.split("Settings")[1]  # shared: not what sets them apart
 
 
 def test_objects_come_from_the_shapes_worlds_annotation(tmp_path, capsys):
