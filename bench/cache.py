@@ -110,11 +110,19 @@ def encoder_key(encoder: Any, dataset: str, split: str, modality: str, content: 
     return CacheKey(encoder.id, dataset, split, modality, content, compute=encoder.compute_id(modality))
 
 
+#: The cache directory's folders: embeddings (here), generated images (``bench.generated``), the
+#: shapes world and its CLIP (``bench.shapes``). A run sweeps them for stale temporaries.
+EMBEDDINGS_FOLDER = "embeddings"
+GENERATED_FOLDER = "generated"
+SHAPES_FOLDER = "shapes"
+CACHE_FOLDERS = (EMBEDDINGS_FOLDER, GENERATED_FOLDER, SHAPES_FOLDER)
+
+
 class EmbeddingCache:
-    """Embeddings on disk under ``root / "embeddings"``; counts hits and misses."""
+    """Embeddings on disk under ``root / EMBEDDINGS_FOLDER``; counts hits and misses."""
 
     def __init__(self, root: str | Path, log: Callable[[str], None] = print) -> None:
-        self.root = Path(root) / "embeddings"
+        self.root = Path(root) / EMBEDDINGS_FOLDER
         self.log = log
         self.hits = 0
         self.misses = 0

@@ -9,19 +9,19 @@ one batch; the next call generates only what is still missing.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.cache import GENERATED_FOLDER
 from bench.generators import ImageGenerator
-from bench.io import write_json_atomic
+from bench.io import atomic_path, write_json_atomic
 
 
 class GeneratedImages:
     def __init__(self, root: str | Path, generator: ImageGenerator) -> None:
         self.generator = generator
-        self.folder = Path(root) / "generated" / hashlib.sha256(generator.id.encode()).hexdigest()[:16]
+        self.folder = Path(root) / GENERATED_FOLDER / hashlib.sha256(generator.id.encode()).hexdigest()[:16]
         self.generated = 0  # images made by this instance (the rest came from disk)
 
     def path(self, prompt: str, seed: int = 0) -> Path:
@@ -42,9 +42,8 @@ class GeneratedImages:
                     for prompt, image in zip(batch, self.generator.generate(batch, seed)):
                         target = self.path(prompt, seed)
                         target.parent.mkdir(parents=True, exist_ok=True)
-                        tmp = target.with_suffix(f".{os.getpid()}.tmp.png")  # another process may write it too
-                        image.save(tmp)
-                        tmp.replace(target)
+                        with atomic_path(target, sync=False) as tmp:  # another process may write it too
+                            image.save(tmp, format="PNG")
                         self.generated += 1
                     if bar is not None:
                         bar.update(len(batch))

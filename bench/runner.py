@@ -289,13 +289,14 @@ class Runner:
     def _remove_stale_temporaries(self) -> None:
         """Half-written files of writes a killed process never finished, in the run folder and the
         cache (an embedding of a large corpus is a gigabyte): said, then removed."""
+        from bench.cache import CACHE_FOLDERS
         from bench.io import remove_stale_temporaries
 
         removed = freed = 0
         cache = Path(self.run.cache_dir).expanduser()
         # only what this tool writes: the run folder's own files and folders, the cache's entries
         places = [(self.out, False), *((self.out / name, True) for name in RUN_FOLDERS),
-                  *((cache / name, True) for name in ("embeddings", "generated", "shapes"))]
+                  *((cache / name, True) for name in CACHE_FOLDERS)]
         for folder, recursive in places:
             if folder.is_dir():
                 files, size = remove_stale_temporaries(folder, recursive=recursive)

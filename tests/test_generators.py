@@ -137,3 +137,36 @@ def test_generated_embeddings_follow_the_image_files_not_only_their_prompts(tmp_
     _, after = embed_generated(prompts, ShapesGenerator(), ctx, "d")
     after = np.asarray(after)
     assert np.array_equal(after[0], after[1]) and not np.array_equal(after[0], np.asarray(first)[0])
+
+
+def _save_then_die(monkeypatch, seen):
+    """Image.save writes the whole file, then the process is interrupted before the rename."""
+    from PIL import Image
+
+    real_save = Image.Image.save
+
+    def save(self, fp, *args, **kwargs):
+        seen.append(fp)
+        real_save(self, fp, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", save)
+
+
+def test_an_interrupted_image_write_leaves_no_image_and_only_a_temporary_the_sweep_knows(tmp_path, monkeypatch):
+    """A generated image is written under a temporary name and renamed once whole: interrupted
+    before the rename, no image is there (the next run makes it again) and the temporary is
+    removed; one a killed process leaves behind carries the name ``bench.io`` sweeps."""
+    from bench.io import remove_stale_temporaries
+
+    seen: list = []
+    _save_then_die(monkeypatch, seen)
+    store = GeneratedImages(tmp_path, ShapesGenerator())
+    with pytest.raises(KeyboardInterrupt):
+        store.ensure(PROMPTS[:1])
+    assert len(seen) == 1 and seen[0] != store.path(PROMPTS[0])
+    assert not store.path(PROMPTS[0]).exists() and not any(p.is_file() for p in store.folder.rglob("*") if p.name != "generator.json")
+    monkeypatch.undo()
+    seen[0].write_bytes(b"half a png")  # what a kill -9 between write and rename leaves
+    assert remove_stale_temporaries(store.folder, older_than=0.0) == (1, len(b"half a png"))
+    assert store.ensure(PROMPTS[:1])[0].stat().st_size > 100 and store.generated == 1

@@ -404,3 +404,32 @@ def test_a_prepare_stopped_while_the_card_is_measured_keeps_the_training_state(t
     assert (folder / "training-state.pt").is_file() and not (folder / "manifest.json").exists()
     ckpt = clip_module.ensure_clip(world, cfg, tmp_path, log=lambda m: None, card=lambda c: {"ok": 1})
     assert ckpt.problem() is None and not (folder / "training-state.pt").exists()
+
+
+def test_an_interrupted_render_leaves_no_image_and_only_a_temporary_the_sweep_knows(tmp_path, monkeypatch):
+    """The world's images are written under a temporary name and renamed once whole: a render
+    interrupted before the rename leaves no image (the next prepare renders it again) and its
+    temporary is removed; one a killed process leaves carries the name ``bench.io`` sweeps."""
+    from PIL import Image
+
+    from bench.io import remove_stale_temporaries
+    from bench.shapes.domains import image_name, render_images
+
+    world = WorldConfig(coco_sizes=(2, 1, 2), flickr_sizes=(2, 1, 2), style_sizes=(2, 1, 2), pretrain_images=8)
+    seen: list = []
+    real_save = Image.Image.save
+
+    def save(self, fp, *args, **kwargs):
+        seen.append(fp)
+        real_save(self, fp, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    with pytest.raises(KeyboardInterrupt):
+        render_images(world, "coco", "test", tmp_path)
+    assert len(seen) == 1 and not list(tmp_path.iterdir())
+    monkeypatch.undo()
+    seen[0].write_bytes(b"half a png")  # what a kill -9 between write and rename leaves
+    assert remove_stale_temporaries(tmp_path, older_than=0.0) == (1, len(b"half a png"))
+    assert render_images(world, "coco", "test", tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(image_name("coco", "test", i) for i in range(2))

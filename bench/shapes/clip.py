@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.cache import SHAPES_FOLDER
 from bench.clip_encoder import encode_text
 from bench.config import config_dict
 from bench.errors import BenchError
@@ -326,12 +327,12 @@ def ensure_clip(world: WorldConfig, cfg: ClipTrainConfig, cache_dir: Path, progr
     the manifest, written last, marks the checkpoint complete.
     """
     key = cache_key(world, cfg)
-    ckpt = ClipCheckpoint(Path(cache_dir) / "shapes" / f"clip-{key}", key, cfg.model)
+    ckpt = ClipCheckpoint(Path(cache_dir) / SHAPES_FOLDER / f"clip-{key}", key, cfg.model)
     if ckpt.problem() is None:  # a complete checkpoint is only read (the cache may be read-only)
         return ckpt
     from bench.io import file_lock
 
-    with file_lock(Path(cache_dir) / "shapes" / f".clip-{key}.lock"):  # processes sharing a cache train it once
+    with file_lock(Path(cache_dir) / SHAPES_FOLDER / f".clip-{key}.lock"):  # processes sharing a cache train it once
         return _train_checkpoint(ckpt, world, cfg, progress, log, card)
 
 

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from bench.io import write_json_atomic
+from bench.io import atomic_path, write_json_atomic
 from bench.shapes.captions import PROFILES, Profile, captions
 from bench.shapes.world import BACKGROUNDS_INDOOR, BACKGROUNDS_OUTDOOR, SHAPES, Scene, SceneStats, render, rng_for, sample_scene
 
@@ -158,9 +157,8 @@ def render_images(world: WorldConfig, domain: str, split: str, folder: Path,
     items = progress(todo, total=len(todo), desc=f"rendering shapes-{domain} {split}", unit="img") if progress and todo else todo
     for i in items:
         target = folder / image_name(domain, split, i)
-        tmp = target.with_suffix(f".{os.getpid()}.tmp.png")  # this process's own: another may render it too
-        render(scene_of(world, domain, split, i), world.image_size).save(tmp)
-        tmp.replace(target)  # an interrupted render never leaves half a PNG
+        with atomic_path(target, sync=False) as tmp:  # an interrupted render never leaves half a PNG
+            render(scene_of(world, domain, split, i), world.image_size).save(tmp, format="PNG")
     return len(todo)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.cache import SHAPES_FOLDER
 from bench.progress import progress
 from bench.shapes.clip import ClipCheckpoint, ClipTrainConfig, ensure_clip
 from bench.shapes.domains import WorldConfig, build_annotations, image_name, render_images
@@ -24,7 +25,7 @@ CARD_VERSION = 2
 
 def world_dir(world: WorldConfig, cache_dir: Path) -> Path:
     """Where a world's caption files and rendered images live under the cache directory."""
-    return Path(cache_dir) / "shapes" / f"world-{world.key()}"
+    return Path(cache_dir) / SHAPES_FOLDER / f"world-{world.key()}"
 
 
 def model_card(ckpt: ClipCheckpoint, world: WorldConfig, cache_dir: Path) -> dict[str, Any]:
