@@ -130,6 +130,50 @@ def paired_bootstrap_pvalue(best: PerImage, other: PerImage, counts: np.ndarray,
     return float((np.count_nonzero(~(delta > 0)) + 1) / (len(delta) + 1))
 
 
+@dataclass(frozen=True)
+class SeedSpread:
+    """How much of a row's seed spread the test set alone would give (see :func:`seed_spread`)."""
+
+    observed: float  # the seed means' standard deviation
+    floor: float  # what independent image-by-image differences between the seeds alone give
+    systematic: float  # sqrt(max(0, observed^2 - floor^2)): seeds better or worse on images in general
+    split_half: float  # the seed means' correlation between random halves of the images (nan: < 3 seeds)
+
+
+def seed_spread(table: np.ndarray, splits: int = 200, seed: int = 0) -> SeedSpread:
+    """Split the spread of a row's seed means into the test set's floor and a systematic rest.
+
+    ``table``: seeds x images, one mean metric per image (CIDEr's per-image scores; at least 2
+    seeds and 4 images). The **floor** is the standard deviation the seed means would show if the
+    seeds differed only image by image, independently: the seed x image interaction's variance
+    (two-way layout, no replication) over the number of images. A larger test set shrinks it, and
+    so do seeds whose captions agree image by image. The **systematic** part is what the observed
+    spread adds to it. The split-half correlation (the seeds' means on one random half of the
+    images against the other, averaged over ``splits`` halvings) says the same another way: near
+    0 when the spread is the floor's, near 1 when it is systematic. A spread over three seeds has
+    two degrees of freedom: one that is all floor reads anywhere from well under to well over it."""
+    table = np.asarray(table, dtype=np.float64)
+    if table.ndim != 2 or table.shape[0] < 2 or table.shape[1] < 4:
+        raise ValueError(f"a seed spread needs a seeds x images table of at least 2 x 4, got shape {table.shape}")
+    seeds, images = table.shape
+    means = table.mean(axis=1)
+    residual = table - means[:, None] - table.mean(axis=0)[None, :] + table.mean()
+    interaction = float((residual ** 2).sum() / ((seeds - 1) * (images - 1)))
+    observed = float(means.std(ddof=1))
+    floor = math.sqrt(interaction / images)
+    split_half = float("nan")
+    if seeds >= 3:
+        rng = np.random.default_rng(seed)
+        found = []
+        for _ in range(splits):
+            order = rng.permutation(images)
+            a, b = table[:, order[: images // 2]].mean(axis=1), table[:, order[images // 2:]].mean(axis=1)
+            if min(a.std(), b.std()) > 1e-9 * (1.0 + abs(float(table.mean()))):  # seeds that agree to rounding: no correlation
+                found.append(float(np.corrcoef(a, b)[0, 1]))
+        split_half = float(np.mean(found)) if found else float("nan")
+    return SeedSpread(observed, floor, math.sqrt(max(0.0, observed ** 2 - floor ** 2)), split_half)
+
+
 def seed_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
     """Mean and the Student-t confidence interval of the mean over seeds: (mean, lo, hi).
     With one value the interval is the point itself."""

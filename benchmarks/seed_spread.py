@@ -27,45 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-
-@dataclass
-class Spread:
-    observed: float  # the seed means' standard deviation
-    floor: float  # what independent per-image differences alone give
-    systematic: float  # sqrt(max(0, observed^2 - floor^2))
-    split_half: float  # the seed means' correlation between random halves of the images (nan: < 3 seeds)
-
-
-def decompose(table: np.ndarray, splits: int = 200, seed: int = 0) -> Spread:
-    """``table``: seeds x images, one metric per image (at least 2 seeds and 4 images)."""
-    table = np.asarray(table, dtype=np.float64)
-    seeds, images = table.shape
-    if seeds < 2 or images < 4:
-        raise ValueError(f"a spread needs at least 2 seeds and 4 images, got {seeds} x {images}")
-    means = table.mean(axis=1)
-    residual = table - means[:, None] - table.mean(axis=0)[None, :] + table.mean()
-    interaction = float((residual ** 2).sum() / ((seeds - 1) * (images - 1)))
-    observed = float(means.std(ddof=1))
-    floor = (interaction / images) ** 0.5
-    split_half = float("nan")
-    if seeds >= 3:
-        rng = np.random.default_rng(seed)
-        found = []
-        for _ in range(splits):
-            order = rng.permutation(images)
-            a, b = table[:, order[: images // 2]].mean(axis=1), table[:, order[images // 2:]].mean(axis=1)
-            if min(a.std(), b.std()) > 1e-9 * (1.0 + abs(float(table.mean()))):  # seeds that agree to rounding: no correlation
-                found.append(float(np.corrcoef(a, b)[0, 1]))
-        split_half = statistics.mean(found) if found else float("nan")
-    return Spread(observed, floor, max(0.0, observed ** 2 - floor ** 2) ** 0.5, split_half)
+from bench.stats import seed_spread
 
 
 def object_checks(prediction: str, objects: list[list[str]]) -> tuple[bool, int, int, int]:
@@ -182,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                 notes.append(f"setting {labels[label]} ({method} on {split}): {len(ids)} images, too few for a spread; left out")
                 continue
             table = np.array([[{s["image_id"]: s[args.metric] for s in by_seed[seed]}[i] for i in ids] for seed in seeds])
-            spread = decompose(table)
+            spread = seed_spread(table)
             half = "" if np.isnan(spread.split_half) else f"{spread.split_half:.2f}"
             rows.append(f"| {labels[label]} | {method} | {split} | {len(seeds)} | {len(ids)} | {table.mean():.2f} | "
                         f"{spread.observed:.2f} | {spread.floor:.2f} | {spread.systematic:.2f} | {half} |")

@@ -6,38 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.stats import seed_spread
 from tests.fixtures import load_benchmark
 
 
 def _module():
     return load_benchmark("seed_spread")
-
-
-def test_independent_per_image_differences_are_all_floor_and_seed_offsets_are_systematic():
-    decompose = _module().decompose
-    rng = np.random.default_rng(0)
-    images = rng.gamma(2.0, 50.0, size=800)  # how hard each image is, shared by every seed
-    noise = rng.normal(0.0, 50.0, size=(40, 800))  # each seed's own luck, image by image
-    plain = decompose(images + noise)
-    assert plain.floor == pytest.approx(50.0 / 800 ** 0.5, rel=0.05)
-    assert plain.observed == pytest.approx(plain.floor, rel=0.3) and plain.systematic < plain.floor
-    assert abs(plain.split_half) < 0.3
-    offsets = rng.normal(0.0, 6.0, size=(40, 1))  # seeds better or worse on every image
-    skewed = decompose(images + noise + offsets)
-    assert skewed.floor == pytest.approx(plain.floor, rel=0.05)  # offsets are no interaction
-    assert skewed.systematic == pytest.approx(offsets.std(ddof=1), rel=0.2)
-    assert skewed.split_half > 0.8
-
-
-def test_seeds_that_agree_have_no_spread_and_no_correlation():
-    images = np.random.default_rng(2).gamma(2.0, 50.0, size=300)
-    same = _module().decompose(np.stack([images, images + 1e-12, images]))  # a deterministic method, seeds to rounding
-    assert same.observed < 1e-9 and same.floor < 1e-9 and np.isnan(same.split_half)
-
-
-def test_a_spread_needs_two_seeds():
-    with pytest.raises(ValueError, match="at least 2 seeds"):
-        _module().decompose(np.ones((1, 10)))
 
 
 def test_object_checks_read_captions_with_the_worlds_parser():
@@ -81,7 +55,7 @@ def test_the_table_gives_each_settings_spread_and_names_what_sets_them_apart(tmp
     rows = [line for line in out.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
     assert len(rows) == 2
     for row, label in zip(rows, ("lr2", "lr4")):  # settings sorted by their config: lr 0.002 first
-        spread = module.decompose(tables[label])
+        spread = seed_spread(tables[label])
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert int(cells[3]) == len(tables[label]) and float(cells[6]) == pytest.approx(spread.observed, abs=0.006)
         assert float(cells[7]) == pytest.approx(spread.floor, abs=0.006)

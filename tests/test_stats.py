@@ -9,6 +9,7 @@ from bench.stats import (
     resample_counts,
     resample_seeds,
     seed_interval,
+    seed_spread,
     t_quantile,
 )
 
@@ -165,3 +166,30 @@ def test_metric_agreement_kendall_tau_b_against_a_hand_count():
     # tau-b = 2 / sqrt(2 * 3); tau-a would give 2 / 3
     assert tau([1, 1, 2], [1, 2, 3]) == pytest.approx(2 / np.sqrt(6))
     assert np.isnan(tau([1, 1, 1], [1, 2, 3]))
+
+
+def test_independent_per_image_differences_are_all_floor_and_seed_offsets_are_systematic():
+    rng = np.random.default_rng(0)
+    images = rng.gamma(2.0, 50.0, size=800)  # how hard each image is, shared by every seed
+    noise = rng.normal(0.0, 50.0, size=(40, 800))  # each seed's own luck, image by image
+    plain = seed_spread(images + noise)
+    assert plain.floor == pytest.approx(50.0 / 800 ** 0.5, rel=0.05)
+    assert plain.observed == pytest.approx(plain.floor, rel=0.3) and plain.systematic < plain.floor
+    assert abs(plain.split_half) < 0.3
+    offsets = rng.normal(0.0, 6.0, size=(40, 1))  # seeds better or worse on every image
+    skewed = seed_spread(images + noise + offsets)
+    assert skewed.floor == pytest.approx(plain.floor, rel=0.05)  # offsets are no interaction
+    assert skewed.systematic == pytest.approx(offsets.std(ddof=1), rel=0.2)
+    assert skewed.split_half > 0.8
+
+
+def test_seeds_that_agree_have_no_spread_and_no_correlation():
+    images = np.random.default_rng(2).gamma(2.0, 50.0, size=300)
+    same = seed_spread(np.stack([images, images + 1e-12, images]))  # a deterministic method, seeds to rounding
+    assert same.observed < 1e-9 and same.floor < 1e-9 and np.isnan(same.split_half)
+
+
+def test_a_seed_spread_needs_two_seeds_and_four_images():
+    for shape in ((1, 10), (3, 3), (10,)):
+        with pytest.raises(ValueError, match="at least 2 x 4"):
+            seed_spread(np.ones(shape))
