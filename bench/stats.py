@@ -138,6 +138,10 @@ class SeedSpread:
     floor: float  # what independent image-by-image differences between the seeds alone give
     systematic: float  # sqrt(max(0, observed^2 - floor^2)): seeds better or worse on images in general
     split_half: float  # the seed means' correlation between random halves of the images (nan: < 3 seeds)
+    #: the two-way analysis of variance's F test of a seed effect: the chance that seeds differing
+    #: only image by image spread as much as observed (F = observed^2 / floor^2 on k - 1 and
+    #: (k - 1)(n - 1) degrees of freedom, k seeds, n images)
+    p_value: float
 
 
 def seed_spread(table: np.ndarray, splits: int = 200, seed: int = 0) -> SeedSpread:
@@ -151,7 +155,8 @@ def seed_spread(table: np.ndarray, splits: int = 200, seed: int = 0) -> SeedSpre
     spread adds to it. The split-half correlation (the seeds' means on one random half of the
     images against the other, averaged over ``splits`` halvings) says the same another way: near
     0 when the spread is the floor's, near 1 when it is systematic. A spread over three seeds has
-    two degrees of freedom: one that is all floor reads anywhere from well under to well over it."""
+    two degrees of freedom: one that is all floor reads anywhere from well under to well over it;
+    ``p_value`` is the F test of the two-way analysis of variance that weighs that."""
     table = np.asarray(table, dtype=np.float64)
     if table.ndim != 2 or table.shape[0] < 2 or table.shape[1] < 4:
         raise ValueError(f"a seed spread needs a seeds x images table of at least 2 x 4, got shape {table.shape}")
@@ -161,6 +166,7 @@ def seed_spread(table: np.ndarray, splits: int = 200, seed: int = 0) -> SeedSpre
     interaction = float((residual ** 2).sum() / ((seeds - 1) * (images - 1)))
     observed = float(means.std(ddof=1))
     floor = math.sqrt(interaction / images)
+    rounding = 1e-9 * (1.0 + abs(float(table.mean())))  # seeds that agree to this agree (a deterministic method)
     split_half = float("nan")
     if seeds >= 3:
         rng = np.random.default_rng(seed)
@@ -168,10 +174,23 @@ def seed_spread(table: np.ndarray, splits: int = 200, seed: int = 0) -> SeedSpre
         for _ in range(splits):
             order = rng.permutation(images)
             a, b = table[:, order[: images // 2]].mean(axis=1), table[:, order[images // 2:]].mean(axis=1)
-            if min(a.std(), b.std()) > 1e-9 * (1.0 + abs(float(table.mean()))):  # seeds that agree to rounding: no correlation
+            if min(a.std(), b.std()) > rounding:  # seeds that agree to rounding: no correlation
                 found.append(float(np.corrcoef(a, b)[0, 1]))
         split_half = float(np.mean(found)) if found else float("nan")
-    return SeedSpread(observed, floor, math.sqrt(max(0.0, observed ** 2 - floor ** 2)), split_half)
+    if observed <= rounding:  # no spread at all
+        p_value = 1.0
+    elif floor <= rounding:  # seeds that differ by the same amount on every image
+        p_value = 0.0
+    else:
+        p_value = f_sf(observed ** 2 / floor ** 2, seeds - 1, (seeds - 1) * (images - 1))
+    return SeedSpread(observed, floor, math.sqrt(max(0.0, observed ** 2 - floor ** 2)), split_half, p_value)
+
+
+def f_sf(x: float, d1: float, d2: float) -> float:
+    """The upper tail P(F > x) of the F distribution with ``d1`` and ``d2`` degrees of freedom."""
+    if x <= 0:
+        return 1.0
+    return _betainc(d2 / 2, d1 / 2, d2 / (d2 + d1 * x))
 
 
 def seed_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:

@@ -11,6 +11,9 @@ the same test images), the per-image metric forms a seeds x images table. Two re
   another way: the seeds' means on one random half of the images against the other half
   (averaged over 200 splits); near 0 when the spread is the floor's, near 1 when it is systematic
   (not separate evidence: it is about systematic^2 / (systematic^2 + 2 floor^2)).
+- **p**: the chance that seeds differing only image by image would spread as much as observed,
+  the F test of the two-way analysis of variance (observed^2 / floor^2 on k - 1 and
+  (k - 1)(n - 1) degrees of freedom for k seeds and n images).
 
 A spread over three seeds has two degrees of freedom: a setting whose spread is all floor reads
 anywhere from well under it to well over it (a floor of 2.2 reads under 1.5 about a third of the
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             spread = seed_spread(table)
             half = "" if np.isnan(spread.split_half) else f"{spread.split_half:.2f}"
             rows.append(f"| {labels[label]} | {method} | {split} | {len(seeds)} | {len(ids)} | {table.mean():.2f} | "
-                        f"{spread.observed:.2f} | {spread.floor:.2f} | {spread.systematic:.2f} | {half} |")
+                        f"{spread.observed:.2f} | {spread.floor:.2f} | {spread.systematic:.2f} | {half} | {spread.p_value:.2g} |")
             if args.objects:
                 try:
                     objects = _objects_of(by_seed[seeds[0]][0].get("image"))
@@ -173,9 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.objects and not checks:
             raise BenchError(object_problems[0])
         print(f"Seed spread of {args.metric} in {run_dir}: observed (the seed means' standard deviation), the floor "
-              "independent per-image differences give, the systematic rest, and the split-half correlation")
-        print("| setting | method | split | seeds | images | mean | observed | floor | systematic | split-half |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+              "independent per-image differences give, the systematic rest, the split-half correlation, and p: the "
+              "chance that seeds differing only image by image spread as much (two-way analysis of variance, F test)")
+        print("| setting | method | split | seeds | images | mean | observed | floor | systematic | split-half | p |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         print("\n".join(rows))
         if args.objects:
             print("\nWhat each seed's captions name right (%): the object count; of the objects named, those with a shape "

@@ -239,8 +239,8 @@ def test_html_report_renders_in_chromium(run_cli, fixture_run, chromium, tmp_pat
     assert requests and all(url.startswith(("file://", "data:")) for url in requests), requests
     assert full.shape[0] >= page["pageHeight"] * 0.9 and full.std() > 10  # a whole, non-blank page
 
-    # tables: 3 method tables + 3 significance tables + noise + ablation + 2 model card tables
-    assert len(page["tables"]) == 10
+    # tables: 3 method tables + 3 significance tables + 3 seed-spread tables + noise + ablation + 2 model card tables
+    assert len(page["tables"]) == 13
     for table, shot in zip(page["tables"], shots["table"]):
         assert table["visible"] and table["box"]["width"] > 200 and table["box"]["height"] > 18 * table["rows"] * 0.8
         # every body cell shows text: dark pixels inside it (its borders are light grey)
@@ -804,3 +804,44 @@ def test_rows_of_one_seed_each_are_told_that_seed_luck_is_unmeasured(tmp_path):
         notes = " ".join(significance_table(load_run(tmp_path / folder), "coco").notes)
         assert ("Every row ran with one seed (3): a difference between rows may be that seed's luck" in notes) == (folder == "one")
 
+
+
+def test_each_rows_seed_spread_is_split_into_the_test_sets_floor_and_the_rest(tmp_path):
+    """Three seeds on 300 images: 'steady' differs from seed to seed image by image only, 'shaky'
+    also by a seed offset on every image, 'fixed' not at all (a deterministic method). The report's
+    seed-spread table holds what ``bench.stats.seed_spread`` gives on the samples, and its note
+    names only the row whose seeds differ by more than the images explain; with one seed a row has
+    no spread, and no table is shown."""
+    import numpy as np
+
+    from bench.records import Record, RecordStore, Sample
+    from bench.reporting.collect import load_run
+    from bench.reporting.tables import seed_spread_table
+    from bench.stats import seed_spread
+
+    rng = np.random.default_rng(0)
+    hard = rng.gamma(2.0, 40.0, 300)  # how hard each image is, shared by every seed
+    tables = {"steady": hard + rng.normal(0, 30, (3, 300)), "shaky": hard + rng.normal(0, 30, (3, 300)) + [[-12.0], [0.0], [12.0]],
+              "fixed": np.stack([hard] * 3)}
+    store, single = RecordStore(tmp_path / "three"), RecordStore(tmp_path / "one")
+    for method, table in tables.items():
+        for seed, per in enumerate(table):
+            record = Record(method=method, split="coco", train="coco", eval="coco", kind="in-domain", seed=seed, config={},
+                            metrics={"cider": float(per.mean()), "bleu4": 20.0}, n_images=300)
+            samples = [Sample(str(i), f"{i}.png", "a cat", ("a cat",), {"cider": float(v)}) for i, v in enumerate(per)]
+            store.add(record, samples)
+            if seed == 0:
+                single.add(record, samples)
+    data = load_run(tmp_path / "three")
+    table = seed_spread_table(data.rows_for("coco"))
+    shown = {row["method"]: row for _, row in table.frame.iterrows()}
+    for method, values in tables.items():
+        expected = seed_spread(values, seed=data.seed)
+        assert shown[method]["CIDEr std over seeds"] == f"{expected.observed:.2f}"
+        assert shown[method]["floor (test images)"] == f"{expected.floor:.2f}"
+        assert shown[method]["systematic"] == f"{expected.systematic:.2f}"
+    assert float(shown["steady"]["p (seed effect)"]) > 0.05 and shown["shaky"]["p (seed effect)"] == "<0.001"
+    assert shown["fixed"]["CIDEr std over seeds"] == "0.00" and shown["fixed"]["p (seed effect)"] == "1.000"
+    assert any(note.startswith("shaky: the seeds differ by more than the test images explain") for note in table.notes)
+    assert not any("steady" in note or "fixed" in note for note in table.notes)
+    assert seed_spread_table(load_run(tmp_path / "one").rows_for("coco")) is None

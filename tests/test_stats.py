@@ -193,3 +193,25 @@ def test_a_seed_spread_needs_two_seeds_and_four_images():
     for shape in ((1, 10), (3, 3), (10,)):
         with pytest.raises(ValueError, match="at least 2 x 4"):
             seed_spread(np.ones(shape))
+
+
+def test_the_f_tail_agrees_with_the_t_and_chi_square_it_generalises():
+    from bench.stats import f_sf, t_cdf
+
+    for t, df in ((2.1, 30), (0.7, 5), (3.5, 200)):  # F(1, d) is t(d) squared
+        assert f_sf(t * t, 1, df) == pytest.approx(2 * (1 - t_cdf(t, df)), rel=1e-9)
+    for x in (0.2, 1.0, 3.0):  # 2 F(2, d) tends to a chi-square on 2 degrees of freedom: exp(-x)
+        assert f_sf(x, 2, 1e8) == pytest.approx(np.exp(-x), rel=1e-6)
+    assert f_sf(22.362 / 13, 13, 1e8) == pytest.approx(0.05, abs=2e-4)  # the chi-square(13) table's 95% point
+    assert f_sf(0.0, 3, 10) == 1.0
+
+
+def test_the_seed_effect_test_holds_its_level_and_finds_seed_offsets():
+    rng = np.random.default_rng(5)
+    images = rng.gamma(2.0, 50.0, size=400)
+    ps = [seed_spread(images + rng.normal(0.0, 40.0, size=(3, 400)), splits=1).p_value for _ in range(400)]
+    assert 0.02 < np.mean(np.array(ps) < 0.05) < 0.09  # seeds differing image by image only: about 5% below 0.05
+    shifted = images + rng.normal(0.0, 40.0, size=(3, 400)) + np.array([[-8.0], [0.0], [8.0]])
+    assert seed_spread(shifted).p_value < 1e-4
+    assert seed_spread(np.stack([images, images + 3.0, images])).p_value == 0.0  # a constant offset, no interaction
+    assert seed_spread(np.stack([images, images + 1e-12, images])).p_value == 1.0  # agreeing to rounding

@@ -28,12 +28,24 @@ from bench.records import (
     varying_keys,
 )
 from bench.splits import KINDS
-from bench.stats import BLEU_STATS, INTERVAL_METRICS, PerImage, bootstrap_interval, paired_bootstrap_pvalue, resample_counts
+from bench.stats import (
+    BLEU_STATS,
+    INTERVAL_METRICS,
+    PerImage,
+    SeedSpread,
+    bootstrap_interval,
+    paired_bootstrap_pvalue,
+    resample_counts,
+    seed_spread,
+)
 
 #: Means closer than this (half the last printed digit of a 4-decimal record) are a tie.
 BEST_TOLERANCE = 5e-5
 #: Columns of the method tables, in the order papers print them.
 TABLE_METRICS = ("bleu1", "bleu4", "meteor", "rouge_l", "cider", "spice", "clip_s", "refclip_s")
+#: Metrics whose seed spread a row with several seeds splits into the test set's floor and the rest
+#: (``bench.stats.seed_spread``; a mean of per-image scores, as CIDEr is).
+SPREAD_METRICS = ("cider",)
 METRIC_NAMES = {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "bleu3": "BLEU-3", "bleu4": "BLEU-4", "meteor": "METEOR",
                 "rouge_l": "ROUGE-L", "cider": "CIDEr", "spice": "SPICE", "clip_s": "CLIP-S", "refclip_s": "RefCLIP-S"}
 
@@ -61,6 +73,7 @@ class Row:
     label: str = ""
     intervals: dict[str, Interval] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)  # metric -> why this row has no interval for it
+    spreads: dict[str, SeedSpread] = field(default_factory=dict)  # metric -> its seed spread's floor and rest (2+ seeds)
 
     @property
     def role(self) -> str:
@@ -373,7 +386,8 @@ def add_intervals(data: RunData) -> None:
     The rows of a table (a split's main rows; a split's rows of one ablated method) share one set
     of resamples, drawn from ``data.seed``, so their tests are paired and the report is
     reproducible. A row with several seeds has its seeds resampled too: its interval and its test
-    hold training's seed-to-seed variation, not the test images' alone.
+    hold training's seed-to-seed variation, not the test images' alone; its seed spread is split
+    into what the test set alone gives and the rest (``row.spreads``).
     """
     for split in data.splits():
         rows = [r for r in data.rows if r.split == split]
@@ -397,6 +411,8 @@ def add_intervals(data: RunData) -> None:
                     mine = ev.get(row, metric)
                     if mine is None:
                         continue
+                    if metric in SPREAD_METRICS and mine.values is not None and mine.n_seeds > 1 and mine.n_images >= 4:
+                        row.spreads.setdefault(metric, seed_spread(mine.values, seed=data.seed))
                     lo, hi = bootstrap_interval(mine, counts, seed=data.seed)  # images and seeds
                     p = None
                     if row is not best and best_ev is not None:

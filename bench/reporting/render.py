@@ -40,6 +40,7 @@ from bench.reporting.tables import (
     method_table,
     model_card_tables,
     noise_table,
+    seed_spread_table,
     significance_table,
     training_table,
     unavailable_metrics,
@@ -114,10 +115,13 @@ def build_sections(data: RunData, curves: list, figures: list[Path], out: Path, 
             for index, rows in enumerate(groups):
                 n_images = rows[0].records[0].n_images
                 which = inputs_title(rows, groups)
+                blocks: list[Any] = [method_table(data, split, rows), "Bootstrap intervals and paired tests:",
+                                     significance_table(data, split, rows)]
+                spread = seed_spread_table(rows)
+                if spread is not None:
+                    blocks += ["What the test set alone gives of each row's seed spread:", spread]
                 sections.append(Section(3, f"{KIND_TITLES[kind]}: {split}{f' ({which})' if which else ''} ({n_images} test images)",
-                                        [method_table(data, split, rows), "Bootstrap intervals and paired tests:",
-                                         significance_table(data, split, rows)],
-                                        f"split-{_slug(split)}" + (f"-{index + 1}" if index else "")))
+                                        blocks, f"split-{_slug(split)}" + (f"-{index + 1}" if index else "")))
     if curves:
         blocks: list[Any] = ["CIDEr and BLEU-4 against the noise variance σ² injected into text embeddings during "
                              "training (log-scaled axis; σ² = 0 is drawn left of the break)."]

@@ -199,6 +199,43 @@ def significance_table(data: RunData, split: str, rows: list[Row] | None = None)
     return table
 
 
+def seed_spread_table(rows: list[Row], metric: str = "cider") -> Table | None:
+    """How much of each row's seed spread of ``metric`` the test set alone gives (rows with two
+    seeds or more; None when there are none): the spread, its floor, the systematic rest and the
+    split-half correlation (``bench.stats.seed_spread``)."""
+    shown = [r for r in rows if metric in r.spreads]
+    if not shown:
+        return None
+    name = METRIC_NAMES[metric]
+    halves = any(not np.isnan(r.spreads[metric].split_half) for r in shown)  # a row of 3 seeds or more
+    records = {}
+    for row in shown:
+        spread = row.spreads[metric]
+        cells = {"method": row.label, "seeds": str(len(row.records)), f"{name} std over seeds": fmt(spread.observed),
+                 "floor (test images)": fmt(spread.floor), "systematic": fmt(spread.systematic)}
+        if halves:
+            cells["split-half r"] = "–" if np.isnan(spread.split_half) else f"{spread.split_half:.2f}"
+        records[len(records)] = {**cells, "p (seed effect)": fmt_p(spread.p_value)}
+    frame = pd.DataFrame.from_dict(records, orient="index")
+    table = Table(frame, numeric=list(frame.columns[1:]))
+    n_images = shown[0].records[0].n_images
+    halves_text = ("split-half r: the seeds' means on random halves of the images, correlated (near 0: the floor's spread, "
+                   "near 1: systematic; 3 seeds or more); ") if halves else ""
+    table.notes.append(f"floor: the standard deviation the seeds' means would have if the seeds differed only image by image, "
+                       f"independently (the seed × image interaction's variance over the {n_images} test images; more test "
+                       "images lower it); systematic: what the spread adds to it, √(std² − floor²), seeds better or worse "
+                       f"on images in general; {halves_text}p: the chance that seeds differing only image by image spread as "
+                       "much (the F test of a two-way analysis of variance, std²/floor² on k − 1 and (k − 1)(images − 1) "
+                       "degrees of freedom for k seeds). A spread over k seeds has k − 1 degrees of freedom: over three, a "
+                       "spread that is all floor reads anywhere from well under it to well over it, which p weighs.")
+    beyond = [r.label for r in shown if r.spreads[metric].p_value < 0.05]
+    if beyond:
+        whose = "their means" if len(beyond) > 1 else "its mean"
+        table.notes.append(f"{', '.join(beyond)}: the seeds differ by more than the test images explain (p < 0.05): "
+                           f"more seeds narrow {whose} more than more test images can.")
+    return table
+
+
 def missing_notes(rows: list[Row]) -> list[str]:
     """One note per (metric, reason) that left rows without an interval."""
     reasons: dict[tuple[str, str], list[str]] = {}
