@@ -41,7 +41,6 @@ class GeneratedImages:
                     batch = missing[s:s + batch_size]
                     for prompt, image in zip(batch, self.generator.generate(batch, seed)):
                         target = self.path(prompt, seed)
-                        target.parent.mkdir(parents=True, exist_ok=True)
                         with atomic_path(target, sync=False) as tmp:  # another process may write it too
                             image.save(tmp, format="PNG")
                         self.generated += 1

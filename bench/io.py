@@ -21,9 +21,10 @@ _TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}" + re.escape(TEMPORARY_SUFFIX) + "
 @contextlib.contextmanager
 def atomic_path(path: str | Path, sync: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
-    ``sync=False`` skips flushing the file to disk before the rename (for many small files that
-    can be made again, such as rendered images: thousands of flushes would cost more than
-    remaking one); a reader still never sees half a file."""
+    ``sync=False`` skips flushing the file to disk before the rename (for thousands of small files
+    such as images, where a flush each would cost more than the write): a killed process still
+    never leaves half a file under ``path``, but a crash of the whole machine may (the renamed
+    file can then be empty or cut; an image is checked where it is read)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)

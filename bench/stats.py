@@ -140,8 +140,9 @@ class SeedSpread:
     split_half: float  # the seed means' correlation between random halves of the images (nan: < 3 seeds)
     #: the two-way analysis of variance's F test of a seed effect: the chance that seeds differing
     #: only image by image spread as much as observed (F = observed^2 / floor^2 on k - 1 and
-    #: (k - 1)(n - 1) degrees of freedom, k seeds, n images)
+    #: (k - 1)(n - 1) degrees of freedom, k seeds, n images); nan when the seeds agree (no spread)
     p_value: float
+    images: int  # n, the test images the floor is over
 
 
 def seed_spread(table: np.ndarray, splits: int = 200, seed: int = 0) -> SeedSpread:
@@ -160,6 +161,8 @@ def seed_spread(table: np.ndarray, splits: int = 200, seed: int = 0) -> SeedSpre
     table = np.asarray(table, dtype=np.float64)
     if table.ndim != 2 or table.shape[0] < 2 or table.shape[1] < 4:
         raise ValueError(f"a seed spread needs a seeds x images table of at least 2 x 4, got shape {table.shape}")
+    if not np.isfinite(table).all():
+        raise ValueError("a seed spread needs finite per-image values")
     seeds, images = table.shape
     means = table.mean(axis=1)
     residual = table - means[:, None] - table.mean(axis=0)[None, :] + table.mean()
@@ -177,17 +180,22 @@ def seed_spread(table: np.ndarray, splits: int = 200, seed: int = 0) -> SeedSpre
             if min(a.std(), b.std()) > rounding:  # seeds that agree to rounding: no correlation
                 found.append(float(np.corrcoef(a, b)[0, 1]))
         split_half = float(np.mean(found)) if found else float("nan")
-    if observed <= rounding:  # no spread at all
-        p_value = 1.0
+    if observed <= rounding:  # no spread at all: nothing to test
+        p_value = float("nan")
     elif floor <= rounding:  # seeds that differ by the same amount on every image
         p_value = 0.0
     else:
         p_value = f_sf(observed ** 2 / floor ** 2, seeds - 1, (seeds - 1) * (images - 1))
-    return SeedSpread(observed, floor, math.sqrt(max(0.0, observed ** 2 - floor ** 2)), split_half, p_value)
+    return SeedSpread(observed, floor, math.sqrt(max(0.0, observed ** 2 - floor ** 2)), split_half, p_value, images)
 
 
 def f_sf(x: float, d1: float, d2: float) -> float:
-    """The upper tail P(F > x) of the F distribution with ``d1`` and ``d2`` degrees of freedom."""
+    """The upper tail P(F > x) of the F distribution with ``d1`` and ``d2`` (finite, positive)
+    degrees of freedom; nan for a nan ``x``."""
+    if not (math.isfinite(d1) and math.isfinite(d2) and d1 > 0 and d2 > 0):
+        raise ValueError(f"the F distribution needs finite positive degrees of freedom, got {d1} and {d2}")
+    if math.isnan(x):
+        return float("nan")
     if x <= 0:
         return 1.0
     return _betainc(d2 / 2, d1 / 2, d2 / (d2 + d1 * x))

@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             spread = seed_spread(table)
             half = "" if np.isnan(spread.split_half) else f"{spread.split_half:.2f}"
             rows.append(f"| {labels[label]} | {method} | {split} | {len(seeds)} | {len(ids)} | {table.mean():.2f} | "
-                        f"{spread.observed:.2f} | {spread.floor:.2f} | {spread.systematic:.2f} | {half} | {spread.p_value:.2g} |")
+                        f"{spread.observed:.2f} | {spread.floor:.2f} | {spread.systematic:.2f} | {half} | {'–' if np.isnan(spread.p_value) else f'{spread.p_value:.2g}'} |")
             if args.objects:
                 try:
                     objects = _objects_of(by_seed[seeds[0]][0].get("image"))

@@ -822,7 +822,8 @@ def test_each_rows_seed_spread_is_split_into_the_test_sets_floor_and_the_rest(tm
     rng = np.random.default_rng(0)
     hard = rng.gamma(2.0, 40.0, 300)  # how hard each image is, shared by every seed
     tables = {"steady": hard + rng.normal(0, 30, (3, 300)), "shaky": hard + rng.normal(0, 30, (3, 300)) + [[-12.0], [0.0], [12.0]],
-              "fixed": np.stack([hard] * 3)}
+              "fixed": np.stack([hard] * 3),
+              "rounding": hard + rng.normal(0, 1e-4, (3, 300)) + [[-3e-5], [0.0], [3e-5]]}  # apart by float noise only
     store, single = RecordStore(tmp_path / "three"), RecordStore(tmp_path / "one")
     for method, table in tables.items():
         for seed, per in enumerate(table):
@@ -841,7 +842,14 @@ def test_each_rows_seed_spread_is_split_into_the_test_sets_floor_and_the_rest(tm
         assert shown[method]["floor (test images)"] == f"{expected.floor:.2f}"
         assert shown[method]["systematic"] == f"{expected.systematic:.2f}"
     assert float(shown["steady"]["p (seed effect)"]) > 0.05 and shown["shaky"]["p (seed effect)"] == "<0.001"
-    assert shown["fixed"]["CIDEr std over seeds"] == "0.00" and shown["fixed"]["p (seed effect)"] == "1.000"
+    assert shown["fixed"]["CIDEr std over seeds"] == "0.00" and shown["fixed"]["p (seed effect)"] == "–"
+    assert shown["rounding"]["CIDEr std over seeds"] == "0.00"  # its tiny p names nothing: no spread shows
     assert any(note.startswith("shaky: the seeds differ by more than the test images explain") for note in table.notes)
-    assert not any("steady" in note or "fixed" in note for note in table.notes)
+    assert not any(word in note for note in table.notes for word in ("steady", "fixed", "rounding"))
     assert seed_spread_table(load_run(tmp_path / "one").rows_for("coco")) is None
+    # a row of several seeds whose samples cannot be read is said to be left out, not dropped silently
+    shaky = next(r for r in data.rows if r.method == "shaky")
+    (tmp_path / "three" / "samples" / f"{shaky.records[1].cell_id}.json").unlink()
+    table = seed_spread_table(load_run(tmp_path / "three").rows_for("coco"))
+    assert "shaky" not in set(table.frame["method"])
+    assert any(note.startswith("Not shown, though run with several seeds: shaky") for note in table.notes)

@@ -195,23 +195,52 @@ def test_a_seed_spread_needs_two_seeds_and_four_images():
             seed_spread(np.ones(shape))
 
 
-def test_the_f_tail_agrees_with_the_t_and_chi_square_it_generalises():
-    from bench.stats import f_sf, t_cdf
+def test_the_f_tail_agrees_with_its_closed_forms_and_tables():
+    from bench.stats import f_sf
 
-    for t, df in ((2.1, 30), (0.7, 5), (3.5, 200)):  # F(1, d) is t(d) squared
-        assert f_sf(t * t, 1, df) == pytest.approx(2 * (1 - t_cdf(t, df)), rel=1e-9)
-    for x in (0.2, 1.0, 3.0):  # 2 F(2, d) tends to a chi-square on 2 degrees of freedom: exp(-x)
-        assert f_sf(x, 2, 1e8) == pytest.approx(np.exp(-x), rel=1e-6)
-    assert f_sf(22.362 / 13, 13, 1e8) == pytest.approx(0.05, abs=2e-4)  # the chi-square(13) table's 95% point
-    assert f_sf(0.0, 3, 10) == 1.0
+    for x in (0.2, 1.0, 3.0, 7.0):  # F(2, d) has a closed form: (1 + 2x/d)^(-d/2)
+        for d2 in (4, 998, 6487):
+            assert f_sf(x, 2, d2) == pytest.approx((1 + 2 * x / d2) ** (-d2 / 2), rel=1e-9)
+    assert f_sf(4.96, 1, 10) == pytest.approx(0.05, abs=3e-4)  # the F tables' 95% points
+    assert f_sf(3.10, 3, 20) == pytest.approx(0.05, abs=3e-4)
+    assert f_sf(22.362 / 13, 13, 1e8) == pytest.approx(0.05, abs=2e-4)  # the chi-square(13) table's, d2 -> infinity
+    assert f_sf(0.0, 3, 10) == 1.0 and np.isnan(f_sf(float("nan"), 3, 10))
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        f_sf(1.0, 2, float("inf"))
+
+
+def test_the_seed_effect_test_is_the_two_way_analysis_of_variance():
+    """Against the textbook sums of squares on a small table, and, for two seeds, a paired t test."""
+    from bench.stats import t_cdf
+
+    table = np.array([[3.0, 5.0, 4.0, 8.0, 6.0], [4.0, 7.0, 4.0, 9.0, 9.0], [2.0, 6.0, 5.0, 6.0, 7.0]])
+    k, n = table.shape
+    grand = table.mean()
+    ss_seed = n * ((table.mean(axis=1) - grand) ** 2).sum()
+    ss_image = k * ((table.mean(axis=0) - grand) ** 2).sum()
+    ss_rest = ((table - grand) ** 2).sum() - ss_seed - ss_image
+    f = (ss_seed / (k - 1)) / (ss_rest / ((k - 1) * (n - 1)))
+    from bench.stats import f_sf
+
+    spread = seed_spread(table)
+    assert spread.observed ** 2 / spread.floor ** 2 == pytest.approx(f, rel=1e-12)
+    assert spread.p_value == pytest.approx(f_sf(f, k - 1, (k - 1) * (n - 1)), rel=1e-12) and spread.images == n
+    pair = table[:2]
+    d = pair[0] - pair[1]
+    t = abs(d.mean()) / (d.std(ddof=1) / np.sqrt(n))
+    assert seed_spread(pair).p_value == pytest.approx(2 * (1 - t_cdf(t, n - 1)), rel=1e-9)
 
 
 def test_the_seed_effect_test_holds_its_level_and_finds_seed_offsets():
     rng = np.random.default_rng(5)
     images = rng.gamma(2.0, 50.0, size=400)
-    ps = [seed_spread(images + rng.normal(0.0, 40.0, size=(3, 400)), splits=1).p_value for _ in range(400)]
-    assert 0.02 < np.mean(np.array(ps) < 0.05) < 0.09  # seeds differing image by image only: about 5% below 0.05
+    ps = np.array([seed_spread(images + rng.normal(0.0, 40.0, size=(3, 400)), splits=1).p_value for _ in range(3000)])
+    # seeds differing image by image only: 5% below 0.05 (binomial sd 0.4%; 2 or 4 numerator degrees of freedom
+    # instead of 2 give 2.5% and 7%) and a uniform p
+    assert 0.038 < np.mean(ps < 0.05) < 0.062 and 0.47 < ps.mean() < 0.53
     shifted = images + rng.normal(0.0, 40.0, size=(3, 400)) + np.array([[-8.0], [0.0], [8.0]])
     assert seed_spread(shifted).p_value < 1e-4
     assert seed_spread(np.stack([images, images + 3.0, images])).p_value == 0.0  # a constant offset, no interaction
-    assert seed_spread(np.stack([images, images + 1e-12, images])).p_value == 1.0  # agreeing to rounding
+    assert np.isnan(seed_spread(np.stack([images, images + 1e-12, images])).p_value)  # agreeing to rounding: no test
+    with pytest.raises(ValueError, match="finite"):
+        seed_spread(np.stack([images, np.where(np.arange(400) == 3, np.nan, images)]))

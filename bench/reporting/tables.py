@@ -215,10 +215,10 @@ def seed_spread_table(rows: list[Row], metric: str = "cider") -> Table | None:
                  "floor (test images)": fmt(spread.floor), "systematic": fmt(spread.systematic)}
         if halves:
             cells["split-half r"] = "–" if np.isnan(spread.split_half) else f"{spread.split_half:.2f}"
-        records[len(records)] = {**cells, "p (seed effect)": fmt_p(spread.p_value)}
+        records[len(records)] = {**cells, "p (seed effect)": fmt_p(None if np.isnan(spread.p_value) else spread.p_value)}
     frame = pd.DataFrame.from_dict(records, orient="index")
     table = Table(frame, numeric=list(frame.columns[1:]))
-    n_images = shown[0].records[0].n_images
+    n_images = shown[0].spreads[metric].images
     halves_text = ("split-half r: the seeds' means on random halves of the images, correlated (near 0: the floor's spread, "
                    "near 1: systematic; 3 seeds or more); ") if halves else ""
     table.notes.append(f"floor: the standard deviation the seeds' means would have if the seeds differed only image by image, "
@@ -226,13 +226,19 @@ def seed_spread_table(rows: list[Row], metric: str = "cider") -> Table | None:
                        "images lower it); systematic: what the spread adds to it, √(std² − floor²), seeds better or worse "
                        f"on images in general; {halves_text}p: the chance that seeds differing only image by image spread as "
                        "much (the F test of a two-way analysis of variance, std²/floor² on k − 1 and (k − 1)(images − 1) "
-                       "degrees of freedom for k seeds). A spread over k seeds has k − 1 degrees of freedom: over three, a "
-                       "spread that is all floor reads anywhere from well under it to well over it, which p weighs.")
-    beyond = [r.label for r in shown if r.spreads[metric].p_value < 0.05]
+                       "degrees of freedom for k seeds; – where the seeds agree). A spread over k seeds has k − 1 degrees "
+                       "of freedom: over two or three, a spread that is all floor reads anywhere from well under it to well "
+                       "over it, which p weighs.")
+    # named only where the spread shows at the printed precision (seeds apart by float rounding are not)
+    beyond = [r.label for r in shown if r.spreads[metric].p_value < 0.05 and r.spreads[metric].observed >= 0.005]
     if beyond:
-        whose = "their means" if len(beyond) > 1 else "its mean"
-        table.notes.append(f"{', '.join(beyond)}: the seeds differ by more than the test images explain (p < 0.05): "
-                           f"more seeds narrow {whose} more than more test images can.")
+        table.notes.append(f"{', '.join(beyond)}: the seeds differ by more than the test images explain (p < 0.05 for each row, "
+                           "not corrected for the number of rows): what separates the seeds is in the method's training, and "
+                           "only more seeds average it out; more test images narrow the floor alone.")
+    left = [r.label for r in rows if metric not in r.spreads and len(r.records) > 1]
+    if left:
+        table.notes.append(f"Not shown, though run with several seeds: {', '.join(left)} (no usable per-image {name} for every "
+                           "seed; the intervals' notes say why).")
     return table
 
 
