@@ -71,6 +71,15 @@ def remove_stale_temporaries(folder: str | Path, older_than: float = 3600.0, rec
 
 
 def _umask() -> int:
+    """The process's file mode mask, read where the kernel shows it (Linux: without changing it,
+    which another thread creating a file meanwhile would see); elsewhere set and set back."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

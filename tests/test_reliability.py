@@ -581,3 +581,28 @@ def test_temporaries_of_killed_writes_are_removed_where_this_tool_writes_and_now
     assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
     assert "removed 3 temporary file(s) (0.0 MB) that interrupted writes left" in err
     assert remove_stale_temporaries(run / "notes", older_than=0.0) == (1, 1000)  # the function itself, where asked
+
+
+def test_atomic_writes_give_files_the_usual_mode_without_touching_the_process_umask(tmp_path, monkeypatch):
+    """mkstemp makes a file 0600; an atomic write gives it what a plain open would (0666 less
+    the umask), read on Linux without setting the umask, which a thread creating a file at that
+    moment would otherwise get."""
+    import stat
+    import sys
+
+    from bench.io import write_text_atomic
+
+    previous = os.umask(0o027)
+    try:
+        if sys.platform.startswith("linux"):
+            def refuse(_mask):
+                raise AssertionError("the umask was set")
+
+            monkeypatch.setattr(os, "umask", refuse)
+        path = write_text_atomic(tmp_path / "a.txt", "x")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+        (tmp_path / "plain.txt").write_text("x")
+        assert stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == stat.S_IMODE(path.stat().st_mode)
+    finally:
+        monkeypatch.undo()
+        os.umask(previous)
