@@ -16,6 +16,9 @@ from typing import Any
 #: suffix, which no other tool writes (``remove_stale_temporaries`` goes by it)
 TEMPORARY_SUFFIX = ".textcap-bench.tmp"
 _TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}" + re.escape(TEMPORARY_SUFFIX) + "$")
+#: what image writers of earlier versions named their temporaries (``NAME.PID.tmp.png``), in the
+#: cache folders they wrote alone (``remove_stale_temporaries(..., earlier_images=True)``)
+_EARLIER_IMAGE_TEMPORARY = re.compile(r"^.+\.[0-9]+\.tmp\.png$")
 
 
 @contextlib.contextmanager
@@ -42,11 +45,13 @@ def atomic_path(path: str | Path, sync: bool = True) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def remove_stale_temporaries(folder: str | Path, older_than: float = 3600.0, recursive: bool = True) -> tuple[int, int]:
+def remove_stale_temporaries(folder: str | Path, older_than: float = 3600.0, recursive: bool = True,
+                             earlier_images: bool = False) -> tuple[int, int]:
     """Delete, in ``folder`` (and its subfolders when ``recursive``), the temporary files of
     ``atomic_path`` writes that a killed process left behind (no write lasts ``older_than``
-    seconds: a younger one may be another process's write in progress, and is kept). Returns
-    (files removed, bytes freed)."""
+    seconds: a younger one may be another process's write in progress, and is kept); with
+    ``earlier_images``, also the image temporaries of earlier versions (only for folders this
+    tool alone writes images into). Returns (files removed, bytes freed)."""
     import time
 
     removed = freed = 0
@@ -55,7 +60,7 @@ def remove_stale_temporaries(folder: str | Path, older_than: float = 3600.0, rec
         if not recursive:
             folders.clear()
         for name in files:
-            if not _TEMPORARY.match(name):
+            if not (_TEMPORARY.match(name) or (earlier_images and _EARLIER_IMAGE_TEMPORARY.match(name))):
                 continue
             path = Path(root) / name
             try:

@@ -289,17 +289,17 @@ class Runner:
     def _remove_stale_temporaries(self) -> None:
         """Half-written files of writes a killed process never finished, in the run folder and the
         cache (an embedding of a large corpus is a gigabyte): said, then removed."""
-        from bench.cache import CACHE_FOLDERS
+        from bench.cache import CACHE_FOLDERS, GENERATED_FOLDER, SHAPES_FOLDER
         from bench.io import remove_stale_temporaries
 
         removed = freed = 0
         cache = Path(self.run.cache_dir).expanduser()
         # only what this tool writes: the run folder's own files and folders, the cache's entries
-        places = [(self.out, False), *((self.out / name, True) for name in RUN_FOLDERS),
-                  *((cache / name, True) for name in CACHE_FOLDERS)]
-        for folder, recursive in places:
+        places = [(self.out, False, False), *((self.out / name, True, False) for name in RUN_FOLDERS),
+                  *((cache / name, True, name in (GENERATED_FOLDER, SHAPES_FOLDER)) for name in CACHE_FOLDERS)]
+        for folder, recursive, images in places:
             if folder.is_dir():
-                files, size = remove_stale_temporaries(folder, recursive=recursive)
+                files, size = remove_stale_temporaries(folder, recursive=recursive, earlier_images=images)
                 removed, freed = removed + files, freed + size
         if removed:
             self.log(f"removed {removed} temporary file(s) ({freed / 1e6:.1f} MB) that interrupted writes left in "

@@ -568,9 +568,12 @@ def test_temporaries_of_killed_writes_are_removed_where_this_tool_writes_and_now
     old = time.time() - 2 * 3600
     mark = ".textcap-bench.tmp"  # what this tool's temporaries end with
     stale = [run / f".records.jsonl.ab12cd_3{mark}", run / "samples" / f".x.json.zzzzzzzz{mark}",
-             cache / "embeddings" / f".embeddings.npy.a1b2c3d4{mark}"]
+             cache / "embeddings" / f".embeddings.npy.a1b2c3d4{mark}",
+             cache / "shapes" / "world-x" / "img_000001.4242.tmp.png",  # an earlier version's image temporaries
+             cache / "generated" / "ab" / "ab12cd.77.tmp.png"]
     kept = [run / f".records.jsonl.youngone{mark}", run / "notes" / f".mine.json.abcdefgh{mark}", run / "a.tmp",
-            run / ".plain.tmp", run / "samples" / ".notes.20240101.tmp", cache / "open_clip" / f".weights.bin.abcdefgh{mark}"]
+            run / ".plain.tmp", run / "samples" / ".notes.20240101.tmp", cache / "open_clip" / f".weights.bin.abcdefgh{mark}",
+            run / "samples" / "img.4242.tmp.png", cache / "embeddings" / "img.4242.tmp.png"]  # not where images were written
     for path in stale + kept:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x" * 1000)
@@ -579,7 +582,7 @@ def test_temporaries_of_killed_writes_are_removed_where_this_tool_writes_and_now
     code, _, err = _run(run_cli, tmp_path, tiny_clip_folder, data=karpathy_root, methods="clipre")
     assert code == 0, err
     assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
-    assert "removed 3 temporary file(s) (0.0 MB) that interrupted writes left" in err
+    assert "removed 5 temporary file(s) (0.0 MB) that interrupted writes left" in err
     assert remove_stale_temporaries(run / "notes", older_than=0.0) == (1, 1000)  # the function itself, where asked
 
 
