@@ -21,6 +21,7 @@ from bench.reporting.collect import (
     BEST_TOLERANCE,
     METRIC_NAMES,
     ONE_SEED_NOTE,
+    SPREAD_METRICS,
     TABLE_METRICS,
     Row,
     RunData,
@@ -199,7 +200,7 @@ def significance_table(data: RunData, split: str, rows: list[Row] | None = None)
     return table
 
 
-def seed_spread_table(rows: list[Row], metric: str = "cider") -> Table | None:
+def seed_spread_table(rows: list[Row], metric: str = SPREAD_METRICS[0]) -> Table | None:
     """How much of each row's seed spread of ``metric`` the test set alone gives (rows with two
     seeds or more; None when there are none): the spread, its floor, the systematic rest and the
     split-half correlation (``bench.stats.seed_spread``)."""
