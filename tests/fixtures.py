@@ -88,3 +88,21 @@ def write_flickrstyle(root: Path, n: int = 40, pickled: bool = True) -> Path:
         else:
             (sub / "train_images.txt").write_text("\n".join(names))
     return folder
+
+
+def save_then_die(monkeypatch) -> list:
+    """Make PIL's ``Image.save`` write the whole file and then raise KeyboardInterrupt, as a process
+    killed between writing an image and renaming it into place; returns the list the paths it was
+    given are appended to (``monkeypatch.undo()`` restores ``save``)."""
+    from PIL import Image
+
+    seen: list = []
+    real_save = Image.Image.save
+
+    def save(self, fp, *args, **kwargs):
+        seen.append(fp)
+        real_save(self, fp, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    return seen

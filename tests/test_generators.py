@@ -9,6 +9,7 @@ from bench.errors import BenchError
 from bench.generated import GeneratedImages
 from bench.generators import GENERATORS
 from bench.shapes.generator import ShapesGenerator
+from tests.fixtures import save_then_die
 
 PROMPTS = ["a red circle", "a blue box to the left of a green star", "a tiny yellow heart", "a red circle"]
 
@@ -139,28 +140,13 @@ def test_generated_embeddings_follow_the_image_files_not_only_their_prompts(tmp_
     assert np.array_equal(after[0], after[1]) and not np.array_equal(after[0], np.asarray(first)[0])
 
 
-def _save_then_die(monkeypatch, seen):
-    """Image.save writes the whole file, then the process is interrupted before the rename."""
-    from PIL import Image
-
-    real_save = Image.Image.save
-
-    def save(self, fp, *args, **kwargs):
-        seen.append(fp)
-        real_save(self, fp, *args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Image.Image, "save", save)
-
-
 def test_an_interrupted_image_write_leaves_no_image_and_only_a_temporary_the_sweep_knows(tmp_path, monkeypatch):
     """A generated image is written under a temporary name and renamed once whole: interrupted
     before the rename, no image is there (the next run makes it again) and the temporary is
     removed; one a killed process leaves behind carries the name ``bench.io`` sweeps."""
     from bench.io import remove_stale_temporaries
 
-    seen: list = []
-    _save_then_die(monkeypatch, seen)
+    seen = save_then_die(monkeypatch)
     store = GeneratedImages(tmp_path, ShapesGenerator())
     with pytest.raises(KeyboardInterrupt):
         store.ensure(PROMPTS[:1])

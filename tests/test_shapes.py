@@ -410,21 +410,12 @@ def test_an_interrupted_render_leaves_no_image_and_only_a_temporary_the_sweep_kn
     """The world's images are written under a temporary name and renamed once whole: a render
     interrupted before the rename leaves no image (the next prepare renders it again) and its
     temporary is removed; one a killed process leaves carries the name ``bench.io`` sweeps."""
-    from PIL import Image
-
     from bench.io import remove_stale_temporaries
     from bench.shapes.domains import image_name, render_images
+    from tests.fixtures import save_then_die
 
     world = WorldConfig(coco_sizes=(2, 1, 2), flickr_sizes=(2, 1, 2), style_sizes=(2, 1, 2), pretrain_images=8)
-    seen: list = []
-    real_save = Image.Image.save
-
-    def save(self, fp, *args, **kwargs):
-        seen.append(fp)
-        real_save(self, fp, *args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Image.Image, "save", save)
+    seen = save_then_die(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         render_images(world, "coco", "test", tmp_path)
     assert len(seen) == 1 and not list(tmp_path.iterdir())
