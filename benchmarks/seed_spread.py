@@ -103,19 +103,12 @@ def settings_of(run_dir: Path, metric: str) -> dict[Setting, dict[int, list[dict
     return found
 
 
-def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(config, dict):
-        return {prefix: config}
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
 def _differences(setting: Setting, settings: list[Setting]) -> str:
     """The settings of ``setting``'s config that not every setting of the same method and split shares."""
-    flat = [_flat(json.loads(other.config)) for other in settings if other[:2] == setting[:2]]
-    own = _flat(json.loads(setting.config))
+    from bench.records import flatten_config
+
+    flat = [flatten_config(json.loads(other.config)) for other in settings if other[:2] == setting[:2]]
+    own = flatten_config(json.loads(setting.config))
     keys = sorted({k for f in flat for k in f if len({json.dumps(g.get(k)) for g in flat}) > 1})
     return ", ".join(f"{k}={own.get(k)}" for k in keys) or "its only setting"
 
